@@ -1,0 +1,1 @@
+"""ATLAS API portal: users, JWT, sk-llm- keys, usage, models."""

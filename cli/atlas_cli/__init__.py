@@ -1,0 +1,1 @@
+"""The ``atlas`` command: the platform's local runner and operator CLI."""

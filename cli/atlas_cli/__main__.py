@@ -1,0 +1,3 @@
+from atlas_cli.main import main
+
+main()

@@ -1,0 +1,136 @@
+"""``atlas``: run and operate the ATLAS platform.
+
+    atlas up [--state-dir DIR] [--model GGUF]   start everything, wait until ready, print the URLs
+    atlas status [--json]                       each process: pid, port, ready or not
+    atlas logs SERVICE [-n N] [-f]              a process's log
+    atlas down                                  stop everything, leaving no process behind
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from atlas_cli import runner
+from atlas_cli.config import gather, load_runner
+from atlas_cli.plan import log_dir
+from atlas_core.settings import SettingsError
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"atlas: error: {message}", file=sys.stderr)
+    return code
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    overrides = {"ATLAS_STATE_DIR": args.state_dir or ""}
+    return load_runner(gather(overrides, args.conf)).state_dir
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'SERVICE':<17} {'URL':<27} {'PID':>7}  {'STATUS':<10} DETAIL"]
+    for row in rows:
+        state = "ready" if row["ready"] else row["status"]
+        detail = "" if row["ready"] else row["detail"]
+        lines.append(f"{row['name']:<17} {row['url']:<27} {row['pid'] or '-':>7}  {state:<10} {detail}")
+    return "\n".join(lines)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    overrides = {"ATLAS_STATE_DIR": args.state_dir or "", "ATLAS_MODEL_PATH": args.model or ""}
+    config = runner.prepare(overrides, args.conf)
+    runner.up(config, _say)
+    report = runner.status(config.state_dir)
+    print()
+    print(_table(report["services"]))
+    proxy = next((r for r in report["services"] if r["name"] == "llm-proxy"), None)
+    if proxy is not None:
+        print(f"\nOpenAI-compatible API: {proxy['url']}/v1   (stop with `atlas down`)")
+    return 0 if all(r["ready"] for r in report["services"]) else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    report = runner.status(_state_dir(args))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif not report["running"]:
+        print(f"ATLAS is not running (state directory {report['state_dir']})")
+    else:
+        print(_table(report["services"]))
+    if not report["running"]:
+        return 3
+    return 0 if all(r["ready"] for r in report["services"]) else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    stop_timeout = load_runner(gather({"ATLAS_STATE_DIR": str(state_dir)}, args.conf)).stop_timeout_s
+    stopped = runner.down(state_dir, stop_timeout)
+    print("ATLAS stopped" if stopped else f"ATLAS was not running (state directory {state_dir})")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    logs = log_dir(_state_dir(args))
+    path = logs / f"{args.service}.log"
+    if not path.is_file():
+        names = sorted(p.stem for p in logs.glob("*.log")) if logs.is_dir() else []
+        known = ", ".join(names) or "none yet: run `atlas up` first"
+        return _fail(f"no log for '{args.service}'; logs exist for: {known}")
+    for line in runner.tail(path, args.lines):
+        print(line)
+    if args.follow:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            try:
+                while True:
+                    chunk = handle.read()
+                    if chunk:
+                        sys.stdout.write(chunk.decode("utf-8", "replace"))
+                        sys.stdout.flush()
+                    else:
+                        time.sleep(0.3)
+            except KeyboardInterrupt:
+                return 0
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", help="state directory (default: ATLAS_STATE_DIR or ~/.local/state/atlas)")
+    common.add_argument("--conf", type=Path, help="config file (default: ATLAS_CONF or ./atlas.conf)")
+    top = argparse.ArgumentParser(prog="atlas", description="Run and operate the ATLAS platform.")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = sub.add_parser("up", parents=[common], help="start every service and wait until all are ready")
+    up.add_argument("--model", help="GGUF file for llama-server A (default: ATLAS_MODEL_PATH or SmolLM2-135M)")
+    up.set_defaults(func=cmd_up)
+    status = sub.add_parser("status", parents=[common], help="show each service: pid, port, ready or not")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+    logs = sub.add_parser("logs", parents=[common], help="print a service's log")
+    logs.add_argument("service", help="service name, as `atlas status` lists it, or 'supervisor'")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines to show (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.set_defaults(func=cmd_logs)
+    down = sub.add_parser("down", parents=[common], help="stop every service, leaving no process behind")
+    down.set_defaults(func=cmd_down)
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except (SettingsError, runner.UpError) as exc:
+        code = _fail(str(exc), 2 if isinstance(exc, SettingsError) else 1)
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)

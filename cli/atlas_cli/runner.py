@@ -1,0 +1,229 @@
+"""``atlas up``, ``atlas status`` and ``atlas down``: the supervisor's life cycle seen from the command line."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from atlas_cli.config import RunConfig, gather, load_runner, resolve, secret_keys
+from atlas_cli.plan import ServiceSpec, build_plan, load_plan, log_dir, run_dir, save_plan
+from atlas_cli.process import alive, start_time, stop_groups
+from atlas_cli.secrets import ensure_secrets, ensure_state_dir
+from atlas_core.settings import SettingsError
+
+PROBE_TIMEOUT_S = 2.0
+INITIALIZED = "initialized"
+
+
+class UpError(Exception):
+    """``atlas up`` cannot go on; the message says what and how to fix it."""
+
+
+@dataclass
+class Running:
+    supervisor_pid: int
+    services: dict[str, dict[str, Any]]
+
+
+def prepare(overrides: dict[str, str], conf_file: Path | None) -> RunConfig:
+    """Merge config, generate missing secrets, validate every service: before anything starts."""
+    values = gather(overrides, conf_file)
+    runner = load_runner(values)
+    ensure_state_dir(runner.state_dir)
+    generated = ensure_secrets(runner.state_dir, secret_keys())
+    return resolve(values, generated)
+
+
+def check_ports(specs: list[ServiceSpec]) -> None:
+    owners = Counter(s.port for s in specs)
+    for spec in specs:
+        if owners[spec.port] > 1:
+            clash = [s.name for s in specs if s.port == spec.port]
+            raise UpError(f"port {spec.port} is configured for both {' and '.join(clash)}: give each its own")
+    for spec in specs:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((spec.host if spec.host != "0.0.0.0" else "", spec.port))
+            except OSError:
+                raise UpError(
+                    f"port {spec.port} ({spec.name}) is already in use: stop what holds it "
+                    f"(`ss -ltnp 'sport = :{spec.port}'`) or choose another port in atlas.conf"
+                ) from None
+
+
+def probe(spec: ServiceSpec) -> str | None:
+    """None when the process is ready, else the reason it is not."""
+    try:
+        if spec.probe == "redis":
+            client = redis.Redis.from_url(spec.probe_url, password=spec.probe_token,
+                                          socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S)
+            try:
+                client.ping()
+            finally:
+                client.close()
+            return None
+        headers = {"Authorization": f"Bearer {spec.probe_token}"} if spec.probe_token else {}
+        response = httpx.get(spec.probe_url, headers=headers, timeout=PROBE_TIMEOUT_S)
+        if response.status_code == 200:
+            return None
+        try:
+            checks = response.json().get("checks", {})
+            failing = ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
+        except ValueError:
+            failing = ""
+        return f"HTTP {response.status_code}" + (f" ({failing})" if failing else "")
+    except (httpx.HTTPError, redis.RedisError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def running(state_dir: Path) -> Running | None:
+    """The live supervisor of ``state_dir`` and its services' records, or None."""
+    pid_file = run_dir(state_dir) / "supervisor.pid"
+    try:
+        pid, started = (int(x) for x in pid_file.read_text().split())
+    except (OSError, ValueError):
+        return None
+    if not alive(pid, started):
+        return None
+    try:
+        state = json.loads((run_dir(state_dir) / "state.json").read_text())
+        services: dict[str, dict[str, Any]] = state["services"]
+    except (OSError, ValueError, KeyError):
+        services = {}
+    return Running(supervisor_pid=pid, services=services)
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            return handle.read().decode("utf-8", "replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def spawn_supervisor(state_dir: Path) -> int:
+    """Start the supervisor (it detaches and writes ``run/supervisor.pid``) and return its pid."""
+    logs = log_dir(state_dir)
+    logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pid_file = run_dir(state_dir) / "supervisor.pid"
+    pid_file.unlink(missing_ok=True)
+    with open(logs / "supervisor.log", "ab") as output:
+        launcher = subprocess.run(
+            [sys.executable, "-m", "atlas_cli.supervisor", str(state_dir)], stdin=subprocess.DEVNULL,
+            stdout=output, stderr=subprocess.STDOUT, cwd=state_dir, start_new_session=True, timeout=30,
+            check=False,
+        )
+    deadline = time.monotonic() + 10
+    while (live := running(state_dir)) is None:
+        if launcher.returncode != 0 or time.monotonic() > deadline:
+            raise UpError("the supervisor did not start; see `atlas logs supervisor`")
+        time.sleep(0.02)
+    return live.supervisor_pid
+
+
+def wait_ready(state_dir: Path, specs: list[ServiceSpec], timeout_s: float, say: Any) -> None:
+    start = time.monotonic()
+    pending = {s.name: s for s in specs}
+    reasons: dict[str, str] = {}
+    while pending:
+        live = running(state_dir)
+        if live is None:
+            raise UpError("the supervisor exited during start-up; see `atlas logs supervisor`")
+        for name, spec in list(pending.items()):
+            record = live.services.get(name, {})
+            if record.get("status") == "failed":
+                raise UpError(f"{name} keeps crashing; its log ends with:\n  " +
+                              "\n  ".join(tail(log_dir(state_dir) / f"{name}.log", 15)))
+            reason = probe(spec)
+            if reason is None:
+                say(f"  ready  {name:<17} {time.monotonic() - start:6.1f}s")
+                del pending[name]
+            else:
+                reasons[name] = reason
+        if pending and time.monotonic() - start > timeout_s:
+            name = next(iter(pending))
+            raise UpError(
+                f"{', '.join(pending)} not ready after {timeout_s:.0f}s ({name}: {reasons.get(name)}); "
+                f"the log of {name} ends with:\n  " + "\n  ".join(tail(log_dir(state_dir) / f"{name}.log", 15))
+                + "\n(raise ATLAS_UP_TIMEOUT_S on a slow machine)"
+            )
+        time.sleep(0.3)
+
+
+def up(config: RunConfig, say: Any) -> list[ServiceSpec]:
+    """Start everything and wait until each process is ready; on any failure stop it all again."""
+    state_dir = config.state_dir
+    if running(state_dir) is not None:
+        specs, _ = load_plan(state_dir)
+        say(f"ATLAS is already running (state directory {state_dir})")
+        return specs
+    specs = build_plan(config)
+    check_ports(specs)
+    save_plan(state_dir, specs, config.runner.stop_timeout_s)
+    spawn_supervisor(state_dir)
+    say(f"starting {len(specs)} processes (logs in {log_dir(state_dir)})")
+    try:
+        wait_ready(state_dir, specs, config.runner.up_timeout_s, say)
+    except BaseException:
+        down(state_dir, config.runner.stop_timeout_s)
+        raise
+    first_start(state_dir, say)
+    return specs
+
+
+def first_start(state_dir: Path, say: Any) -> None:
+    """Steps that run once, on the first successful ``atlas up`` of a state directory."""
+    marker = state_dir / INITIALIZED
+    if marker.exists():
+        return
+    say(f"first start: generated secrets are in {state_dir / 'secrets.env'} (mode 0600)")
+    marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+
+
+def down(state_dir: Path, timeout_s: float) -> int:
+    """Stop the supervisor and everything it started; returns how many process groups were stopped."""
+    live = running(state_dir)
+    groups: list[int] = []
+    if live is not None:
+        groups.append(live.supervisor_pid)
+        for record in live.services.values():
+            if record.get("pid") and alive(record["pid"], record.get("started")):
+                groups.append(record["pid"])
+        stop_groups([live.supervisor_pid], timeout_s + 5.0)  # it stops its children itself
+    # Whatever survived (a supervisor killed with -9 leaves its children to their death signal).
+    leftovers = [g for g in groups if start_time(g) is not None]
+    stop_groups(leftovers, 1.0)
+    for name in ("state.json", "supervisor.pid"):
+        (run_dir(state_dir) / name).unlink(missing_ok=True)
+    return len(groups)
+
+
+def status(state_dir: Path) -> dict[str, Any]:
+    live = running(state_dir)
+    if live is None:
+        return {"state_dir": str(state_dir), "running": False, "services": []}
+    specs, _ = load_plan(state_dir)
+    rows = []
+    for spec in specs:
+        record = live.services.get(spec.name, {})
+        reason = probe(spec)
+        rows.append({"name": spec.name, "pid": record.get("pid"), "port": spec.port, "url": spec.url,
+                     "ready": reason is None, "status": record.get("status", "starting"),
+                     "restarts": record.get("restarts", 0), "detail": reason or "ok"})
+    return {"state_dir": str(state_dir), "running": True, "supervisor_pid": live.supervisor_pid,
+            "services": rows}
+
+
+__all__ = ["SettingsError", "UpError", "down", "prepare", "status", "up"]

@@ -1,0 +1,3 @@
+"""ATLAS shared core: what every service needs and nothing service-specific."""
+
+__version__ = "0.1.0"

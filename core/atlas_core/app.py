@@ -1,0 +1,78 @@
+"""What every ATLAS service app has: health, metrics, request ids, OpenAI-shaped errors."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+
+import httpx
+from fastapi import FastAPI
+from pydantic import SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from atlas_core import __version__
+from atlas_core.errors import install_error_handlers
+from atlas_core.health import health_router, redis_check
+from atlas_core.http import http_client
+from atlas_core.metrics import MetricsMiddleware, ServiceMetrics, metrics_router
+from atlas_core.redis import redis_client
+from atlas_core.settings import ServiceSettings
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class RequestIdMiddleware:
+    """Takes a well-formed ``X-Request-Id`` from the caller or makes one, and echoes it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        await self.app(scope, receive, with_header)
+
+
+def service_app(service: str, metrics_token: SecretStr, lifespan: Lifespan) -> FastAPI:
+    """A FastAPI app with the shared plumbing; the service adds its routes and, in ``lifespan``, its
+    clients (on ``app.state``) and readiness checks (``app.state.readiness``).
+
+    ``metrics_token`` guards ``/metrics`` (the service credential for ATLAS services)."""
+    # No interactive docs: they load assets from a CDN (offline installs) and are one more open endpoint.
+    app = FastAPI(title=f"ATLAS {service}", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    metrics = ServiceMetrics(service)
+    app.state.metrics = metrics
+    app.state.readiness = {}
+    install_error_handlers(app)
+    app.include_router(health_router(service))
+    app.include_router(metrics_router(metrics, metrics_token))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+async def open_clients(app: FastAPI, settings: ServiceSettings, stack: AsyncExitStack) -> httpx.AsyncClient:
+    """Open the process's Redis and HTTP clients on ``app.state`` (closed by ``stack``); Redis becomes a
+    readiness check. Returns the HTTP client for the service's own checks."""
+    redis = redis_client(settings)
+    stack.push_async_callback(redis.aclose)
+    http = http_client()
+    stack.push_async_callback(http.aclose)
+    app.state.redis = redis
+    app.state.http = http
+    app.state.readiness["redis"] = redis_check(redis)
+    return http

@@ -1,0 +1,1 @@
+"""ATLAS dashboard: queue, throughput, pass rates, latencies, usage."""

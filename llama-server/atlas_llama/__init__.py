@@ -1,0 +1,1 @@
+"""ATLAS llama-server: model discovery and the local embedding server (llama-server B)."""

@@ -1,0 +1,1 @@
+"""ATLAS LLM proxy: the OpenAI-compatible front door (auth, limits, metering, streaming)."""

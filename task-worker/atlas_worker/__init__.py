@@ -1,0 +1,1 @@
+"""ATLAS task-worker: the durable verify-repair loop."""

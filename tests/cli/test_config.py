@@ -1,0 +1,77 @@
+"""``atlas up`` validates the whole configuration and generates secrets before it starts anything."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from atlas_cli.config import ALL_SETTINGS, secret_keys
+from atlas_cli.plan import build_plan
+from atlas_cli.runner import prepare
+from atlas_core.settings import SettingsError, iter_keys
+
+
+def test_secrets_are_generated_once_private_and_never_printed(
+    platform_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = prepare({}, None)
+    secrets_file = Path(platform_env["ATLAS_STATE_DIR"]) / "secrets.env"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(secrets_file.parent.stat().st_mode) == 0o700
+    values = dict(line.split("=", 1) for line in secrets_file.read_text().splitlines())
+    assert set(values) == set(secret_keys())
+    assert all(len(v) >= 32 for v in values.values())
+    assert len(set(values.values())) == len(values)
+    again = prepare({}, None)
+    assert again.values["ATLAS_SERVICE_TOKEN"] == config.values["ATLAS_SERVICE_TOKEN"]
+    printed = capsys.readouterr()
+    assert not any(v in printed.out + printed.err for v in values.values())
+
+
+def test_secrets_in_the_environment_win(platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = "operator-chosen-token-" + "x" * 20
+    monkeypatch.setenv("ATLAS_SERVICE_TOKEN", mine)
+    assert prepare({}, None).values["ATLAS_SERVICE_TOKEN"] == mine
+
+
+def test_urls_follow_ports_and_services_get_only_their_keys(platform_env: dict[str, str]) -> None:
+    config = prepare({}, None)
+    proxy = config.services["llm-proxy"]
+    assert getattr(proxy, "portal_url") == f"http://127.0.0.1:{platform_env['ATLAS_PORTAL_PORT']}"
+    assert getattr(proxy, "llama_url") == f"http://127.0.0.1:{platform_env['ATLAS_LLAMA_PORT']}"
+    assert config.values["ATLAS_REDIS_URL"] == f"redis://127.0.0.1:{platform_env['ATLAS_REDIS_PORT']}/0"
+    plan = {spec.name: spec for spec in build_plan(config)}
+    assert "ATLAS_LLAMA_API_KEY" not in plan["dashboard"].env  # least privilege: it never calls the model
+    assert "ATLAS_SERVICE_TOKEN" not in plan["embedding-server"].env
+    assert plan["llm-proxy"].env["ATLAS_LLAMA_API_KEY"] == config.values["ATLAS_LLAMA_API_KEY"]
+    assert all(config.values["ATLAS_LLAMA_API_KEY"] not in arg for spec in plan.values() for arg in spec.argv)
+
+
+def test_unknown_key_in_atlas_conf_is_refused_with_a_suggestion(platform_env: dict[str, str], tmp_path: Path) -> None:
+    conf = tmp_path / "atlas.conf"
+    conf.write_text("ATLAS_PROXY_PORTT=8000\n")
+    with pytest.raises(SettingsError, match=r"unknown key ATLAS_PROXY_PORTT in .*atlas.conf; did you mean ATLAS_PROXY_PORT\?"):
+        prepare({}, conf)
+
+
+def test_bad_service_value_is_caught_before_anything_starts(
+    platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATLAS_RAG_PORT", "not-a-port")
+    with pytest.raises(SettingsError, match="ATLAS_RAG_PORT='not-a-port'"):
+        prepare({}, None)
+
+
+def test_external_redis_is_not_started(platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATLAS_REDIS_URL", "redis://10.0.0.5:6379/0")
+    config = prepare({}, None)
+    assert [s.name for s in build_plan(config)][0] == "llama-server"
+    assert "ATLAS_REDIS_PASSWORD" not in config.values
+
+
+def test_every_setting_has_a_description() -> None:
+    for cls in ALL_SETTINGS:
+        for key, _, info in iter_keys(cls):
+            assert info.description, f"{key} of {cls.__module__} needs a description"

@@ -1,0 +1,105 @@
+"""Shared fixtures: a real redis-server the suite starts itself on a free port (never a Redis it did not start)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from atlas_cli.plan import redis_binary
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RedisServer:
+    port: int
+    password: str
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, password=self.password)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    directory = tmp_path_factory.mktemp("redis")
+    server = RedisServer(port=free_port(), password=secrets.token_urlsafe(32))
+    proc = subprocess.Popen(
+        [redis_binary(), "--port", str(server.port), "--bind", "127.0.0.1", "--dir", str(directory),
+         "--save", "", "--appendonly", "no", "--requirepass", server.password],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with server.client() as client:
+                client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+    yield server
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+TOKEN = "t" * 8 + secrets.token_urlsafe(32)
+LLAMA_KEY = "k" * 8 + secrets.token_urlsafe(32)
+
+
+@pytest.fixture
+def service_env(redis_server: RedisServer, tmp_path: Path) -> dict[str, str]:
+    """Keys a service needs to start against the test Redis; dependencies point at closed ports."""
+    return {
+        "ATLAS_SERVICE_TOKEN": TOKEN,
+        "ATLAS_LLAMA_API_KEY": LLAMA_KEY,
+        "ATLAS_REDIS_URL": redis_server.url,
+        "ATLAS_REDIS_PASSWORD": redis_server.password,
+        "ATLAS_STATE_DIR": str(tmp_path / "state"),
+        "ATLAS_LLAMA_URL": f"http://127.0.0.1:{free_port()}",
+        "ATLAS_EMBED_URL": f"http://127.0.0.1:{free_port()}",
+        "ATLAS_SANDBOX_URL": f"http://127.0.0.1:{free_port()}",
+        "ATLAS_PORTAL_URL": f"http://127.0.0.1:{free_port()}",
+        "ATLAS_RAG_URL": f"http://127.0.0.1:{free_port()}",
+    }
+
+
+PORT_KEYS = [
+    "ATLAS_REDIS_PORT", "ATLAS_LLAMA_PORT", "ATLAS_EMBED_PORT", "ATLAS_SANDBOX_PORT", "ATLAS_PORTAL_PORT",
+    "ATLAS_RAG_PORT", "ATLAS_PROXY_PORT", "ATLAS_WORKER_PORT", "ATLAS_DASHBOARD_PORT",
+]
+
+
+@pytest.fixture
+def platform_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A whole platform's keys on free ports with a fresh state directory, set in this process's environment
+    (for in-process calls) and returned (for subprocesses). The working directory has no atlas.conf."""
+    env = {key: str(free_port()) for key in PORT_KEYS}
+    env["ATLAS_STATE_DIR"] = str(tmp_path / "state")
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in os.environ if k.startswith("ATLAS_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env

@@ -1,0 +1,101 @@
+"""The shared plumbing every service gets: health, metrics behind the service token, request ids, errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from atlas_core.app import open_clients, service_app
+from atlas_core.settings import load_settings
+from atlas_sandbox.settings import Settings
+from tests.conftest import TOKEN, free_port
+
+
+class Item(BaseModel):
+    count: int
+
+
+def build(env: dict[str, str]) -> FastAPI:
+    settings = load_settings(Settings, environ=env)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            await open_clients(app, settings, stack)
+            yield
+
+    app = service_app("test-service", settings.service_token, lifespan)
+
+    @app.post("/items")
+    async def create(item: Item) -> Item:
+        return item
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals sk-llm-should-never-leave")
+
+    return app
+
+
+@pytest.fixture
+def client(service_env: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(build(service_env), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_livez_and_readyz_with_redis_up(client: TestClient) -> None:
+    assert client.get("/livez").json() == {"status": "ok", "service": "test-service"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"redis": "ok"}
+
+
+def test_readyz_is_503_with_a_reason_when_redis_is_down(service_env: dict[str, str]) -> None:
+    env = service_env | {"ATLAS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    with TestClient(build(env)) as down:
+        response = down.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "not ready"
+    assert "ConnectionError" in response.json()["checks"]["redis"]
+
+
+def test_metrics_need_the_service_token(client: TestClient) -> None:
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    client.get("/livez")
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200
+    assert 'atlas_http_requests_total{method="GET",route="/livez",service="test-service",status="200"}' in response.text
+
+
+def test_request_id_is_propagated_or_generated(client: TestClient) -> None:
+    assert client.get("/livez", headers={"X-Request-Id": "abc-123"}).headers["x-request-id"] == "abc-123"
+    generated = client.get("/livez", headers={"X-Request-Id": "bad id with spaces"}).headers["x-request-id"]
+    assert generated != "bad id with spaces"
+    assert len(generated) == 32
+
+
+def test_errors_use_the_openai_shape_without_internals(client: TestClient) -> None:
+    missing = client.get("/nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found_error"
+
+    wrong_type = client.post("/items", json={"count": "many"})
+    assert wrong_type.status_code == 400
+    assert wrong_type.json()["error"]["param"] == "count"
+    assert "count" in wrong_type.json()["error"]["message"]
+
+    not_json = client.post("/items", content=b"{not json", headers={"content-type": "application/json"})
+    assert not_json.status_code == 400
+    assert "not valid JSON" in not_json.json()["error"]["message"]
+
+    crash = client.get("/boom")
+    assert crash.status_code == 500
+    assert "secret internals" not in crash.text
+    assert "Traceback" not in crash.text
+    assert crash.json()["error"]["type"] == "server_error"

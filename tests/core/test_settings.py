@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atlas_core.settings import SettingsError, load_settings, read_conf
+from atlas_proxy.settings import Settings as ProxySettings
+from tests.conftest import LLAMA_KEY, TOKEN
+
+SECRETS = {"ATLAS_SERVICE_TOKEN": TOKEN, "ATLAS_LLAMA_API_KEY": LLAMA_KEY}
+
+
+def test_conf_file_is_read_and_environment_wins(tmp_path: Path) -> None:
+    conf = tmp_path / "atlas.conf"
+    conf.write_text("# comment\nATLAS_PROXY_PORT=9100\nATLAS_LOG_LEVEL=debug\nATLAS_RAG_URL=\n")
+    settings = load_settings(ProxySettings, environ={**SECRETS, "ATLAS_LOG_LEVEL": "WARNING"}, conf_file=conf)
+    assert settings.port == 9100
+    assert settings.log_level == "WARNING"
+    assert settings.rag_url == "http://127.0.0.1:8001"  # empty value = unset = default
+
+
+def test_conf_named_by_atlas_conf(tmp_path: Path) -> None:
+    conf = tmp_path / "other.conf"
+    conf.write_text("ATLAS_PROXY_PORT=9200\n")
+    settings = load_settings(ProxySettings, environ={**SECRETS, "ATLAS_CONF": str(conf)})
+    assert settings.port == 9200
+
+
+def test_bad_value_names_the_key() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(ProxySettings, environ={**SECRETS, "ATLAS_PROXY_PORT": "eighty"})
+    assert "ATLAS_PROXY_PORT='eighty'" in str(error.value)
+    with pytest.raises(SettingsError, match="ATLAS_PROXY_PORT='70000'"):
+        load_settings(ProxySettings, environ={**SECRETS, "ATLAS_PROXY_PORT": "70000"})
+    with pytest.raises(SettingsError, match="ATLAS_PORTAL_URL='localhost:3000': must be an http"):
+        load_settings(ProxySettings, environ={**SECRETS, "ATLAS_PORTAL_URL": "localhost:3000"})
+
+
+def test_missing_secret_is_required() -> None:
+    with pytest.raises(SettingsError, match="ATLAS_SERVICE_TOKEN is required"):
+        load_settings(ProxySettings, environ={"ATLAS_LLAMA_API_KEY": LLAMA_KEY})
+
+
+@pytest.mark.parametrize("weak", ["changeme", "password", "short-but-random-x1"])
+def test_weak_secret_refused_without_echoing_it(weak: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(ProxySettings, environ={**SECRETS, "ATLAS_SERVICE_TOKEN": weak})
+    assert "ATLAS_SERVICE_TOKEN=<hidden>" in str(error.value)
+    assert weak not in str(error.value)
+
+
+def test_read_conf_rejects_malformed_lines(tmp_path: Path) -> None:
+    conf = tmp_path / "atlas.conf"
+    conf.write_text("ATLAS_PROXY_PORT=1\nthis is not a setting\n")
+    with pytest.raises(SettingsError, match=r"atlas.conf:2: expected KEY=value"):
+        read_conf(conf)
+
+
+def test_secret_values_lists_raw_secrets() -> None:
+    settings = load_settings(ProxySettings, environ=SECRETS)
+    assert set(settings.secret_values()) >= {TOKEN, LLAMA_KEY}
+    assert TOKEN not in repr(settings)

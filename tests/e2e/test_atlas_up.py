@@ -1,0 +1,89 @@
+"""End to end: ``atlas up`` with the real default models, every /readyz, a chat completion on llama-server A,
+an embedding on B, a crash recovered by the supervisor, then ``atlas down`` leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from atlas_cli.process import start_time
+from tests.cli.test_supervisor import processes_of, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def atlas(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")} | env
+    return subprocess.run([sys.executable, "-m", "atlas_cli", *args], env=clean, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def status(env: dict[str, str]) -> dict[str, Any]:
+    result = atlas("status", "--json", env=env)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def test_atlas_up_serves_real_models_and_down_leaves_nothing(platform_env: dict[str, str]) -> None:
+    state_dir = Path(platform_env["ATLAS_STATE_DIR"])
+    try:
+        up = atlas("up", env=platform_env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"OpenAI-compatible API: http://127.0.0.1:{platform_env['ATLAS_PROXY_PORT']}/v1" in up.stdout
+
+        report = status(platform_env)
+        services = {row["name"]: row for row in report["services"]}
+        assert set(services) == {"redis", "llama-server", "embedding-server", "sandbox", "api-portal", "rag-api",
+                                 "llm-proxy", "task-worker", "dashboard"}
+        assert all(row["ready"] and row["pid"] for row in services.values()), report
+        for name, row in services.items():
+            if name not in ("redis", "llama-server", "embedding-server"):
+                ready = httpx.get(f"{row['url']}/readyz", timeout=5)
+                assert ready.status_code == 200, (name, ready.text)
+                assert set(ready.json()["checks"].values()) == {"ok"}
+
+        secrets = dict(line.split("=", 1) for line in (state_dir / "secrets.env").read_text().splitlines())
+        key = {"Authorization": f"Bearer {secrets['ATLAS_LLAMA_API_KEY']}"}
+        assert secrets["ATLAS_LLAMA_API_KEY"] not in up.stdout + up.stderr
+
+        llama = services["llama-server"]["url"]
+        assert httpx.post(f"{llama}/v1/chat/completions", json={"messages": []}, timeout=10).status_code == 401
+        chat = httpx.post(f"{llama}/v1/chat/completions", headers=key, timeout=120, json={
+            "messages": [{"role": "user", "content": "Write a Python function that adds two numbers."}],
+            "max_tokens": 48, "temperature": 0,
+        })
+        assert chat.status_code == 200, chat.text
+        assert chat.json()["usage"]["completion_tokens"] > 0
+        assert chat.json()["choices"][0]["message"]["content"].strip()
+
+        embed = httpx.post(f"{services['embedding-server']['url']}/v1/embeddings", headers=key, timeout=60,
+                           json={"input": ["def add(a, b):\n    return a + b"]})
+        assert embed.status_code == 200, embed.text
+        assert len(embed.json()["data"][0]["embedding"]) == 384
+
+        again = atlas("up", env=platform_env)
+        assert again.returncode == 0
+        assert "already running" in again.stdout
+
+        crashed = services["dashboard"]["pid"]
+        os.kill(crashed, signal.SIGKILL)
+        wait_for(lambda: next(r for r in status(platform_env)["services"] if r["name"] == "dashboard")["pid"]
+                 not in (None, crashed), timeout=30)
+        wait_for(lambda: all(r["ready"] for r in status(platform_env)["services"]), timeout=60)
+    finally:
+        down = atlas("down", env=platform_env, timeout=120)
+    assert down.returncode == 0
+    assert "ATLAS stopped" in down.stdout
+    time.sleep(0.2)
+    assert processes_of(state_dir) == []
+    assert all(start_time(row["pid"]) is None for row in services.values())
+    assert status(platform_env)["running"] is False
