@@ -1,7 +1,6 @@
-"""``atlas-api-portal`` / ``python -m atlas_portal``: serve api-portal with settings from atlas.conf and the environment."""
+"""``atlas-api-portal`` / ``python -m atlas_portal``: serve api-portal (settings: atlas.conf, environment)."""
 
 from atlas_core.serve import run_service
-
 from atlas_portal.app import create_app
 from atlas_portal.settings import Settings
 

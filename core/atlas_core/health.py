@@ -51,7 +51,7 @@ async def run_checks(checks: Mapping[str, Check]) -> dict[str, str]:
         return "ok"
 
     results = await asyncio.gather(*(one(c) for c in checks.values()))
-    return dict(zip(checks, results))
+    return dict(zip(checks, results, strict=False))
 
 
 def health_router(service: str) -> APIRouter:

@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from atlas_core.logging import configure_logging
 from atlas_core.settings import ServiceSettings, SettingsError, load_settings
 
-
 S = TypeVar("S", bound=ServiceSettings)
 
 

@@ -1,7 +1,6 @@
-"""``atlas-dashboard`` / ``python -m atlas_dashboard``: serve dashboard with settings from atlas.conf and the environment."""
+"""``atlas-dashboard`` / ``python -m atlas_dashboard``: serve dashboard (settings: atlas.conf, environment)."""
 
 from atlas_core.serve import run_service
-
 from atlas_dashboard.app import create_app
 from atlas_dashboard.settings import Settings
 

@@ -22,15 +22,14 @@ from pydantic import BaseModel, Field, field_validator
 from atlas_core.app import service_app
 from atlas_core.auth import require_service_token
 from atlas_core.logging import configure_logging
-from atlas_core.settings import AtlasSettings, Port, Secret, SettingsError, load_settings
+from atlas_core.settings import HttpSettings, Port, Secret, SettingsError, load_settings
 from atlas_llama.models import default_embed_model
 
 MAX_INPUTS = 512
 MAX_CHARS = 32_000
 
 
-class Settings(AtlasSettings):
-    host: str = Field("127.0.0.1", description="Address the HTTP services bind to (0.0.0.0 in containers).")
+class Settings(HttpSettings):
     port: Port = Field(8081, validation_alias="ATLAS_EMBED_PORT", description="llama-server B (embeddings) port.")
     embed_model_path: Path | None = Field(
         default_factory=default_embed_model,

@@ -1,7 +1,6 @@
-"""``atlas-llm-proxy`` / ``python -m atlas_proxy``: serve llm-proxy with settings from atlas.conf and the environment."""
+"""``atlas-llm-proxy`` / ``python -m atlas_proxy``: serve llm-proxy (settings: atlas.conf, environment)."""
 
 from atlas_core.serve import run_service
-
 from atlas_proxy.app import create_app
 from atlas_proxy.settings import Settings
 

@@ -1,7 +1,6 @@
-"""``atlas-rag-api`` / ``python -m atlas_rag``: serve rag-api with settings from atlas.conf and the environment."""
+"""``atlas-rag-api`` / ``python -m atlas_rag``: serve rag-api (settings: atlas.conf, environment)."""
 
 from atlas_core.serve import run_service
-
 from atlas_rag.app import create_app
 from atlas_rag.settings import Settings
 

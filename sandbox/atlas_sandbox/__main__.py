@@ -1,7 +1,6 @@
-"""``atlas-sandbox`` / ``python -m atlas_sandbox``: serve sandbox with settings from atlas.conf and the environment."""
+"""``atlas-sandbox`` / ``python -m atlas_sandbox``: serve sandbox (settings: atlas.conf, environment)."""
 
 from atlas_core.serve import run_service
-
 from atlas_sandbox.app import create_app
 from atlas_sandbox.settings import Settings
 

@@ -1,7 +1,6 @@
-"""``atlas-task-worker`` / ``python -m atlas_worker``: serve task-worker with settings from atlas.conf and the environment."""
+"""``atlas-task-worker`` / ``python -m atlas_worker``: serve task-worker (settings: atlas.conf, environment)."""
 
 from atlas_core.serve import run_service
-
 from atlas_worker.app import create_app
 from atlas_worker.settings import Settings
 

@@ -11,6 +11,7 @@ from atlas_cli.config import ALL_SETTINGS, secret_keys
 from atlas_cli.plan import build_plan
 from atlas_cli.runner import prepare
 from atlas_core.settings import SettingsError, iter_keys
+from atlas_proxy.settings import Settings as ProxySettings
 
 
 def test_secrets_are_generated_once_private_and_never_printed(
@@ -39,8 +40,9 @@ def test_secrets_in_the_environment_win(platform_env: dict[str, str], monkeypatc
 def test_urls_follow_ports_and_services_get_only_their_keys(platform_env: dict[str, str]) -> None:
     config = prepare({}, None)
     proxy = config.services["llm-proxy"]
-    assert getattr(proxy, "portal_url") == f"http://127.0.0.1:{platform_env['ATLAS_PORTAL_PORT']}"
-    assert getattr(proxy, "llama_url") == f"http://127.0.0.1:{platform_env['ATLAS_LLAMA_PORT']}"
+    assert isinstance(proxy, ProxySettings)
+    assert proxy.portal_url == f"http://127.0.0.1:{platform_env['ATLAS_PORTAL_PORT']}"
+    assert proxy.llama_url == f"http://127.0.0.1:{platform_env['ATLAS_LLAMA_PORT']}"
     assert config.values["ATLAS_REDIS_URL"] == f"redis://127.0.0.1:{platform_env['ATLAS_REDIS_PORT']}/0"
     plan = {spec.name: spec for spec in build_plan(config)}
     assert "ATLAS_LLAMA_API_KEY" not in plan["dashboard"].env  # least privilege: it never calls the model
@@ -52,7 +54,8 @@ def test_urls_follow_ports_and_services_get_only_their_keys(platform_env: dict[s
 def test_unknown_key_in_atlas_conf_is_refused_with_a_suggestion(platform_env: dict[str, str], tmp_path: Path) -> None:
     conf = tmp_path / "atlas.conf"
     conf.write_text("ATLAS_PROXY_PORTT=8000\n")
-    with pytest.raises(SettingsError, match=r"unknown key ATLAS_PROXY_PORTT in .*atlas.conf; did you mean ATLAS_PROXY_PORT\?"):
+    expected = r"unknown key ATLAS_PROXY_PORTT in .*atlas.conf; did you mean ATLAS_PROXY_PORT\?"
+    with pytest.raises(SettingsError, match=expected):
         prepare({}, conf)
 
 
@@ -67,7 +70,7 @@ def test_bad_service_value_is_caught_before_anything_starts(
 def test_external_redis_is_not_started(platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ATLAS_REDIS_URL", "redis://10.0.0.5:6379/0")
     config = prepare({}, None)
-    assert [s.name for s in build_plan(config)][0] == "llama-server"
+    assert next(s.name for s in build_plan(config)) == "llama-server"
     assert "ATLAS_REDIS_PASSWORD" not in config.values
 
 

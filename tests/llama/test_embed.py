@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import struct
 from collections.abc import Iterator
 
@@ -50,11 +51,13 @@ def test_embeddings_in_openai_shape(client: TestClient) -> None:
 
 def test_similar_code_is_closer_than_unrelated_text(client: TestClient) -> None:
     texts = ["def add(a, b): return a + b", "def sum_two(x, y): return x + y", "The weather is sunny in Paris."]
-    vectors = [d["embedding"] for d in client.post("/v1/embeddings", headers=AUTH, json={"input": texts}).json()["data"]]
+    response = client.post("/v1/embeddings", headers=AUTH, json={"input": texts})
+    vectors = [d["embedding"] for d in response.json()["data"]]
 
     def cosine(a: list[float], b: list[float]) -> float:
         dot = sum(x * y for x, y in zip(a, b, strict=True))
-        return dot / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5)
+        norms: float = math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+        return dot / norms
 
     assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.2
 

@@ -1,0 +1,37 @@
+# The same commands locally and in CI: targets call scripts/, .ci/run calls `make test`.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help install up down status test lint typecheck unit e2e docs
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## create .venv with every package, the tools and the default models (idempotent)
+	@scripts/install.sh
+
+up: install ## start the whole platform locally and print its URLs (atlas up)
+	@$(BIN)/atlas up
+
+down: ## stop everything `make up` started (atlas down)
+	@$(BIN)/atlas down
+
+status: ## show each service: pid, port, ready or not (atlas status)
+	@$(BIN)/atlas status
+
+test: install ## ruff, mypy --strict and the whole test suite (what CI runs)
+	@scripts/test.sh
+
+lint: install ## ruff only
+	@$(BIN)/ruff check .
+
+typecheck: install ## mypy --strict only
+	@$(BIN)/mypy
+
+unit: install ## the test suite without the slow end-to-end and install tests
+	@$(BIN)/pytest -m "not e2e and not install"
+
+docs: install ## regenerate the settings table in docs/configuration.md
+	@$(BIN)/python scripts/update-config-docs.py
