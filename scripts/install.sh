@@ -4,14 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3.11}
+if [ -z "${PYTHON:-}" ]; then
+    PYTHON=python3.11
+    command -v python3.11 >/dev/null 2>&1 || PYTHON=python3
+fi
 VENV=.venv
 STAMP=$VENV/.atlas-install-stamp
 
 scripts/system-deps.sh
 
-if ! command -v "$PYTHON" >/dev/null 2>&1; then
-    echo "install: $PYTHON not found: install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv)" >&2
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' >/dev/null 2>&1; then
+    echo "install: Python 3.11 not found (tried $PYTHON): install it (Debian: apt-get install python3.11" \
+         "python3.11-venv) or set PYTHON=/path/to/python3.11" >&2
     exit 1
 fi
 

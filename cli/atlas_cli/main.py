@@ -51,9 +51,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     report = runner.status(config.state_dir)
     print()
     print(_table(report["services"]))
-    proxy = next((r for r in report["services"] if r["name"] == "llm-proxy"), None)
-    if proxy is not None:
-        print(f"\nOpenAI-compatible API: {proxy['url']}/v1   (stop with `atlas down`)")
+    print(f"\nATLAS is up (state directory {config.state_dir}); stop it with `atlas down`")
     return 0 if all(r["ready"] for r in report["services"]) else 1
 
 

@@ -16,7 +16,7 @@ import httpx
 import redis
 
 from atlas_cli.config import RunConfig, gather, load_runner, resolve, secret_keys
-from atlas_cli.plan import ServiceSpec, build_plan, load_plan, log_dir, run_dir, save_plan
+from atlas_cli.plan import ServiceSpec, build_plan, load_plan, log_dir, run_dir, save_plan, write_private
 from atlas_cli.process import alive, start_time, stop_groups
 from atlas_cli.secrets import ensure_secrets, ensure_state_dir
 from atlas_core.settings import SettingsError
@@ -189,7 +189,7 @@ def first_start(state_dir: Path, say: Any) -> None:
     if marker.exists():
         return
     say(f"first start: generated secrets are in {state_dir / 'secrets.env'} (mode 0600)")
-    marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+    write_private(marker, time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
 
 
 def down(state_dir: Path, timeout_s: float) -> int:

@@ -38,7 +38,7 @@ def test_atlas_up_serves_real_models_and_down_leaves_nothing(platform_env: dict[
     try:
         up = atlas("up", env=platform_env)
         assert up.returncode == 0, up.stdout + up.stderr
-        assert f"OpenAI-compatible API: http://127.0.0.1:{platform_env['ATLAS_PROXY_PORT']}/v1" in up.stdout
+        assert f"ATLAS is up (state directory {state_dir})" in up.stdout
 
         report = status(platform_env)
         services = {row["name"]: row for row in report["services"]}
@@ -70,6 +70,10 @@ def test_atlas_up_serves_real_models_and_down_leaves_nothing(platform_env: dict[
         assert embed.status_code == 200, embed.text
         assert len(embed.json()["data"][0]["embedding"]) == 384
 
+        logs = atlas("logs", "llm-proxy", "-n", "3", env=platform_env)
+        assert logs.returncode == 0
+        assert json.loads(logs.stdout.splitlines()[-1])["service"] == "llm-proxy"
+
         again = atlas("up", env=platform_env)
         assert again.returncode == 0
         assert "already running" in again.stdout
@@ -87,3 +91,5 @@ def test_atlas_up_serves_real_models_and_down_leaves_nothing(platform_env: dict[
     assert processes_of(state_dir) == []
     assert all(start_time(row["pid"]) is None for row in services.values())
     assert status(platform_env)["running"] is False
+    logged = "".join(p.read_text(errors="replace") for p in (state_dir / "logs").glob("*.log"))
+    assert not any(value in logged for value in secrets.values()), "a secret reached a log file"
