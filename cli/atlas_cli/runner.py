@@ -19,7 +19,6 @@ from atlas_cli.config import RunConfig, gather, load_runner, resolve, secret_key
 from atlas_cli.plan import ServiceSpec, build_plan, load_plan, log_dir, run_dir, save_plan, write_private
 from atlas_cli.process import alive, start_time, stop_groups
 from atlas_cli.secrets import ensure_secrets, ensure_state_dir
-from atlas_core.settings import SettingsError
 
 PROBE_TIMEOUT_S = 2.0
 INITIALIZED = "initialized"
@@ -201,7 +200,8 @@ def down(state_dir: Path, timeout_s: float) -> int:
         for record in live.services.values():
             if record.get("pid") and alive(record["pid"], record.get("started")):
                 groups.append(record["pid"])
-        stop_groups([live.supervisor_pid], timeout_s + 5.0)  # it stops its children itself
+        # It stops its children itself: services, then Redis, each given timeout_s.
+        stop_groups([live.supervisor_pid], 2 * timeout_s + 5.0)
     # Whatever survived (a supervisor killed with -9 leaves its children to their death signal).
     leftovers = [g for g in groups if start_time(g) is not None]
     stop_groups(leftovers, 1.0)
@@ -225,5 +225,3 @@ def status(state_dir: Path) -> dict[str, Any]:
     return {"state_dir": str(state_dir), "running": True, "supervisor_pid": live.supervisor_pid,
             "services": rows}
 
-
-__all__ = ["SettingsError", "UpError", "down", "prepare", "status", "up"]
