@@ -70,10 +70,15 @@ LLAMA_KEY = "k" * 8 + secrets.token_urlsafe(32)
 
 @pytest.fixture
 def service_env(redis_server: RedisServer, tmp_path: Path) -> dict[str, str]:
-    """Keys a service needs to start against the test Redis; dependencies point at closed ports."""
+    """Keys a service needs to start against the test Redis (emptied first: tests share the server);
+    dependencies point at closed ports."""
+    with redis_server.client() as client:
+        client.flushdb()
     return {
         "ATLAS_SERVICE_TOKEN": TOKEN,
         "ATLAS_LLAMA_API_KEY": LLAMA_KEY,
+        "ATLAS_JWT_SECRET": "j" * 8 + secrets.token_urlsafe(32),
+        "ATLAS_KEY_HASH_SECRET": "h" * 8 + secrets.token_urlsafe(32),
         "ATLAS_REDIS_URL": redis_server.url,
         "ATLAS_REDIS_PASSWORD": redis_server.password,
         "ATLAS_STATE_DIR": str(tmp_path / "state"),

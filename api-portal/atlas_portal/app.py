@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from atlas_core.app import open_clients, service_app
+from atlas_core.auth import require_service_token
 from atlas_core.health import Check
+from atlas_portal import rollup
+from atlas_portal.db import create_schema, make_engine, session_factory
+from atlas_portal.registry import ModelRegistry
+from atlas_portal.routes import auth, internal, keys, models, usage
+from atlas_portal.routes.ui import STATIC, ui_router
 from atlas_portal.settings import Settings
 
 
@@ -22,17 +30,34 @@ def database_check(engine: AsyncEngine) -> Check:
     return check
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            await open_clients(app, settings, stack)
+            http = await open_clients(app, settings, stack)
             if settings.database_url is None:
                 settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            engine = create_async_engine(settings.async_database_url(), pool_pre_ping=True)
+            engine = make_engine(settings.async_database_url())
             stack.push_async_callback(engine.dispose)
-            app.state.engine = engine
+            await create_schema(engine)
+            app.state.settings = settings
+            app.state.sessions = session_factory(engine)
+            app.state.registry = registry = ModelRegistry(settings, http)
             app.state.readiness["database"] = database_check(engine)
+            for job in (registry.run(), rollup.run(app.state.redis, app.state.sessions)):
+                stack.push_async_callback(_cancel, asyncio.create_task(job))
             yield
 
-    return service_app("api-portal", settings.service_token, lifespan)
+    app = service_app("api-portal", settings.service_token, lifespan)
+    for router in (auth.router, keys.router, usage.router, models.router):
+        app.include_router(router)
+    app.include_router(internal.router, dependencies=[Depends(require_service_token(settings.service_token))])
+    app.include_router(ui_router())
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 from atlas_core.settings import (
@@ -35,6 +35,11 @@ from atlas_worker.settings import Settings as WorkerSettings
 
 class RunnerSettings(AtlasSettings):
     """Keys only the local runner (``atlas up``) reads."""
+
+    @field_validator("model_path")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
 
     model_path: Path | None = Field(
         default_factory=default_chat_model,
@@ -78,6 +83,11 @@ DERIVED_URLS = {
     "ATLAS_PORTAL_URL": "ATLAS_PORTAL_PORT",
     "ATLAS_RAG_URL": "ATLAS_RAG_PORT",
 }
+
+
+def connect_host(bind: str) -> str:
+    """Where to reach a server bound to ``bind`` from this machine."""
+    return "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
 
 
 def known_keys() -> set[str]:
@@ -137,9 +147,12 @@ def resolve(values: dict[str, str], generated: Mapping[str, str]) -> RunConfig:
         merged.pop("ATLAS_REDIS_PASSWORD", None)  # the generated one belongs to the local Redis only
     merged.setdefault("ATLAS_STATE_DIR", str(runner.state_dir))
     defaults = {key: str(info.default) for cls in ALL_SETTINGS for key, _, info in iter_keys(cls)}
+    host = connect_host(merged.get("ATLAS_HOST", defaults["ATLAS_HOST"]))
     for url_key, port_key in DERIVED_URLS.items():
         if url_key not in merged:
-            merged[url_key] = f"http://127.0.0.1:{merged.get(port_key, defaults[port_key])}"
+            merged[url_key] = f"http://{host}:{merged.get(port_key, defaults[port_key])}"
+    proxy_port = merged.get("ATLAS_PROXY_PORT", defaults["ATLAS_PROXY_PORT"])
+    merged.setdefault("ATLAS_PUBLIC_API_URL", f"http://{host}:{proxy_port}/v1")
     services = {
         name: load_settings(cls, environ=merged, conf_file=None, read_conf_file=False)
         for name, cls in SERVICE_SETTINGS.items()

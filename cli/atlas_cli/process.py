@@ -13,15 +13,20 @@ from pathlib import Path
 PR_SET_PDEATHSIG = 1
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None if gone."""
+def _stat(pid: int | str) -> list[str] | None:
+    """Fields 3 onwards of /proc/PID/stat (state, ppid, pgrp, ...), or None if the process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may contain spaces and parentheses: split after its closing one.
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":  # a zombie has finished; only its parent's wait() is left
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if it is gone or a zombie."""
+    fields = _stat(pid)
+    if fields is None or fields[0] == "Z":  # a zombie has finished; only its parent's wait() is left
         return None
     return int(fields[19])
 
@@ -32,15 +37,11 @@ def alive(pid: int, started: int | None) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether any process is left in a process group."""
+    """Whether any live process is left in a process group."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
+            fields = _stat(entry.name)
+            if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
                 return True
     return False
 
@@ -62,7 +63,10 @@ def stop_groups(pgids: list[int], timeout_s: float) -> None:
             signal_group(pgid, signal.SIGKILL)
 
 
-def die_with_parent() -> None:
-    """In a child before exec: get SIGTERM when the supervisor dies, even by SIGKILL, so nothing is orphaned."""
+def die_with_parent(parent: int) -> None:
+    """In a child before exec: get SIGTERM when the supervisor dies, even by SIGKILL, so nothing is orphaned.
+    If the supervisor died before the request took effect, exit now instead of running unsupervised."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)

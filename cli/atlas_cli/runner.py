@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +20,18 @@ import httpx
 import redis
 
 from atlas_cli.config import RunConfig, gather, load_runner, resolve, secret_keys
-from atlas_cli.plan import ServiceSpec, build_plan, load_plan, log_dir, run_dir, save_plan, write_private
-from atlas_cli.process import alive, start_time, stop_groups
+from atlas_cli.plan import (
+    LOCK_FILE,
+    ServiceSpec,
+    build_plan,
+    clear_run_files,
+    load_plan,
+    log_dir,
+    run_dir,
+    save_plan,
+    write_private,
+)
+from atlas_cli.process import alive, group_alive, stop_groups
 from atlas_cli.secrets import ensure_secrets, ensure_state_dir
 
 PROBE_TIMEOUT_S = 2.0
@@ -50,14 +64,32 @@ def check_ports(specs: list[ServiceSpec]) -> None:
             clash = [s.name for s in specs if s.port == spec.port]
             raise UpError(f"port {spec.port} is configured for both {' and '.join(clash)}: give each its own")
     for spec in specs:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As the servers themselves do: sockets of a just-stopped platform in TIME_WAIT are no conflict.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind((spec.host if spec.host != "0.0.0.0" else "", spec.port))
-            except OSError:
+                probe.bind((spec.host, spec.port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    raise UpError(f"ATLAS_HOST={spec.host} is not an address of this machine") from None
                 raise UpError(
                     f"port {spec.port} ({spec.name}) is already in use: stop what holds it "
                     f"(`ss -ltnp 'sport = :{spec.port}'`) or choose another port in atlas.conf"
                 ) from None
+
+
+@contextmanager
+def state_lock(state_dir: Path) -> Iterator[None]:
+    """One `atlas up` or `atlas down` at a time per state directory."""
+    directory = run_dir(state_dir)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(directory / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UpError(f"another atlas command is starting or stopping {state_dir}; wait for it") from None
+        yield
 
 
 def probe(spec: ServiceSpec) -> str | None:
@@ -94,12 +126,7 @@ def running(state_dir: Path) -> Running | None:
         return None
     if not alive(pid, started):
         return None
-    try:
-        state = json.loads((run_dir(state_dir) / "state.json").read_text())
-        services: dict[str, dict[str, Any]] = state["services"]
-    except (OSError, ValueError, KeyError):
-        services = {}
-    return Running(supervisor_pid=pid, services=services)
+    return Running(supervisor_pid=pid, services=_records(state_dir))
 
 
 def tail(path: Path, lines: int) -> list[str]:
@@ -116,8 +143,8 @@ def spawn_supervisor(state_dir: Path) -> int:
     """Start the supervisor (it detaches and writes ``run/supervisor.pid``) and return its pid."""
     logs = log_dir(state_dir)
     logs.mkdir(mode=0o700, parents=True, exist_ok=True)
-    pid_file = run_dir(state_dir) / "supervisor.pid"
-    pid_file.unlink(missing_ok=True)
+    for stale in ("supervisor.pid", "state.json"):
+        (run_dir(state_dir) / stale).unlink(missing_ok=True)
     with open(logs / "supervisor.log", "ab") as output:
         launcher = subprocess.run(
             [sys.executable, "-m", "atlas_cli.supervisor", str(state_dir)], stdin=subprocess.DEVNULL,
@@ -164,20 +191,21 @@ def wait_ready(state_dir: Path, specs: list[ServiceSpec], timeout_s: float, say:
 def up(config: RunConfig, say: Any) -> list[ServiceSpec]:
     """Start everything and wait until each process is ready; on any failure stop it all again."""
     state_dir = config.state_dir
-    if running(state_dir) is not None:
-        specs, _ = load_plan(state_dir)
-        say(f"ATLAS is already running (state directory {state_dir})")
-        return specs
-    specs = build_plan(config)
-    check_ports(specs)
-    save_plan(state_dir, specs, config.runner.stop_timeout_s)
-    spawn_supervisor(state_dir)
-    say(f"starting {len(specs)} processes (logs in {log_dir(state_dir)})")
-    try:
-        wait_ready(state_dir, specs, config.runner.up_timeout_s, say)
-    except BaseException:
-        down(state_dir, config.runner.stop_timeout_s)
-        raise
+    with state_lock(state_dir):
+        if running(state_dir) is not None:
+            specs, _ = load_plan(state_dir)
+            say(f"ATLAS is already running (state directory {state_dir})")
+            return specs
+        specs = build_plan(config)
+        check_ports(specs)
+        save_plan(state_dir, specs, config.runner.stop_timeout_s)
+        say(f"starting {len(specs)} processes (logs in {log_dir(state_dir)})")
+        try:
+            spawn_supervisor(state_dir)
+            wait_ready(state_dir, specs, config.runner.up_timeout_s, say)
+        except BaseException:
+            _stop(state_dir, config.runner.stop_timeout_s)
+            raise
     first_start(state_dir, say)
     return specs
 
@@ -191,23 +219,36 @@ def first_start(state_dir: Path, say: Any) -> None:
     write_private(marker, time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
 
 
-def down(state_dir: Path, timeout_s: float) -> int:
+def down(state_dir: Path) -> int:
     """Stop the supervisor and everything it started; returns how many process groups were stopped."""
+    with state_lock(state_dir):
+        try:
+            _, timeout_s = load_plan(state_dir)
+        except (OSError, ValueError, KeyError, TypeError):
+            timeout_s = 10.0
+        return _stop(state_dir, timeout_s)
+
+
+def _stop(state_dir: Path, timeout_s: float) -> int:
     live = running(state_dir)
-    groups: list[int] = []
+    records = _records(state_dir)  # read first: the supervisor removes the file once it has stopped
+    services = [r["pid"] for r in records.values() if r.get("pid") and alive(r["pid"], r.get("started"))]
     if live is not None:
-        groups.append(live.supervisor_pid)
-        for record in live.services.values():
-            if record.get("pid") and alive(record["pid"], record.get("started")):
-                groups.append(record["pid"])
         # It stops its children itself: services, then Redis, each given timeout_s.
         stop_groups([live.supervisor_pid], 2 * timeout_s + 5.0)
-    # Whatever survived (a supervisor killed with -9 leaves its children to their death signal).
-    leftovers = [g for g in groups if start_time(g) is not None]
-    stop_groups(leftovers, 1.0)
-    for name in ("state.json", "supervisor.pid"):
-        (run_dir(state_dir) / name).unlink(missing_ok=True)
-    return len(groups)
+    # Whatever survived, from the records even when the supervisor itself is gone (killed, out of memory):
+    # every recorded service's whole process group, grandchildren included.
+    stop_groups([pid for pid in services if group_alive(pid)], 1.0)
+    clear_run_files(state_dir)
+    return len(services) + (live is not None)
+
+
+def _records(state_dir: Path) -> dict[str, dict[str, Any]]:
+    try:
+        records: dict[str, dict[str, Any]] = json.loads((run_dir(state_dir) / "state.json").read_text())["services"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return records
 
 
 def status(state_dir: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ Children get SIGTERM if the supervisor itself dies, so no process outlives it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from atlas_cli.plan import ServiceSpec, load_plan, log_dir, run_dir, write_private
+from atlas_cli.plan import ServiceSpec, clear_run_files, load_plan, log_dir, run_dir, write_private
 from atlas_cli.process import die_with_parent, start_time, stop_groups
 
 log = logging.getLogger("atlas.supervisor")
@@ -67,7 +68,8 @@ class Supervisor:
         with open(log_path, "ab") as output:
             child.proc = subprocess.Popen(
                 child.spec.argv, env=child.spec.env, stdin=subprocess.DEVNULL, stdout=output,
-                stderr=subprocess.STDOUT, cwd=self.state_dir, start_new_session=True, preexec_fn=die_with_parent,
+                stderr=subprocess.STDOUT, cwd=self.state_dir, start_new_session=True,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
             )
         child.status = "running"
         log.info("started %s (pid %d)", child.spec.name, child.proc.pid)
@@ -91,7 +93,7 @@ class Supervisor:
         child.next_start = now + delay
         log.warning("%s exited with %s; restarting in %.0fs", child.spec.name, child.last_exit, delay)
 
-    def _write_state(self) -> None:
+    def write_state(self) -> None:
         state = {"supervisor": {"pid": os.getpid(), "started": start_time(os.getpid())},
                  "services": {c.spec.name: c.record() for c in self.children}}
         write_private(run_dir(self.state_dir) / "state.json", json.dumps(state, indent=2))
@@ -121,7 +123,7 @@ class Supervisor:
                 if self.stopping:
                     break
                 self._start(child)
-            self._write_state()
+            self.write_state()
             while not self.stopping:
                 now = time.monotonic()
                 changed = False
@@ -134,12 +136,11 @@ class Supervisor:
                         self._start(child)
                         changed = True
                 if changed:
-                    self._write_state()
+                    self.write_state()
                 time.sleep(POLL_S)
         finally:
             self._stop_all()
-            for name in ("state.json", "supervisor.pid"):
-                (run_dir(self.state_dir) / name).unlink(missing_ok=True)
+            clear_run_files(self.state_dir)
 
 
 def main() -> None:
@@ -152,6 +153,7 @@ def main() -> None:
     if os.fork() > 0:
         os._exit(0)
     os.setsid()  # its own session and process group, so `atlas down` can signal it as a group
+    supervisor.write_state()  # before the pid file: `atlas up` must never pair a new pid with an old state
     write_private(run_dir(state_dir) / "supervisor.pid", f"{os.getpid()} {start_time(os.getpid())}\n")
     supervisor.run()
 

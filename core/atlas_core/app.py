@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -13,19 +14,23 @@ from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from atlas_core import __version__
-from atlas_core.errors import install_error_handlers
+from atlas_core.errors import error_response, install_error_handlers
 from atlas_core.health import health_router, redis_check
 from atlas_core.http import http_client
 from atlas_core.metrics import MetricsMiddleware, ServiceMetrics, metrics_router
 from atlas_core.redis import redis_client
 from atlas_core.settings import ServiceSettings
 
+log = logging.getLogger("atlas.errors")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 class RequestIdMiddleware:
-    """Takes a well-formed ``X-Request-Id`` from the caller or makes one, and echoes it on the response."""
+    """Takes a well-formed ``X-Request-Id`` from the caller or makes one, and echoes it on the response.
+
+    It also turns an unhandled exception into one logged traceback and a 500 in OpenAI's shape that names the
+    request id, so the client sees no internals and the operator can find the log line."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -38,12 +43,23 @@ class RequestIdMiddleware:
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
 
+        started = False
+
         async def with_header(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
-        await self.app(scope, receive, with_header)
+        try:
+            await self.app(scope, receive, with_header)
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id, "path": scope.get("path")})
+            if started:  # the client already has a status line; closing the connection is all that is left
+                return
+            response = error_response(500, f"internal error (request id {request_id}); the service log has details")
+            await response(scope, receive, with_header)
 
 
 def service_app(service: str, metrics_token: SecretStr, lifespan: Lifespan) -> FastAPI:
@@ -58,7 +74,7 @@ def service_app(service: str, metrics_token: SecretStr, lifespan: Lifespan) -> F
     app.state.metrics = metrics
     app.state.readiness = {}
     install_error_handlers(app)
-    app.include_router(health_router(service))
+    app.include_router(health_router(service, metrics_token))
     app.include_router(metrics_router(metrics, metrics_token))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)

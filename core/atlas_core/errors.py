@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from atlas_core.schemas import ErrorBody, ErrorResponse
-
-log = logging.getLogger("atlas.errors")
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
@@ -45,9 +41,3 @@ def install_error_handlers(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":
             message = "request body is not valid JSON"
         return error_response(400, message, param=field)
-
-    @app.exception_handler(Exception)
-    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", "-")
-        log.exception("unhandled error", extra={"request_id": request_id, "path": request.url.path})
-        return error_response(500, f"internal error (request id {request_id}); the service log has details")

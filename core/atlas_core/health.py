@@ -8,13 +8,16 @@ the reason of every failing dependency.
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from atlas_core.auth import bearer
 from atlas_core.schemas import Liveness, Readiness
 
 Check = Callable[[], Awaitable[None]]
@@ -47,15 +50,18 @@ async def run_checks(checks: Mapping[str, Check]) -> dict[str, str]:
         except TimeoutError:
             return f"timeout after {CHECK_TIMEOUT_S:g}s"
         except Exception as exc:  # any failure of a dependency is a reason, not a crash
-            return f"{type(exc).__name__}: {exc}"[:200] or type(exc).__name__
+            return f"{type(exc).__name__}: {exc}"[:200]
         return "ok"
 
     results = await asyncio.gather(*(one(c) for c in checks.values()))
     return dict(zip(checks, results, strict=False))
 
 
-def health_router(service: str) -> APIRouter:
+def health_router(service: str, token: SecretStr) -> APIRouter:
+    """Probes need no credential; the reasons behind a failing check (hosts, driver messages) are shown only
+    to a caller presenting ``token``, the others see "unavailable"."""
     router = APIRouter(tags=["health"])
+    expected = token.get_secret_value().encode()
 
     @router.get("/livez", response_model=Liveness)
     async def livez() -> Liveness:
@@ -66,6 +72,9 @@ def health_router(service: str) -> APIRouter:
         checks: Mapping[str, Check] = getattr(request.app.state, "readiness", {})
         results = await run_checks(checks)
         ready = all(v == "ok" for v in results.values())
+        presented = bearer(request)
+        if presented is None or not hmac.compare_digest(presented.encode(), expected):
+            results = {name: "ok" if v == "ok" else "unavailable" for name, v in results.items()}
         body = Readiness(status="ready" if ready else "not ready", service=service, checks=results)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 

@@ -53,14 +53,15 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "service": self._service,
             "logger": record.name,
-            "msg": self._redact(record.getMessage()),
+            "msg": record.getMessage(),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = self._redact(value) if isinstance(value, str) else value
+                entry[key] = value
         if record.exc_info:
-            entry["exc"] = self._redact(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+            entry["exc"] = self.formatException(record.exc_info)
+        # Redact the serialised line, so secrets nested in extra dicts and lists are caught too.
+        return self._redact(json.dumps(entry, default=str))
 
 
 def configure_logging(service: str, level: str = "INFO", secrets: Iterable[str] = ()) -> None:

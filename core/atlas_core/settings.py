@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -92,6 +92,12 @@ class AtlasSettings(BaseSettings):
         description="Directory for local state: secrets, Redis data, database, logs. "
         "Default $XDG_STATE_HOME/atlas or ~/.local/state/atlas.",
     )
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Children run with the state directory as working directory: a relative path would move.
+        return value.expanduser().resolve()
 
     def secret_values(self) -> list[str]:
         """The raw values of every secret field, for the log redactor."""
@@ -179,9 +185,11 @@ def read_conf(path: Path) -> dict[str, str]:
     """
     values: dict[str, str] = {}
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"config file {path} is not UTF-8 text") from None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -189,7 +197,8 @@ def read_conf(path: Path) -> dict[str, str]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
-            raise SettingsError(f"{path}:{number}: expected KEY=value, got {raw!r}")
+            # The line itself is not echoed: it may be a secret pasted with the wrong syntax.
+            raise SettingsError(f"{path}:{number}: expected KEY=value (unquoted, no 'export')")
         value = value.strip()
         if value:
             values[key.upper()] = value
@@ -201,11 +210,11 @@ def describe(cls: type[BaseSettings], exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else ""
-        info = cls.model_fields.get(field)
-        key = field if info is None else env_name(cls, field)
-        if field not in cls.model_fields:  # the loc is already the alias
-            key = field
-            info = next((i for k, _, i in iter_keys(cls) if k == field), None)
+        info: FieldInfo | None
+        if field in cls.model_fields:
+            key, info = env_name(cls, field), cls.model_fields[field]
+        else:  # the loc is already the alias
+            key, info = field, next((i for k, _, i in iter_keys(cls) if k == field), None)
         if err["type"] == "missing":
             lines.append(f"{key} is required: set it in atlas.conf or the environment")
             continue

@@ -73,7 +73,7 @@ def test_restart_on_crash_and_clean_stop(tmp_path: Path) -> None:
         assert state["services"]["steady"]["restarts"] == 1
         assert state["services"]["steady"]["last_exit"] == -signal.SIGKILL
     finally:
-        stopped = down(state_dir, timeout_s=1.0)
+        stopped = down(state_dir)
     assert stopped == 3  # the supervisor and its two services
     assert processes_of(state_dir) == []
     assert start_time(supervisor) is None

@@ -58,10 +58,12 @@ def test_livez_and_readyz_with_redis_up(client: TestClient) -> None:
 def test_readyz_is_503_with_a_reason_when_redis_is_down(service_env: dict[str, str]) -> None:
     env = service_env | {"ATLAS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     with TestClient(build(env)) as down:
-        response = down.get("/readyz")
-    assert response.status_code == 503
-    assert response.json()["status"] == "not ready"
-    assert "ConnectionError" in response.json()["checks"]["redis"]
+        public = down.get("/readyz")
+        detailed = down.get("/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert public.status_code == detailed.status_code == 503
+    assert public.json()["status"] == "not ready"
+    assert public.json()["checks"]["redis"] == "unavailable"  # no hosts or driver messages for anonymous callers
+    assert "ConnectionError" in detailed.json()["checks"]["redis"]
 
 
 def test_metrics_need_the_service_token(client: TestClient) -> None:
@@ -94,8 +96,10 @@ def test_errors_use_the_openai_shape_without_internals(client: TestClient) -> No
     assert not_json.status_code == 400
     assert "not valid JSON" in not_json.json()["error"]["message"]
 
-    crash = client.get("/boom")
+    crash = client.get("/boom", headers={"X-Request-Id": "boom-1"})
     assert crash.status_code == 500
+    assert crash.headers["x-request-id"] == "boom-1"
+    assert "boom-1" in crash.json()["error"]["message"]
     assert "secret internals" not in crash.text
     assert "Traceback" not in crash.text
     assert crash.json()["error"]["type"] == "server_error"

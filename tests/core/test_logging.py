@@ -50,3 +50,10 @@ def test_exceptions_are_redacted() -> None:
     line = JsonFormatter("svc", Redactor()).format(record)
     assert "sk-llm-abcdefghijklmnopqrstuvwxyz" not in line
     assert "RuntimeError" in line
+
+
+def test_secrets_nested_in_extra_structures_are_redacted() -> None:
+    entry = _format("headers", secrets=("configured-secret-value",),
+                    headers={"authorization": "Bearer abc.def", "x": ["configured-secret-value"]})
+    assert "abc.def" not in json.dumps(entry)
+    assert "configured-secret-value" not in json.dumps(entry)

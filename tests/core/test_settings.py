@@ -52,8 +52,12 @@ def test_weak_secret_refused_without_echoing_it(weak: str) -> None:
 
 def test_read_conf_rejects_malformed_lines(tmp_path: Path) -> None:
     conf = tmp_path / "atlas.conf"
-    conf.write_text("ATLAS_PROXY_PORT=1\nthis is not a setting\n")
-    with pytest.raises(SettingsError, match=r"atlas.conf:2: expected KEY=value"):
+    conf.write_text("ATLAS_PROXY_PORT=1\nexport ATLAS_SERVICE_TOKEN=do-not-echo-me\n")
+    with pytest.raises(SettingsError, match=r"atlas.conf:2: expected KEY=value") as error:
+        read_conf(conf)
+    assert "do-not-echo-me" not in str(error.value)
+    conf.write_bytes(b"ATLAS_PROXY_PORT=\xff\xfe\n")
+    with pytest.raises(SettingsError, match="is not UTF-8 text"):
         read_conf(conf)
 
 

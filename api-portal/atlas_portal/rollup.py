@@ -1,0 +1,83 @@
+"""Rolls the proxy's usage stream up per day, user, key and model, off the request path.
+
+A consumer group (``portal``) reads ``atlas:usage``; entries are acknowledged only after their roll-up has
+committed, so a crash re-delivers them (at-least-once; a portal restart re-reads its pending entries first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import socket
+from collections import defaultdict
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from atlas_core.schemas import USAGE_STREAM
+from atlas_portal import crud
+
+log = logging.getLogger("atlas.portal.usage")
+GROUP = "portal"
+BATCH = 500
+
+Key = tuple[dt.date, int, int, str]
+
+
+def aggregate(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> dict[Key, list[int]]:
+    """Sum entries into ``(day, user, key, model) -> [requests, errors, prompt, completion, latency_ms]``."""
+    totals: dict[Key, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    for _, fields in entries:
+        try:
+            day = dt.datetime.fromtimestamp(float(fields[b"ts"]), dt.UTC).date()
+            key = (day, int(fields[b"user_id"]), int(fields[b"key_id"]), fields[b"model"].decode()[:200])
+            status = int(fields[b"status"])
+            row = totals[key]
+            row[0] += 1
+            row[1] += status >= 400
+            row[2] += int(fields.get(b"prompt_tokens", 0))
+            row[3] += int(fields.get(b"completion_tokens", 0))
+            row[4] += int(float(fields.get(b"latency_ms", 0)))
+        except (KeyError, ValueError) as exc:
+            log.warning("skipping a malformed usage entry: %s", exc)
+    return totals
+
+
+async def store(sessions: async_sessionmaker[AsyncSession], totals: dict[Key, list[int]]) -> None:
+    async with sessions() as session, session.begin():
+        for (day, user_id, key_id, model), (requests, errors, prompt, completion, latency) in totals.items():
+            await crud.add_usage(session, day=day, user_id=user_id, key_id=key_id, model=model, requests=requests,
+                                 errors=errors, prompt_tokens=prompt, completion_tokens=completion,
+                                 latency_ms=latency)
+
+
+async def run(redis: Redis, sessions: async_sessionmaker[AsyncSession], block_ms: int = 1000) -> None:
+    consumer = socket.gethostname()
+    pending_first = True  # re-read what this consumer received but never acknowledged
+    while True:
+        try:
+            try:
+                await redis.xgroup_create(USAGE_STREAM, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            while True:
+                start = "0" if pending_first else ">"
+                reply: Any = await redis.xreadgroup(GROUP, consumer, {USAGE_STREAM: start}, count=BATCH,
+                                               block=None if pending_first else block_ms)
+                entries = reply[0][1] if reply else []
+                if not entries:
+                    pending_first = False
+                    continue
+                await store(sessions, aggregate(entries))
+                await redis.xack(USAGE_STREAM, GROUP, *[entry_id for entry_id, _ in entries])
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, SQLAlchemyError, OSError) as exc:
+            log.warning("usage roll-up paused: %s", exc)
+            pending_first = True
+            await asyncio.sleep(2.0)

@@ -1,0 +1,55 @@
+"""Endpoints for other ATLAS services only, behind the service credential."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from fastapi import APIRouter, HTTPException, Request, status
+
+from atlas_core.schemas import KeyInfo, ModelEntry
+from atlas_portal import crud
+from atlas_portal.deps import DbSession, SettingsDep
+from atlas_portal.routes.keys import issue_key
+from atlas_portal.schemas import BootstrapOut, KeyCreate, ValidateRequest
+from atlas_portal.security import KEY_PREFIX, hash_key, hash_password
+
+router = APIRouter(prefix="/internal", tags=["internal"])
+BOOTSTRAP_ADMIN = "admin"
+
+
+@router.post("/keys/validate", response_model=KeyInfo)
+async def validate_key(body: ValidateRequest, session: DbSession, settings: SettingsDep) -> KeyInfo:
+    """The key's owner and limits, or 401 saying why the key is not usable."""
+    found = None
+    if body.key.startswith(KEY_PREFIX):
+        key_hash = hash_key(body.key, settings.key_hash_secret.get_secret_value())
+        found = await crud.key_with_owner(session, key_hash=key_hash)
+    if found is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key")
+    key, user = found
+    expires = key.expires_at.replace(tzinfo=key.expires_at.tzinfo or dt.UTC) if key.expires_at else None
+    if not key.is_active or not user.is_active:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "this API key has been revoked")
+    if expires is not None and expires <= dt.datetime.now(dt.UTC):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "this API key has expired")
+    return KeyInfo(key_id=key.id, user_id=user.id, username=user.username, name=key.name,
+                   rate_limit=key.rate_limit, tokens_per_min=key.tokens_per_min, max_concurrent=key.max_concurrent,
+                   allowed_models=key.allowed_models, expires_at=expires.timestamp() if expires else None)
+
+
+@router.get("/models", response_model=list[ModelEntry])
+async def models(request: Request) -> list[ModelEntry]:
+    return [entry for entry, _ in await request.app.state.registry.entries(request.app.state.sessions)]
+
+
+@router.post("/bootstrap", response_model=BootstrapOut, status_code=status.HTTP_201_CREATED)
+async def bootstrap(session: DbSession, settings: SettingsDep) -> BootstrapOut:
+    """First start only: create the admin with a generated password and its first key (409 afterwards)."""
+    if await crud.admin_exists(session):
+        raise HTTPException(status.HTTP_409_CONFLICT, "already bootstrapped: an admin exists")
+    password = secrets.token_urlsafe(18)
+    admin = await crud.create_user(session, username=BOOTSTRAP_ADMIN, email="admin@atlas.local",
+                                   password_hash=await hash_password(password), is_admin=True)
+    created = await issue_key(session, settings, admin, KeyCreate(name="first key"))
+    return BootstrapOut(username=admin.username, password=password, key=created.key)
