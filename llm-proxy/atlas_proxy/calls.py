@@ -1,0 +1,87 @@
+"""What the proxy needs to know about a request body, with clear 400s for what is wrong."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from atlas_core.errors import error_response
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.message, self.param, self.status = message, param, status
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.message, param=self.param)
+
+
+@dataclass
+class Call:
+    body: dict[str, Any]
+    raw: bytes
+    model: str
+    stream: bool
+    want_usage: bool
+    max_tokens: int | None
+    prompt_chars: int
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"request body is larger than {limit} bytes", status=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"request body is larger than {limit} bytes", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _text_size(value: Any) -> int:
+    """Characters of text in a prompt, messages or input (the proxy's token estimate is chars / 4)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_text_size(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_text_size(v) for k, v in value.items() if k in ("content", "text", "input", "prompt"))
+    return 0
+
+
+def parse(raw: bytes, endpoint: str) -> Call:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("'model' is required and must be a string naming a model from /v1/models", "model")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("'stream' must be true or false", "stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("'stream_options' must be an object", "stream_options")
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise BadRequest("'max_tokens' must be a positive integer", "max_tokens")
+    field = {"chat": "messages", "completions": "prompt", "embeddings": "input"}[endpoint]
+    value = body.get(field)
+    if endpoint == "chat" and (not isinstance(value, list) or not value or
+                               not all(isinstance(m, dict) for m in value)):
+        raise BadRequest("'messages' must be a non-empty list of message objects", "messages")
+    if endpoint != "chat" and not isinstance(value, str | list):
+        raise BadRequest(f"'{field}' must be a string or a list", field)
+    return Call(body=body, raw=raw, model=model, stream=stream and endpoint != "embeddings",
+                want_usage=bool(options and options.get("include_usage")), max_tokens=max_tokens,
+                prompt_chars=_text_size(value))

@@ -1,0 +1,204 @@
+"""Sends an admitted request to its backend and relays the answer: status and headers first, then the body
+as it arrives. Streams pass through event by event; the proxy reads only what it needs for accounting."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from atlas_core.errors import error_response
+from atlas_core.schemas import USAGE_STREAM, KeyInfo, ModelEntry
+from atlas_proxy.calls import Call
+from atlas_proxy.limits import Limiter
+from atlas_proxy.settings import Settings
+
+log = logging.getLogger("atlas.proxy")
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "trailers", "transfer-encoding", "upgrade", "content-length", "content-encoding", "server", "date"}
+EVENT_END = re.compile(rb"\r?\n\r?\n")
+PIECE = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')  # a non-empty piece of generated text
+USAGE_MAXLEN = 1_000_000  # entries kept in the usage stream (about a day at 10 requests/s)
+BACKENDS = {"llama": "llama-server", "embed": "embedding-server", "rag": "rag-api"}
+
+
+class Forwarder:
+    def __init__(self, settings: Settings, http: httpx.AsyncClient, limiter: Limiter, redis: Redis) -> None:
+        self._settings = settings
+        self._http = http
+        self._limiter = limiter
+        self._redis = redis
+        llama_key = settings.llama_api_key.get_secret_value()
+        self._targets = {
+            "llama": (settings.llama_url, llama_key),
+            "embed": (settings.embed_url, llama_key),
+            "rag": (settings.rag_url, settings.service_token.get_secret_value()),
+        }
+        self._timeout = httpx.Timeout(settings.proxy_upstream_timeout_s, connect=5.0)
+
+    async def forward(self, request: Request, path: str, call: Call, entry: ModelEntry, info: KeyInfo,
+                      admission: str | None, reserved: int, extra_headers: dict[str, str]) -> Response:
+        base, token = self._targets[entry.route]
+        raw = call.raw
+        if entry.upstream != call.model:  # a renamed model: the backend knows its own name
+            raw = json.dumps({**call.body, "model": entry.upstream}).encode()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                   "Accept-Encoding": "identity", "X-Request-Id": request.state.request_id}
+        if entry.route == "rag":
+            headers |= {"X-Atlas-User-Id": str(info.user_id), "X-Atlas-Key-Id": str(info.key_id)}
+        upstream_request = self._http.build_request("POST", f"{base}{path}", content=raw, headers=headers,
+                                                    timeout=self._timeout)
+        sent = time.perf_counter()
+        backend = BACKENDS[entry.route]
+        started = time.time()
+        try:
+            upstream = await self._http.send(upstream_request, stream=True)
+        except httpx.TimeoutException:
+            await self._account(info, call, admission, reserved, 504, 0, 0, started)
+            return error_response(504, f"{backend} did not answer within {self._settings.proxy_upstream_timeout_s:g}s")
+        except httpx.HTTPError as exc:
+            await self._account(info, call, admission, reserved, 503, 0, 0, started)
+            return error_response(503, f"{backend} is unavailable ({type(exc).__name__}); try again shortly")
+        request.state.upstream_s = time.perf_counter() - sent
+        out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP} | extra_headers
+
+        if upstream.status_code >= 400 or not call.stream:
+            try:
+                content = await upstream.aread()
+            except httpx.HTTPError as exc:
+                await self._account(info, call, admission, reserved, 502, 0, 0, started)
+                return error_response(502, f"{backend} broke off its answer ({type(exc).__name__})")
+            finally:
+                await upstream.aclose()
+            request.state.upstream_s = time.perf_counter() - sent
+            if upstream.status_code >= 400:
+                await self._account(info, call, admission, reserved, upstream.status_code, 0, 0, started)
+                return _upstream_error(upstream.status_code, content, backend, extra_headers)
+            prompt, completion = _usage(content)
+            await self._account(info, call, admission, reserved, upstream.status_code, prompt, completion, started)
+            return Response(content, status_code=upstream.status_code, headers=out_headers)
+
+        return StreamingResponse(self._relay(upstream, call, info, admission, reserved, started),
+                                 status_code=upstream.status_code, headers=out_headers)
+
+    async def _relay(self, upstream: httpx.Response, call: Call, info: KeyInfo, admission: str | None,
+                     reserved: int, started: float) -> AsyncIterator[bytes]:
+        buffer, usage, pieces, last_data = b"", None, 0, b""
+        status = upstream.status_code
+        try:
+            async for chunk in upstream.aiter_raw():
+                buffer += chunk
+                out = []
+                while (end := EVENT_END.search(buffer)) is not None:
+                    event, buffer = buffer[: end.end()], buffer[end.end():]
+                    if b"[DONE]" in event:
+                        if call.want_usage and usage is None:  # the backend did not count: say what we saw
+                            usage = _estimate(call, pieces)
+                            out.append(_usage_event(last_data, usage))
+                    elif b'"usage"' in event and (found := _event_usage(event)) is not None:
+                        usage = found
+                    else:
+                        pieces += PIECE.search(event) is not None
+                        last_data = event
+                    out.append(event)
+                if out:
+                    yield b"".join(out)
+            if buffer:
+                yield buffer
+        except httpx.HTTPError as exc:
+            status = 502
+            log.warning("upstream stream broke off: %s", type(exc).__name__)
+        finally:
+            # The client may have gone (this generator is being cancelled): still close the upstream request,
+            # which cancels the generation, and settle the key's limits and usage.
+            with anyio.CancelScope(shield=True):
+                await upstream.aclose()
+                prompt, completion = usage or _estimate(call, pieces)
+                await self._account(info, call, admission, reserved, status, prompt, completion, started)
+
+    async def _account(self, info: KeyInfo, call: Call, admission: str | None, reserved: int, status: int,
+                       prompt: int, completion: int, started: float) -> None:
+        """Free the concurrency slot, reconcile reserved tokens and log usage, in one round trip."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if admission is not None:
+                    await self._limiter.finish(info, admission, reserved, prompt + completion, client=pipe)
+                pipe.xadd(USAGE_STREAM, {
+                    "ts": started, "key_id": info.key_id, "user_id": info.user_id, "model": call.model,
+                    "status": status, "prompt_tokens": prompt, "completion_tokens": completion,
+                    "latency_ms": round((time.time() - started) * 1000, 1),
+                }, maxlen=USAGE_MAXLEN, approximate=True)
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("could not record usage or release limits: %s", exc)
+
+
+def _usage(content: bytes) -> tuple[int, int]:
+    try:
+        usage = json.loads(content).get("usage") or {}
+        return int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+    except (ValueError, AttributeError, TypeError):
+        return 0, 0
+
+
+def _data(event: bytes) -> Any:
+    for line in event.splitlines():
+        if line.startswith(b"data:"):
+            return json.loads(line[5:])
+    return None
+
+
+def _event_usage(event: bytes) -> tuple[int, int] | None:
+    try:
+        usage = (_data(event) or {}).get("usage")
+    except (ValueError, AttributeError):
+        return None
+    if not usage:
+        return None
+    return int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+
+
+def _estimate(call: Call, pieces: int) -> tuple[int, int]:
+    """Prompt characters / 4, and one token per streamed piece (llama.cpp streams a token per event)."""
+    return max(1, call.prompt_chars // 4), pieces
+
+
+def _usage_event(last: bytes, usage: tuple[int, int]) -> bytes:
+    """The final usage chunk OpenAI sends for ``stream_options.include_usage``, when the backend does not."""
+    try:
+        template = _data(last) or {}
+    except ValueError:
+        template = {}
+    chunk = {"id": template.get("id", "chatcmpl-atlas"), "object": template.get("object", "chat.completion.chunk"),
+             "created": template.get("created", int(time.time())), "model": template.get("model", ""),
+             "choices": [], "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1],
+                                      "total_tokens": usage[0] + usage[1]}}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def _upstream_error(status: int, content: bytes, backend: str, headers: dict[str, str]) -> Response:
+    """A backend's error in OpenAI's shape: its own message when it has one, never its internals."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict) and status < 500:
+        return Response(content, status_code=status, media_type="application/json", headers=headers)
+    if status == 422 and isinstance(body, dict) and isinstance(body.get("detail"), list) and body["detail"]:
+        first = body["detail"][0]
+        where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
+        return error_response(400, f"invalid value for '{where}': {first.get('msg', 'invalid')}", param=where,
+                              headers=headers)
+    if status >= 500:
+        return error_response(502, f"{backend} failed to answer (status {status})", headers=headers)
+    return error_response(status, f"{backend} refused the request (status {status})", headers=headers)

@@ -1,0 +1,122 @@
+"""The proxy's routes, explicit only (no catch-all): the three OpenAI endpoints and the model list."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from redis.exceptions import RedisError
+from starlette.responses import Response
+
+from atlas_core.errors import error_response
+from atlas_core.schemas import KeyInfo
+from atlas_proxy.calls import BadRequest, parse, read_body
+from atlas_proxy.keys import KeyRejected, PortalUnavailable
+from atlas_proxy.models import ModelsUnavailable
+from atlas_proxy.state import ProxyState
+
+log = logging.getLogger("atlas.proxy")
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def authenticate(request: Request, state: ProxyState) -> KeyInfo:
+    key = presented_key(request)
+    if key is None:
+        raise BadRequest("missing API key: send 'Authorization: Bearer sk-llm-...'", status=401)
+    try:
+        return await state.keys.lookup(key)
+    except KeyRejected as exc:
+        raise BadRequest(str(exc), status=401) from None
+    except PortalUnavailable as exc:
+        raise BadRequest(f"cannot check API keys right now: {exc}", status=503) from None
+
+
+async def handle(request: Request, path: str) -> Response:
+    state: ProxyState = request.app.state.proxy
+    try:
+        info = await authenticate(request, state)
+        call = parse(await read_body(request, state.settings.proxy_max_body_bytes), ENDPOINTS[path])
+        try:
+            entry = await state.models.resolve(call.model)
+        except ModelsUnavailable as exc:
+            raise BadRequest(str(exc), status=503) from None
+        if entry is None:
+            return error_response(404, f"the model '{call.model}' does not exist; GET /v1/models lists them",
+                                  param="model", code="model_not_found")
+        if info.allowed_models is not None and call.model not in info.allowed_models:
+            raise BadRequest(f"this API key may not use the model '{call.model}'", "model", status=403)
+        if (entry.route == "embed") != (path == "/v1/embeddings"):
+            wanted = "/v1/embeddings" if entry.route == "embed" else "/v1/chat/completions or /v1/completions"
+            raise BadRequest(f"the model '{call.model}' is served at {wanted}", "model")
+    except BadRequest as exc:
+        return exc.response()
+
+    max_tokens = 0 if path == "/v1/embeddings" else (call.max_tokens or state.settings.proxy_default_max_tokens)
+    reserve = call.prompt_chars // 4 + max_tokens
+    admission: str | None = uuid.uuid4().hex
+    limit_headers: dict[str, str] = {}
+    try:
+        decision = await state.limiter.admit(info, admission or "", reserve)
+    except RedisError as exc:
+        if not state.settings.proxy_fail_open:
+            return error_response(503, "rate limiting is unavailable (Redis is down); try again shortly")
+        log.warning("Redis down, serving without limits (ATLAS_PROXY_FAIL_OPEN): %s", exc)
+        admission = None
+    else:
+        limit_headers = decision.headers(info)
+        if not decision.admitted:
+            return error_response(429, f"rate limit reached for this key: {decision.reason}", headers=limit_headers,
+                                  code="rate_limit_exceeded")
+    return await state.forwarder.forward(request, path, call, entry, info, admission, reserve, limit_headers)
+
+
+def router() -> APIRouter:
+    api = APIRouter()
+
+    @api.post("/v1/chat/completions", include_in_schema=False)
+    async def chat(request: Request) -> Response:
+        return await handle(request, "/v1/chat/completions")
+
+    @api.post("/v1/completions", include_in_schema=False)
+    async def completions(request: Request) -> Response:
+        return await handle(request, "/v1/completions")
+
+    @api.post("/v1/embeddings", include_in_schema=False)
+    async def embeddings(request: Request) -> Response:
+        return await handle(request, "/v1/embeddings")
+
+    @api.get("/v1/models", response_model=None)
+    async def models(request: Request) -> dict[str, Any] | Response:
+        state: ProxyState = request.app.state.proxy
+        try:
+            info = await authenticate(request, state)
+            entries = await state.models.entries()
+        except BadRequest as exc:
+            return exc.response()
+        except ModelsUnavailable as exc:
+            return error_response(503, str(exc))
+        data = [{"id": e.id, "object": "model", "created": 0, "owned_by": e.owned_by} for e in entries.values()
+                if info.allowed_models is None or e.id in info.allowed_models]
+        return {"object": "list", "data": data}
+
+    @api.get("/v1/models/{model:path}", response_model=None)
+    async def model(model: str, request: Request) -> dict[str, Any] | Response:
+        listed = await models(request)
+        if isinstance(listed, Response):
+            return listed
+        found: dict[str, Any] | None = next((m for m in listed["data"] if m["id"] == model), None)
+        if found is None:
+            return error_response(404, f"the model '{model}' does not exist", param="model", code="model_not_found")
+        return found
+
+    return api

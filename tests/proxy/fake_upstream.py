@@ -1,0 +1,105 @@
+"""A fake OpenAI-compatible backend that streams at a set rate, for the proxy's tests and benchmark.
+
+What it does depends on the request's ``user`` field: ``slow`` waits 2 s before answering, ``long`` streams
+200 pieces over 2 s, ``tools`` streams a tool call and ``reasoning_content``, ``fail`` answers 500, ``refuse`` answers
+400 in OpenAI's shape. It records every request it receives and how many streams the client abandoned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+PIECES = ["Hello", ",", " world", "!"]
+
+
+def fake_upstream(models: list[str], api_key: str, piece_delay_s: float = 0.0) -> FastAPI:
+    app = FastAPI()
+    app.state.requests = []
+    app.state.abandoned = 0
+    app.state.piece_delay = piece_delay_s
+
+    def authorized(request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {api_key}"
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models", response_model=None)
+    async def list_models(request: Request) -> Any:
+        if not authorized(request):
+            return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, 401)
+        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in models]}
+
+    async def chunks(body: dict[str, Any], kind: str) -> AsyncIterator[bytes]:
+        base = {"id": "cmpl-fake", "created": int(time.time()), "model": body["model"]}
+        long = body.get("user") == "long"
+        pieces = PIECES * 50 if long else PIECES
+        delay = max(app.state.piece_delay, 0.01) if long else app.state.piece_delay  # "long" takes 2 s or more
+        try:
+            if body.get("user") == "tools" and kind == "chat":
+                special = {**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {
+                    "reasoning_content": "thinking…", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                    "function": {"name": "add", "arguments": "{\"a\": 1}"}}]}, "finish_reason": None}]}
+                yield f"data: {json.dumps(special)}\r\n\r\n".encode()
+            for piece in pieces:
+                await asyncio.sleep(delay)
+                if kind == "chat":
+                    choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                    chunk = {**base, "object": "chat.completion.chunk", "choices": [choice]}
+                else:
+                    chunk = {**base, "object": "text_completion", "choices": [{"index": 0, "text": piece}]}
+                yield f"data: {json.dumps(chunk)}\r\n\r\n".encode()
+            yield b"data: [DONE]\r\n\r\n"
+        except asyncio.CancelledError:
+            app.state.abandoned += 1
+            raise
+
+    async def complete(request: Request, kind: str) -> Response:
+        body = await request.json()
+        app.state.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": body})
+        if not authorized(request):
+            return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, 401)
+        user = body.get("user")
+        if user == "slow":
+            await asyncio.sleep(2.0)
+        if user == "fail":
+            return Response("Internal Server Error: traceback at /srv/fake.py line 1", 500)
+        if user == "refuse":
+            return JSONResponse({"error": {"message": "context too long", "type": "invalid_request_error"}}, 400)
+        if body.get("stream"):
+            return StreamingResponse(chunks(body, kind), media_type="text/event-stream",
+                                     headers={"x-backend": "fake", "connection": "keep-alive"})
+        text = "".join(PIECES)
+        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                  if kind == "chat" else {"index": 0, "text": text, "finish_reason": "stop"})
+        return JSONResponse({"id": "cmpl-fake", "object": "chat.completion" if kind == "chat" else "text_completion",
+                             "created": int(time.time()), "model": body["model"], "choices": [choice],
+                             "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}})
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        return await complete(request, "chat")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await complete(request, "completions")
+
+    @app.post("/v1/embeddings", response_model=None)
+    async def embeddings(request: Request) -> Any:
+        body = await request.json()
+        app.state.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": body})
+        if not authorized(request):
+            return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, 401)
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return {"object": "list", "model": body["model"], "usage": {"prompt_tokens": 3, "total_tokens": 3},
+                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(texts))]}
+
+    return app
