@@ -48,7 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
             await create_schema(engine)
             app.state.settings = settings
             app.state.sessions = session_factory(engine)
-            app.state.registry = registry = ModelRegistry(settings, http)
+            app.state.registry = registry = ModelRegistry(settings, http, app.state.redis)
             app.state.readiness["database"] = database_check(engine)
             for job in (registry.run(), rollup.run(app.state.redis, app.state.sessions)):
                 stack.push_async_callback(_cancel, asyncio.create_task(job))

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import suppress
 from typing import Literal
 
 import httpx
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from atlas_core.schemas import VIRTUAL_MODELS, ModelEntry
+from atlas_core.schemas import MODEL_EVENTS_CHANNEL, VIRTUAL_MODELS, ModelEntry
 from atlas_portal import crud
 from atlas_portal.settings import Settings
 
@@ -21,13 +24,15 @@ REFRESH_S = 15.0
 
 
 class ModelRegistry:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings, http: httpx.AsyncClient, redis: Redis) -> None:
         self._settings = settings
         self._http = http
+        self._redis = redis
         self._servers: dict[Route, str] = {"llama": settings.llama_url, "embed": settings.embed_url}
         self.upstream: dict[Route, list[str]] = {"llama": [], "embed": []}
 
     async def refresh(self) -> None:
+        before = {route: list(names) for route, names in self.upstream.items()}
         key = self._settings.llama_api_key.get_secret_value()
         for route, url in self._servers.items():
             try:
@@ -38,11 +43,15 @@ class ModelRegistry:
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 log.warning("could not list the models of %s (keeping %d known): %s", url,
                             len(self.upstream[route]), exc)
+        if self.upstream != before:  # tell the proxies now rather than at their next refresh
+            with suppress(RedisError):
+                await self._redis.publish(MODEL_EVENTS_CHANNEL, "served")
 
     async def run(self) -> None:
         while True:
             await self.refresh()
-            await asyncio.sleep(REFRESH_S)
+            # A server still loading its model lists nothing yet: look again soon.
+            await asyncio.sleep(REFRESH_S if all(self.upstream.values()) else 1.0)
 
     async def entries(self, sessions: async_sessionmaker[AsyncSession], *, include_hidden: bool = False
                       ) -> list[tuple[ModelEntry, bool]]:

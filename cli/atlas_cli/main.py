@@ -4,6 +4,7 @@
     atlas status [--json]                       each process: pid, port, ready or not
     atlas logs SERVICE [-n N] [-f]              a process's log
     atlas down                                  stop everything, leaving no process behind
+    atlas keys create|list|revoke               manage sk-llm- API keys as the admin
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from atlas_cli import runner
+from atlas_cli import keys, runner
 from atlas_cli.plan import log_dir
 from atlas_core.settings import SettingsError, conf_path, default_state_dir, read_conf
 
@@ -131,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
     logs.set_defaults(func=cmd_logs)
     down = sub.add_parser("down", parents=[common], help="stop every service, leaving no process behind")
     down.set_defaults(func=cmd_down)
+    keys.add_parser(sub, common).set_defaults(func=lambda args: keys.run(args, _state_dir(args)))
     return top
 
 

@@ -20,6 +20,7 @@ import httpx
 import redis
 
 from atlas_cli.config import RunConfig, gather, load_runner, resolve, secret_keys
+from atlas_cli.keys import save_admin
 from atlas_cli.plan import (
     LOCK_FILE,
     ServiceSpec,
@@ -203,19 +204,37 @@ def up(config: RunConfig, say: Any) -> list[ServiceSpec]:
         try:
             spawn_supervisor(state_dir)
             wait_ready(state_dir, specs, config.runner.up_timeout_s, say)
+            first_start(config, say)
         except BaseException:
             _stop(state_dir, config.runner.stop_timeout_s)
             raise
-    first_start(state_dir, say)
     return specs
 
 
-def first_start(state_dir: Path, say: Any) -> None:
-    """Steps that run once, on the first successful ``atlas up`` of a state directory."""
+def first_start(config: RunConfig, say: Any) -> None:
+    """Steps that run once, on the first successful ``atlas up`` of a state directory: the portal creates the
+    admin and a first key, shown here once and kept (0600) in ``admin.json`` for ``atlas keys``."""
+    state_dir = config.state_dir
     marker = state_dir / INITIALIZED
     if marker.exists():
         return
-    say(f"first start: generated secrets are in {state_dir / 'secrets.env'} (mode 0600)")
+    portal_url = config.values["ATLAS_PORTAL_URL"]
+    try:
+        response = httpx.post(f"{portal_url}/internal/bootstrap", timeout=30,
+                              headers={"Authorization": f"Bearer {config.values['ATLAS_SERVICE_TOKEN']}"})
+    except httpx.HTTPError as exc:
+        raise UpError(f"the portal did not answer the first-start bootstrap: {type(exc).__name__}") from None
+    if response.status_code == 201:
+        admin = response.json()
+        path = save_admin(state_dir, {**admin, "portal_url": portal_url,
+                                      "api_url": config.values["ATLAS_PUBLIC_API_URL"]})
+        say(f"first start: admin account '{admin['username']}', password {admin['password']}")
+        say(f"             first API key {admin['key']}")
+        say(f"             shown once; kept for the atlas CLI in {path} (mode 0600)")
+    elif response.status_code == 409:
+        say("first start: the portal database already has an admin; no new credentials were made")
+    else:
+        raise UpError(f"the portal could not bootstrap the admin (HTTP {response.status_code}): {response.text[:200]}")
     write_private(marker, time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
 
 

@@ -52,8 +52,12 @@ class ModelCache:
             self._fetched = time.monotonic() - REFRESH_S + 1.0  # keep the stale list, retry in a second
 
     async def resolve(self, name: str) -> ModelEntry | None:
-        """The entry for a public model name; an unlisted ``atlas*`` name still goes to rag-api."""
+        """The entry for a public model name; an unlisted ``atlas*`` name still goes to rag-api. An unknown
+        name triggers one early refresh (at most one a second), so a model that just appeared is found."""
         entry = (await self.entries()).get(name)
+        if entry is None and time.monotonic() - self._fetched > 1.0:
+            self.invalidate()
+            entry = (await self.entries()).get(name)
         if entry is None and name.startswith("atlas"):
             return ModelEntry(id=name, upstream=name, route="rag")
         return entry
