@@ -15,7 +15,8 @@ from atlas_core.settings import ServiceSettings, SettingsError, load_settings
 S = TypeVar("S", bound=ServiceSettings)
 
 
-def run_service(service: str, settings_cls: type[S], create_app: Callable[[S], FastAPI]) -> None:
+def run_service(service: str, settings_cls: type[S], create_app: Callable[[S], FastAPI], *,
+                access_log: bool = True) -> None:
     """Validate settings (one clear line and exit 2 on a bad key), configure logging, serve."""
     try:
         settings = load_settings(settings_cls)
@@ -24,4 +25,4 @@ def run_service(service: str, settings_cls: type[S], create_app: Callable[[S], F
         raise SystemExit(2) from None
     configure_logging(service, settings.log_level, settings.secret_values())
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                server_header=False, proxy_headers=False)
+                server_header=False, proxy_headers=False, access_log=access_log)

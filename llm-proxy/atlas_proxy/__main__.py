@@ -6,7 +6,9 @@ from atlas_proxy.settings import Settings
 
 
 def main() -> None:
-    run_service("llm-proxy", Settings, create_app)
+    # No access log: at gateway rates it costs more than the request itself; every request is counted in
+    # /metrics and recorded (without prompts) in the usage stream instead.
+    run_service("llm-proxy", Settings, create_app, access_log=False)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
+import aiohttp
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,8 +55,16 @@ def create_app(settings: Settings) -> FastAPI:
             keys = KeyCache(settings.portal_url, settings.service_token, http, settings.proxy_key_cache_s)
             models = ModelCache(settings.portal_url, settings.service_token, http)
             limiter = Limiter(redis, settings.proxy_upstream_timeout_s)
+            backends = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0,
+                                              sock_read=settings.proxy_upstream_timeout_s),
+                auto_decompress=False, trust_env=False)
+            stack.push_async_callback(backends.close)
+            forwarder = Forwarder(settings, backends, limiter, redis)
+            stack.push_async_callback(forwarder.drain)  # runs before Redis and the HTTP client close
             app.state.proxy = ProxyState(settings=settings, keys=keys, models=models, limiter=limiter,
-                                         forwarder=Forwarder(settings, http, limiter, redis))
+                                         forwarder=forwarder)
             app.state.readiness["api-portal"] = http_check(http, f"{settings.portal_url}/livez")
             app.state.readiness["llama-server"] = llama_check(http, settings.llama_url)
             listener = asyncio.create_task(events.listen(redis, keys, models))

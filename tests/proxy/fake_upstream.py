@@ -103,3 +103,11 @@ def fake_upstream(models: list[str], api_key: str, piece_delay_s: float = 0.0) -
                 "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(texts))]}
 
     return app
+
+
+def from_env() -> FastAPI:
+    """``uvicorn --factory tests.proxy.fake_upstream:from_env``: the benchmark's backend in its own process."""
+    import os
+
+    return fake_upstream(os.environ["FAKE_MODELS"].split(","), os.environ["FAKE_API_KEY"],
+                         float(os.environ.get("FAKE_PIECE_DELAY_S", "0")))
