@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status test lint typecheck unit e2e docs
+.PHONY: help install up down status test lint typecheck unit docs bench-proxy
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,3 +35,7 @@ unit: install ## the test suite without the slow end-to-end and install tests
 
 docs: install ## regenerate the settings table in docs/configuration.md
 	@$(BIN)/python scripts/update-config-docs.py
+
+bench-proxy: install ## llm-proxy's added latency vs LiteLLM's proxy (JSON in bench-results/proxy.json)
+	@benchmark/litellm/setup.sh
+	@$(BIN)/python scripts/bench_proxy.py --out bench-results/proxy.json

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -157,7 +156,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def start_backend(procs: Processes, name: str, model: str, api_key: str) -> str:
@@ -202,30 +201,42 @@ def start_platform(procs: Processes, state: Path, backend: str, embed: str, api_
 
 def start_litellm(procs: Processes, lab: Path, backend: str, api_key: str, redis_port: int,
                   redis_password: str) -> Target | None:
-    """LiteLLM's proxy, set up by scripts/litellm-bench-setup.sh in LAB (see docs/benchmarks.md)."""
-    launcher = lab / "start.sh"
-    if not launcher.is_file():
-        print(f"LiteLLM not set up in {lab}: run scripts/litellm-bench-setup.sh {lab}; measuring without it")
+    """LiteLLM's proxy with a virtual key, PostgreSQL and Redis (benchmark/litellm/setup.sh prepares LAB)."""
+    scripts = REPO / "benchmark" / "litellm"
+    if not any(lab.glob(".ready-*")):
+        print(f"LiteLLM is not set up in {lab} (run benchmark/litellm/setup.sh); measuring without it")
         return None
     port = free_port()
-    env = {**os.environ, "LITELLM_PORT": str(port), "FAKE_BASE": f"{backend}/v1", "FAKE_KEY": api_key,
-           "REDIS_PORT": str(redis_port), "REDIS_PASSWORD": redis_password, "BENCH_MODEL": MODEL}
-    proc = procs.start("litellm", ["bash", str(launcher)], env, cwd=lab)
+    env = {**os.environ, "LAB": str(lab), "LITELLM_PORT": str(port), "FAKE_BASE": f"{backend}/v1",
+           "FAKE_KEY": api_key, "REDIS_PORT": str(redis_port), "REDIS_PASSWORD": redis_password, "BENCH_MODEL": MODEL}
+    bash = shutil.which("bash") or "/bin/bash"
+    proc = procs.start("litellm", [bash, str(scripts / "start.sh")], env, cwd=lab)
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health/liveliness", timeout=240)
-    key = subprocess.run(["bash", str(lab / "make-key.sh")], env=env, cwd=lab, capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()[-1]
+    deadline = time.monotonic() + 240
+    while True:  # /health/readiness answers 503 until the database is connected
+        try:
+            if httpx.get(f"{url}/health/readiness", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"LiteLLM did not start; see {procs.logs / 'litellm.log'}")
+        time.sleep(0.5)
+    key = subprocess.run([bash, str(scripts / "make-key.sh")], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
     return Target("litellm", f"{url}/v1", key, pid=proc.pid)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=100.0, help="requests/s in the latency phase")
-    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per latency round")
+    parser.add_argument("--rate", type=float, default=10.0,
+                        help="requests/s in the latency phase (below every target's capacity on 2 cores)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds per latency round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds per target")
     parser.add_argument("--clients", type=int, default=64, help="concurrent clients")
     parser.add_argument("--soak", type=int, default=100_000, help="requests through llm-proxy for the memory check")
-    parser.add_argument("--litellm-lab", type=Path, default=REPO / ".bench" / "litellm")
+    parser.add_argument("--litellm-lab", type=Path, default=REPO / ".bench" / "litellm",
+                        help="where benchmark/litellm/setup.sh installed LiteLLM")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "proxy.json")
     args = parser.parse_args()
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atlas_portal.db import ApiKey, ModelSetting, UsageDaily, User, utcnow
@@ -100,11 +100,3 @@ async def set_model(session: AsyncSession, *, name: str, display_name: str | Non
     if hidden is not None:
         setting.hidden = hidden
     session.add(setting)
-
-
-async def count_users(session: AsyncSession) -> int:
-    return int((await session.execute(select(func.count(User.id)))).scalar_one())
-
-
-def ids(items: Iterable[ApiKey]) -> list[int]:
-    return [item.id for item in items]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import httpx
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 
@@ -14,10 +13,4 @@ def _redis(request: Request) -> Redis:
     return redis
 
 
-def _http(request: Request) -> httpx.AsyncClient:
-    client: httpx.AsyncClient = request.app.state.http
-    return client
-
-
 RedisDep = Annotated[Redis, Depends(_redis)]
-HttpClient = Annotated[httpx.AsyncClient, Depends(_http)]

@@ -18,7 +18,7 @@ from atlas_proxy.forward import Forwarder
 from atlas_proxy.keys import KeyCache
 from atlas_proxy.limits import Limiter
 from atlas_proxy.models import ModelCache
-from atlas_proxy.routes import router
+from atlas_proxy.routes import routes
 from atlas_proxy.settings import Settings
 from atlas_proxy.state import ProxyState
 
@@ -78,6 +78,6 @@ def create_app(settings: Settings) -> FastAPI:
             yield
 
     app = service_app("llm-proxy", settings.service_token, lifespan)
-    app.include_router(router())
+    app.router.routes.extend(routes())
     app.add_middleware(OverheadMiddleware)
     return app

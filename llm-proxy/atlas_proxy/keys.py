@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 
 import httpx
 from pydantic import SecretStr, ValidationError
@@ -100,9 +101,9 @@ class KeyCache:
         else:
             self.clear()
 
-    def _drop(self, match: object) -> None:
+    def _drop(self, match: Callable[[KeyInfo], bool]) -> None:
         for digest, (info, _) in list(self._valid.items()):
-            if match(info):  # type: ignore[operator]
+            if match(info):
                 del self._valid[digest]
 
     def clear(self) -> None:

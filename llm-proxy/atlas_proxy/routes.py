@@ -6,9 +6,10 @@ import logging
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
-from starlette.responses import Response
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from atlas_core.errors import error_response
 from atlas_core.schemas import KeyInfo
@@ -80,43 +81,51 @@ async def handle(request: Request, path: str) -> Response:
     return await state.forwarder.forward(request, path, call, entry, info, admission, reserve, limit_headers)
 
 
-def router() -> APIRouter:
-    api = APIRouter()
+def routes() -> list[Route]:
+    """Plain Starlette routes: these handlers take the raw request and build their own responses, so FastAPI's
+    per-request dependency and serialisation layer would be pure overhead on the hottest path."""
 
-    @api.post("/v1/chat/completions", include_in_schema=False)
     async def chat(request: Request) -> Response:
         return await handle(request, "/v1/chat/completions")
 
-    @api.post("/v1/completions", include_in_schema=False)
     async def completions(request: Request) -> Response:
         return await handle(request, "/v1/completions")
 
-    @api.post("/v1/embeddings", include_in_schema=False)
     async def embeddings(request: Request) -> Response:
         return await handle(request, "/v1/embeddings")
 
-    @api.get("/v1/models", response_model=None)
-    async def models(request: Request) -> dict[str, Any] | Response:
-        state: ProxyState = request.app.state.proxy
-        try:
-            info = await authenticate(request, state)
-            entries = await state.models.entries()
-        except BadRequest as exc:
-            return exc.response()
-        except ModelsUnavailable as exc:
-            return error_response(503, str(exc))
-        data = [{"id": e.id, "object": "model", "created": 0, "owned_by": e.owned_by} for e in entries.values()
-                if info.allowed_models is None or e.id in info.allowed_models]
-        return {"object": "list", "data": data}
+    async def models(request: Request) -> Response:
+        listed = await _models(request)
+        return listed if isinstance(listed, Response) else JSONResponse(listed)
 
-    @api.get("/v1/models/{model:path}", response_model=None)
-    async def model(model: str, request: Request) -> dict[str, Any] | Response:
-        listed = await models(request)
+    async def model(request: Request) -> Response:
+        listed = await _models(request)
         if isinstance(listed, Response):
             return listed
-        found: dict[str, Any] | None = next((m for m in listed["data"] if m["id"] == model), None)
+        name = request.path_params["model"]
+        found = next((m for m in listed["data"] if m["id"] == name), None)
         if found is None:
-            return error_response(404, f"the model '{model}' does not exist", param="model", code="model_not_found")
-        return found
+            return error_response(404, f"the model '{name}' does not exist", param="model", code="model_not_found")
+        return JSONResponse(found)
 
-    return api
+    return [
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:path}", model, methods=["GET"]),
+    ]
+
+
+async def _models(request: Request) -> dict[str, Any] | Response:
+    state: ProxyState = request.app.state.proxy
+    try:
+        info = await authenticate(request, state)
+        entries = await state.models.entries()
+    except BadRequest as exc:
+        return exc.response()
+    except ModelsUnavailable as exc:
+        return error_response(503, str(exc))
+    data = [{"id": e.id, "object": "model", "created": 0, "owned_by": e.owned_by} for e in entries.values()
+            if info.allowed_models is None or e.id in info.allowed_models]
+    return {"object": "list", "data": data}
