@@ -17,8 +17,11 @@ REDACTED = "[REDACTED]"
 _PATTERNS = [
     (re.compile(r"sk-llm-[A-Za-z0-9_\-]+"), REDACTED),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-.=:+/]+"), r"\1" + REDACTED),
-    (re.compile(r"(?i)((?:api[_-]?key|token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"), r"\1" + REDACTED),
-    (re.compile(r"(redis://[^:@/\s]*:)[^@\s]+@"), r"\1" + REDACTED + "@"),
+    (re.compile(r"(?i)(basic\s+)[A-Za-z0-9+/=]{8,}"), r"\1" + REDACTED),
+    (re.compile(r"(?i)([\w-]*(?:api[_-]?key|token|passw(?:or)?d|secret|credential)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
+                r"[^\s\"',}]+"), r"\1" + REDACTED),
+    # user:password@ in any URL (redis://, postgresql://, https://): up to the last @ of the authority
+    (re.compile(r"(?i)([a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^\s/]*@"), r"\1" + REDACTED + "@"),
 ]
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and goes into the JSON object.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}

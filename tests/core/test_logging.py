@@ -38,6 +38,9 @@ def test_password_assignments_and_redis_urls_are_redacted() -> None:
     assert "hunter2" not in redact("password=hunter2 api_key: 'xyz123'")
     assert "xyz123" not in redact("password=hunter2 api_key: 'xyz123'")
     assert redact("redis://:s3cr3t@127.0.0.1:6380/0") == "redis://:[REDACTED]@127.0.0.1:6380/0"
+    assert redact("postgresql://atlas:p@ss@db:5432/x") == "postgresql://atlas:[REDACTED]@db:5432/x"
+    assert "pw123456" not in redact("JWT_SECRET_KEY=pw123456 Authorization: Basic dXNlcjpwYXNz")
+    assert "dXNlcjpwYXNz" not in redact("Authorization: Basic dXNlcjpwYXNz")
 
 
 def test_exceptions_are_redacted() -> None:
