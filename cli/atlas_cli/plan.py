@@ -17,7 +17,6 @@ from atlas_llama.embed import Settings as EmbedSettings
 
 GGUF_MAGIC = b"GGUF"
 LOCK_FILE = "lock"
-# Child processes keep the ordinary environment (PATH, HOME, locale) but no ATLAS_ key they do not read.
 SERVICE_MODULES = {
     "embedding-server": "atlas_llama.embed",
     "sandbox": "atlas_sandbox",
@@ -87,8 +86,15 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# What children keep of the caller's environment: the basics, locale, and GPU / model-library knobs. Anything
+# else (cloud credentials, tokens of other tools) stays out of the services and out of run/plan.json.
+_PASS = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
+         "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "OMP_NUM_THREADS"}
+_PASS_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "HF_", "TRANSFORMERS_", "GGML_", "LLAMA_", "XDG_")
+
+
 def _base_env(config: RunConfig) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
+    env = {k: v for k, v in os.environ.items() if k in _PASS or k.startswith(_PASS_PREFIXES)}
     # Every child carries the state directory: `atlas down` and the tests find stragglers by it.
     env["ATLAS_STATE_DIR"] = str(config.state_dir)
     return env

@@ -51,6 +51,15 @@ def test_urls_follow_ports_and_services_get_only_their_keys(platform_env: dict[s
     assert all(config.values["ATLAS_LLAMA_API_KEY"] not in arg for spec in plan.values() for arg in spec.argv)
 
 
+def test_children_get_only_an_allowlisted_environment(platform_env: dict[str, str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-atlas")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    for spec in build_plan(prepare({}, None)):
+        assert "AWS_SECRET_ACCESS_KEY" not in spec.env
+        assert spec.env["LC_ALL"] == "C.UTF-8" and "PATH" in spec.env
+
+
 def test_unknown_key_in_atlas_conf_is_refused_with_a_suggestion(platform_env: dict[str, str], tmp_path: Path) -> None:
     conf = tmp_path / "atlas.conf"
     conf.write_text("ATLAS_PROXY_PORTT=8000\n")
