@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,19 @@ MAX_LOG_BYTES = 10 * 1024 * 1024
 CRASH_WINDOW_S = 60.0
 MAX_CRASHES = 5  # within the window; then the service is marked failed instead of restarted forever
 POLL_S = 0.2
+ROTATE_EVERY = 50  # polls: check log sizes every 10 s
+
+
+def rotate(path: Path) -> None:
+    """Past MAX_LOG_BYTES, keep one previous generation (``.log.1``). Copy, then truncate: the running
+    process writes with O_APPEND, so it simply continues at the start of the emptied file."""
+    try:
+        if path.stat().st_size <= MAX_LOG_BYTES:
+            return
+        shutil.copyfile(path, path.with_suffix(".log.1"))
+        os.truncate(path, 0)
+    except OSError:
+        return
 
 
 @dataclass
@@ -61,8 +75,7 @@ class Supervisor:
         logs = log_dir(self.state_dir)
         logs.mkdir(mode=0o700, parents=True, exist_ok=True)
         log_path = logs / f"{child.spec.name}.log"
-        if log_path.exists() and log_path.stat().st_size > MAX_LOG_BYTES:
-            log_path.replace(log_path.with_suffix(".log.1"))
+        rotate(log_path)
         if child.spec.name == "redis":
             (self.state_dir / "redis").mkdir(mode=0o700, exist_ok=True)
         with open(log_path, "ab") as output:
@@ -124,8 +137,13 @@ class Supervisor:
                     break
                 self._start(child)
             self.write_state()
+            polls = 0
             while not self.stopping:
                 now = time.monotonic()
+                polls += 1
+                if polls % ROTATE_EVERY == 0:
+                    for child in self.children:
+                        rotate(log_dir(self.state_dir) / f"{child.spec.name}.log")
                 changed = False
                 for child in self.children:
                     if child.proc is not None and child.proc.poll() is not None:

@@ -10,6 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from atlas_cli import supervisor
 from atlas_cli.plan import ServiceSpec, save_plan
 from atlas_cli.process import start_time
 from atlas_cli.runner import down, running, spawn_supervisor
@@ -89,3 +92,18 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     wait_for(lambda: pids(state_dir).get("steady"))
     os.kill(supervisor, signal.SIGKILL)
     wait_for(lambda: processes_of(state_dir) == [], timeout=10)
+
+
+def test_logs_rotate_under_a_writer_that_keeps_appending(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor, "MAX_LOG_BYTES", 100)
+    log = tmp_path / "svc.log"
+    with open(log, "ab") as writer:  # as a service's stdout: O_APPEND
+        writer.write(b"x" * 150)
+        writer.flush()
+        supervisor.rotate(log)
+        writer.write(b"after\n")
+        writer.flush()
+    assert (tmp_path / "svc.log.1").read_bytes() == b"x" * 150
+    assert log.read_bytes() == b"after\n"
+    supervisor.rotate(log)  # small files stay
+    assert log.read_bytes() == b"after\n"
