@@ -40,7 +40,7 @@ class ModelRegistry:
                                                 headers={"Authorization": f"Bearer {key}"})
                 response.raise_for_status()
                 self.upstream[route] = [m["id"] for m in response.json()["data"]]
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 log.warning("could not list the models of %s (keeping %d known): %s", url,
                             len(self.upstream[route]), exc)
         if self.upstream != before:  # tell the proxies now rather than at their next refresh

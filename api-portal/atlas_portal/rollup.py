@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from atlas_core.schemas import USAGE_STREAM
@@ -23,6 +23,7 @@ from atlas_portal import crud
 
 log = logging.getLogger("atlas.portal.usage")
 GROUP = "portal"
+DEAD_STREAM = "atlas:usage:dead"
 BATCH = 500
 
 Key = tuple[dt.date, int, int, str]
@@ -73,8 +74,15 @@ async def run(redis: Redis, sessions: async_sessionmaker[AsyncSession], block_ms
                 if not entries:
                     pending_first = False
                     continue
-                await store(sessions, aggregate(entries))
-                await redis.xack(USAGE_STREAM, GROUP, *[entry_id for entry_id, _ in entries])
+                ids = [entry_id for entry_id, _ in entries]
+                try:
+                    await store(sessions, aggregate(entries))
+                except (DataError, IntegrityError) as exc:
+                    # This batch can never be stored: set it aside instead of retrying it forever.
+                    log.error("usage batch refused by the database, moved to %s: %s", DEAD_STREAM, exc)
+                    for _, fields in entries:
+                        await redis.xadd(DEAD_STREAM, fields, maxlen=100_000, approximate=True)
+                await redis.xack(USAGE_STREAM, GROUP, *ids)
         except asyncio.CancelledError:
             raise
         except (RedisError, SQLAlchemyError, OSError) as exc:

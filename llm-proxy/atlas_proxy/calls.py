@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from atlas_core.errors import error_response
+
+MODEL_NAME = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII: it goes into headers, logs and the database
+MAX_TOKENS_CAP = 10_000_000
 
 
 class BadRequest(Exception):
@@ -61,11 +65,13 @@ def parse(raw: bytes, endpoint: str) -> Call:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("'model' is required and must be a string naming a model from /v1/models", "model")
+    if not isinstance(model, str) or not MODEL_NAME.match(model):
+        raise BadRequest("'model' is required and must name a model from /v1/models", "model")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("'stream' must be true or false", "stream")
@@ -73,8 +79,9 @@ def parse(raw: bytes, endpoint: str) -> Call:
     if options is not None and not isinstance(options, dict):
         raise BadRequest("'stream_options' must be an object", "stream_options")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
-        raise BadRequest("'max_tokens' must be a positive integer", "max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or
+                                   not 1 <= max_tokens <= MAX_TOKENS_CAP):
+        raise BadRequest(f"'max_tokens' must be an integer from 1 to {MAX_TOKENS_CAP}", "max_tokens")
     field = {"chat": "messages", "completions": "prompt", "embeddings": "input"}[endpoint]
     value = body.get(field)
     if endpoint == "chat" and (not isinstance(value, list) or not value or
@@ -82,6 +89,10 @@ def parse(raw: bytes, endpoint: str) -> Call:
         raise BadRequest("'messages' must be a non-empty list of message objects", "messages")
     if endpoint != "chat" and not isinstance(value, str | list):
         raise BadRequest(f"'{field}' must be a string or a list", field)
+    try:
+        prompt_chars = _text_size(value)
+    except RecursionError:
+        raise BadRequest(f"'{field}' is nested too deeply", field) from None
     return Call(body=body, raw=raw, model=model, stream=stream and endpoint != "embeddings",
                 want_usage=bool(options and options.get("include_usage")), max_tokens=max_tokens,
-                prompt_chars=_text_size(value))
+                prompt_chars=prompt_chars)

@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from atlas_core.schemas import KEY_EVENTS_CHANNEL, MODEL_EVENTS_CHANNEL
 from atlas_proxy.keys import KeyCache
@@ -34,7 +33,7 @@ async def listen(redis: Redis, keys: KeyCache, models: ModelCache) -> None:
                         models.invalidate()
         except asyncio.CancelledError:
             raise
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # Redis gone, or a malformed message: drop the cache and listen again
             log.warning("event subscription lost (%s); cached keys dropped, resubscribing", exc)
             keys.clear()
             await asyncio.sleep(1.0)

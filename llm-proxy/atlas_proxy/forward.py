@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from atlas_core.errors import error_response
 from atlas_core.schemas import USAGE_STREAM, KeyInfo, ModelEntry
@@ -31,9 +32,24 @@ log = logging.getLogger("atlas.proxy")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "trailers", "transfer-encoding", "upgrade", "content-length", "content-encoding", "server", "date"}
 EVENT_END = re.compile(rb"\r?\n\r?\n")
+DONE = re.compile(rb"^data:\s*\[DONE\]\s*$", re.MULTILINE)
 PIECE = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')  # a non-empty piece of generated text
 USAGE_MAXLEN = 1_000_000  # entries kept in the usage stream (about a day at 10 requests/s)
 BACKENDS = {"llama": "llama-server", "embed": "embedding-server", "rag": "rag-api"}
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """Closes its body iterator whatever happens, so the relay's cleanup (closing the backend connection, freeing
+    the key's slot, recording usage) never waits for the garbage collector after a client disconnects."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
 
 
 class Forwarder:
@@ -77,7 +93,11 @@ class Forwarder:
         if upstream.status >= 400 or not call.stream:
             try:
                 content = await upstream.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except TimeoutError:
+                await self._account(info, call, admission, reserved, 504, 0, 0, started)
+                return error_response(504, f"{backend} stopped answering for "
+                                           f"{self._settings.proxy_upstream_timeout_s:g}s")
+            except aiohttp.ClientError as exc:
                 await self._account(info, call, admission, reserved, 502, 0, 0, started)
                 return error_response(502, f"{backend} broke off its answer ({type(exc).__name__})")
             finally:
@@ -90,8 +110,8 @@ class Forwarder:
             await self._account(info, call, admission, reserved, upstream.status, prompt, completion, started)
             return Response(content, status_code=upstream.status, headers=out_headers)
 
-        return StreamingResponse(self._relay(upstream, call, info, admission, reserved, started),
-                                 status_code=upstream.status, headers=out_headers)
+        return ClosingStreamingResponse(self._relay(upstream, call, info, admission, reserved, started),
+                                        status_code=upstream.status, headers=out_headers)
 
     async def _relay(self, upstream: aiohttp.ClientResponse, call: Call, info: KeyInfo, admission: str | None,
                      reserved: int, started: float) -> AsyncIterator[bytes]:
@@ -103,13 +123,13 @@ class Forwarder:
                 out = []
                 while (end := EVENT_END.search(buffer)) is not None:
                     event, buffer = buffer[: end.end()], buffer[end.end():]
-                    if b"[DONE]" in event:
+                    if DONE.search(event):
                         if call.want_usage and usage is None:  # the backend did not count: say what we saw
                             usage = _estimate(call, pieces)
                             out.append(_usage_event(last_data, usage))
                     elif b'"usage"' in event and (found := _event_usage(event)) is not None:
                         usage = found
-                    else:
+                    elif event.startswith(b"data:"):
                         pieces += PIECE.search(event) is not None
                         last_data = event
                     out.append(event)
@@ -158,11 +178,14 @@ class Forwarder:
                 pipe.xadd(USAGE_STREAM, usage, maxlen=USAGE_MAXLEN, approximate=True)  # type: ignore[arg-type]
                 await pipe.execute()
         except NoScriptError:  # Redis restarted and lost the script (the usage entry went in): reload, retry
-            await self._limiter.reload()
-            async with self._redis.pipeline(transaction=False) as pipe:
-                self._limiter.finish(pipe, info, admission or "", reserved, prompt + completion)
-                await pipe.execute()
-        except RedisError as exc:
+            try:
+                await self._limiter.reload()
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    self._limiter.finish(pipe, info, admission or "", reserved, prompt + completion)
+                    await pipe.execute()
+            except RedisError as exc:
+                log.warning("could not release limits: %s", exc)
+        except Exception as exc:  # a background task: whatever went wrong is logged, never lost silently
             log.warning("could not record usage or release limits: %s", exc)
 
 
@@ -184,11 +207,11 @@ def _data(event: bytes) -> Any:
 def _event_usage(event: bytes) -> tuple[int, int] | None:
     try:
         usage = (_data(event) or {}).get("usage")
-    except (ValueError, AttributeError):
+        if not usage:
+            return None
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    except (ValueError, AttributeError, TypeError):
         return None
-    if not usage:
-        return None
-    return int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
 
 
 def _estimate(call: Call, pieces: int) -> tuple[int, int]:
@@ -217,11 +240,13 @@ def _upstream_error(status: int, content: bytes, backend: str, headers: dict[str
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict) and status < 500:
         return Response(content, status_code=status, media_type="application/json", headers=headers)
-    if status == 422 and isinstance(body, dict) and isinstance(body.get("detail"), list) and body["detail"]:
-        first = body["detail"][0]
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if status == 422 and isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        first = detail[0]
         where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
         return error_response(400, f"invalid value for '{where}': {first.get('msg', 'invalid')}", param=where,
                               headers=headers)
-    if status >= 500:
+    if status >= 500 or status in (401, 403, 404):
+        # A backend refusing the proxy's own credential or path is the platform's fault, not the client's.
         return error_response(502, f"{backend} failed to answer (status {status})", headers=headers)
     return error_response(status, f"{backend} refused the request (status {status})", headers=headers)

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -22,6 +23,8 @@ from atlas_core.schemas import KeyInfo
 
 log = logging.getLogger("atlas.proxy.keys")
 NEGATIVE_TTL_S = 1.0  # a refused key is re-checked after this, so re-enabling one takes effect quickly
+MAX_REJECTED = 10_000  # remembered refusals; random keys must not grow memory without bound
+KEY_FORMAT = re.compile(r"^sk-llm-[A-Za-z0-9_\-]{43}$")
 
 
 class PortalUnavailable(Exception):
@@ -41,8 +44,12 @@ class KeyCache:
         self._valid: dict[str, tuple[KeyInfo, float]] = {}
         self._rejected: dict[str, tuple[str, float]] = {}
         self._inflight: dict[str, asyncio.Future[KeyInfo]] = {}
+        # Bumped by every revocation event: an answer that was in flight across one is not cached.
+        self._generation = 0
 
     async def lookup(self, key: str) -> KeyInfo:
+        if not KEY_FORMAT.match(key):
+            raise KeyRejected("invalid API key")  # not even shaped like one: no need to ask the portal
         digest = hashlib.sha256(key.encode()).hexdigest()
         now = time.monotonic()
         hit = self._valid.get(digest)
@@ -71,27 +78,44 @@ class KeyCache:
             del self._inflight[digest]
 
     async def _ask(self, key: str, digest: str) -> KeyInfo:
+        generation = self._generation
         try:
             response = await self._http.post(self._url, json={"key": key}, headers=self._headers, timeout=5.0)
         except httpx.HTTPError as exc:
             raise PortalUnavailable(f"api-portal unreachable: {type(exc).__name__}") from None
-        if response.status_code == 401:
-            reason = _message(response) or "invalid API key"
-            self._rejected[digest] = (reason, time.monotonic() + NEGATIVE_TTL_S)
-            raise KeyRejected(reason)
+        if response.status_code in (400, 401):
+            reason = _message(response) if response.status_code == 401 else None
+            if len(self._rejected) >= MAX_REJECTED:
+                self._rejected.clear()
+            self._rejected[digest] = (reason or "invalid API key", time.monotonic() + NEGATIVE_TTL_S)
+            raise KeyRejected(reason or "invalid API key")
         if response.status_code != 200:
             raise PortalUnavailable(f"api-portal answered {response.status_code}")
         try:
             info = KeyInfo.model_validate_json(response.content)
         except ValidationError:
             raise PortalUnavailable("api-portal sent an unreadable key record") from None
-        self._valid[digest] = (info, time.monotonic() + self._ttl_s)
+        if self._generation == generation:
+            self._valid[digest] = (info, time.monotonic() + self._ttl_s)
+        elif not await self._still_valid(key):
+            raise KeyRejected("this API key has been revoked")
         return info
 
+    async def _still_valid(self, key: str) -> bool:
+        """After a revocation raced the lookup, ask once more rather than trust (or cache) the old answer."""
+        try:
+            response = await self._http.post(self._url, json={"key": key}, headers=self._headers, timeout=5.0)
+        except httpx.HTTPError:
+            raise PortalUnavailable("api-portal unreachable") from None
+        return response.status_code == 200
+
     def on_event(self, payload: bytes | str) -> None:
+        self._generation += 1
         try:
             event = json.loads(payload)
         except ValueError:
+            event = None
+        if not isinstance(event, dict):
             self.clear()
             return
         if "key_id" in event:
@@ -107,6 +131,7 @@ class KeyCache:
                 del self._valid[digest]
 
     def clear(self) -> None:
+        self._generation += 1
         self._valid.clear()
         self._rejected.clear()
 

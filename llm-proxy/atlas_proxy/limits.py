@@ -59,7 +59,7 @@ if tpm > 0 then
 end
 if conc > 0 and redis.call('ZCARD', KEYS[4]) >= conc then return {3, 1000, used, tokens} end
 redis.call('ZADD', KEYS[1], now, id)
-redis.call('ZADD', KEYS[2], now, id .. '|' .. reserve)
+redis.call('ZADD', KEYS[2], now, id .. '|' .. string.format('%d', reserve))
 redis.call('INCRBY', KEYS[3], reserve)
 redis.call('ZADD', KEYS[4], now + ttl, id)
 redis.call('PEXPIRE', KEYS[1], window)

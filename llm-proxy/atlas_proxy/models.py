@@ -44,7 +44,10 @@ class ModelCache:
         try:
             response = await self._http.get(self._url, headers=self._headers, timeout=5.0)
             response.raise_for_status()
-            self._entries = {e.id: e for e in _ENTRIES.validate_json(response.content)}
+            entries: dict[str, ModelEntry] = {}
+            for entry in _ENTRIES.validate_json(response.content):
+                entries.setdefault(entry.id, entry)  # the portal lists llama-server A before B: A wins
+            self._entries = entries
             self._fetched = time.monotonic()
         except (httpx.HTTPError, ValidationError) as exc:
             if self._entries is None:
@@ -52,12 +55,10 @@ class ModelCache:
             self._fetched = time.monotonic() - REFRESH_S + 1.0  # keep the stale list, retry in a second
 
     async def resolve(self, name: str) -> ModelEntry | None:
-        """The entry for a public model name; an unlisted ``atlas*`` name still goes to rag-api. An unknown
-        name triggers one early refresh (at most one a second), so a model that just appeared is found."""
+        """The entry for a public model name (hidden and renamed-away names have none). An unknown name
+        triggers one early refresh (at most one a second), so a model that just appeared is found."""
         entry = (await self.entries()).get(name)
         if entry is None and time.monotonic() - self._fetched > 1.0:
             self.invalidate()
             entry = (await self.entries()).get(name)
-        if entry is None and name.startswith("atlas"):
-            return ModelEntry(id=name, upstream=name, route="rag")
         return entry

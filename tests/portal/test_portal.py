@@ -105,7 +105,8 @@ def test_validation_follows_toggle_delete_expiry_and_deactivation(
     portal.patch(f"/api/keys/{key['id']}/toggle", headers=alice)
     status, info = validate(portal, key["key"])
     assert status == 401 and "revoked" in str(info)
-    portal.patch(f"/api/keys/{key['id']}/toggle", headers=alice)
+    assert portal.patch(f"/api/keys/{key['id']}/toggle", headers=alice).status_code == 403  # owners only revoke
+    portal.patch(f"/api/keys/{key['id']}/toggle", headers=admin)
     assert validate(portal, key["key"])[0] == 200
 
     engine = create_engine(portal_env["ATLAS_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://"))
@@ -181,3 +182,14 @@ def test_models_can_be_renamed_and_hidden_by_admins(portal: TestClient) -> None:
 @pytest.mark.parametrize("path", ["/api/keys", "/api/usage", "/api/models", "/v1/models", "/api/users"])
 def test_every_api_needs_a_login(portal: TestClient, path: str) -> None:
     assert portal.get(path).status_code == 401
+
+
+def test_users_may_tighten_but_not_loosen_their_limits(portal: TestClient) -> None:
+    admin = login(portal, "admin", bootstrap(portal)["password"])
+    alice = make_user(portal, admin, "alice")
+    assert portal.post("/api/keys", headers=alice, json={"name": "k", "rate_limit": 5}).status_code == 201
+    for loose in ({"rate_limit": 0}, {"rate_limit": 61}, {"tokens_per_min": 0}, {"max_concurrent": 100}):
+        refused = portal.post("/api/keys", headers=alice, json={"name": "k"} | loose)
+        assert refused.status_code == 403 and "ask an admin" in refused.json()["error"]["message"]
+    assert portal.post("/api/keys", headers=admin, json={"name": "k", "rate_limit": 0}).status_code == 201
+    assert portal.patch("/api/keys/99999999999999999999/toggle", headers=alice).status_code == 400

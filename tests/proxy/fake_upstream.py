@@ -41,7 +41,7 @@ def fake_upstream(models: list[str], api_key: str, piece_delay_s: float = 0.0) -
     async def chunks(body: dict[str, Any], kind: str) -> AsyncIterator[bytes]:
         base = {"id": "cmpl-fake", "created": int(time.time()), "model": body["model"]}
         long = body.get("user") == "long"
-        pieces = PIECES * 50 if long else PIECES
+        pieces = PIECES * 50 if long else (["say ", "[DONE]", "!"] if body.get("user") == "done-text" else PIECES)
         delay = max(app.state.piece_delay, 0.01) if long else app.state.piece_delay  # "long" takes 2 s or more
         try:
             if body.get("user") == "tools" and kind == "chat":

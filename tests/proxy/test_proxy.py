@@ -48,6 +48,16 @@ def test_streaming_with_usage(stack: Stack) -> None:
     assert all(c.usage is None for c in plain)
 
 
+def test_done_inside_generated_text_does_not_end_the_accounting(stack: Stack) -> None:
+    api = client(stack, stack.key()["key"])
+    chunks = list(api.chat.completions.create(model="fake-chat", user="done-text", stream=True,
+                                              stream_options={"include_usage": True},
+                                              messages=[{"role": "user", "content": "x"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "say [DONE]!"
+    usage = [c.usage for c in chunks if c.usage is not None]
+    assert len(usage) == 1 and usage[0].completion_tokens == 3 and chunks[-1].usage is not None
+
+
 def test_stream_passes_tool_calls_and_reasoning_untouched_and_strips_hop_by_hop(stack: Stack) -> None:
     key = stack.key()["key"]
     body = {"model": "fake-chat", "stream": True, "user": "tools", "messages": [{"role": "user", "content": "x"}]}
@@ -166,11 +176,15 @@ def test_tokens_per_minute_reserve_and_concurrency_limits(stack: Stack) -> None:
      (json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode(), 400, "'model' is required"),
      (json.dumps({"model": "fake-chat", "messages": "hi"}).encode(), 400, "'messages' must be a non-empty list"),
      (json.dumps({"model": "fake-chat", "max_tokens": "lots", "messages": [{"role": "user"}]}).encode(), 400,
-      "'max_tokens' must be a positive integer"),
+      "'max_tokens' must be an integer"),
      (json.dumps({"model": "fake-chat", "stream": "yes", "messages": [{"role": "user"}]}).encode(), 400,
       "'stream' must be true or false"),
      (json.dumps({"model": "nope", "messages": [{"role": "user"}]}).encode(), 404, "does not exist"),
      (json.dumps({"model": "fake-embed", "messages": [{"role": "user"}]}).encode(), 400, "served at /v1/embeddings"),
+     (json.dumps({"model": "atlas\u0000", "messages": [{"role": "user"}]}).encode(), 400, "'model' is required"),
+     (json.dumps({"model": "fake-chat", "max_tokens": 10**14, "messages": [{"role": "user"}]}).encode(), 400,
+      "'max_tokens' must be an integer"),
+     (b'{"model": "fake-chat", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "nested too deeply"),
      (b"{" + b" " * (11 * 1024 * 1024) + b"}", 413, "larger than")],
 )
 def test_bad_payloads_get_clear_openai_errors(stack: Stack, content: bytes, status: int, message: str) -> None:

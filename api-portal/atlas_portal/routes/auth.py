@@ -32,8 +32,10 @@ async def register(body: RegisterRequest, session: DbSession, settings: Settings
     if await crud.user_exists(session, username=body.username, email=body.email):
         raise HTTPException(status.HTTP_409_CONFLICT, "that username or email is already registered")
     try:
-        return await crud.create_user(session, username=body.username, email=body.email,
+        user = await crud.create_user(session, username=body.username, email=body.email,
                                       password_hash=await hash_password(body.password), is_admin=body.is_admin)
+        await session.commit()
+        return user
     except IntegrityError:  # a concurrent registration won the race
         raise HTTPException(status.HTTP_409_CONFLICT, "that username or email is already registered") from None
 
@@ -41,17 +43,18 @@ async def register(body: RegisterRequest, session: DbSession, settings: Settings
 @router.post("/auth/login", response_model=TokenOut)
 async def login(body: LoginRequest, session: DbSession, settings: SettingsDep, redis: RedisDep) -> TokenOut:
     login_name = (body.username or body.email or "").strip()
-    throttle = f"atlas:login:failed:{login_name.lower()}"
-    if int(await redis.get(throttle) or 0) >= MAX_FAILED_LOGINS:
+    throttle = f"atlas:login:attempts:{login_name.lower()}"
+    # Count the attempt before checking the password, so parallel guesses cannot all slip under the limit.
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(throttle)
+        pipe.expire(throttle, FAILED_LOGIN_WINDOW_S, nx=True)
+        attempts, _ = await pipe.execute()
+    if int(attempts) > MAX_FAILED_LOGINS:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many failed logins; try again in 15 minutes",
                             headers={"Retry-After": str(FAILED_LOGIN_WINDOW_S)})
     user = await crud.user_by_login(session, login=login_name)
     valid = await verify_password(body.password, user.password_hash if user else None)
     if user is None or not valid or not user.is_active:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(throttle)
-            pipe.expire(throttle, FAILED_LOGIN_WINDOW_S)
-            await pipe.execute()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username/email or password, or the account is "
                             "deactivated")
     await redis.delete(throttle)

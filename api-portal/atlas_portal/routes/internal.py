@@ -52,4 +52,5 @@ async def bootstrap(session: DbSession, settings: SettingsDep) -> BootstrapOut:
     admin = await crud.create_user(session, username=BOOTSTRAP_ADMIN, email="admin@atlas.local",
                                    password_hash=await hash_password(password), is_admin=True)
     created = await issue_key(session, settings, admin, KeyCreate(name="first key"))
+    await session.commit()
     return BootstrapOut(username=admin.username, password=password, key=created.key)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Path, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atlas_core.deps import RedisDep
@@ -17,10 +18,24 @@ from atlas_portal.security import display_prefix, hash_key, new_key
 from atlas_portal.settings import Settings
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
+KeyId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def _check_limits(settings: Settings, user: User, body: KeyCreate) -> None:
+    """Users may tighten their keys' limits; only an admin may loosen them beyond the defaults (0 = unlimited)."""
+    if user.is_admin:
+        return
+    for field, default in (("rate_limit", settings.key_default_rpm), ("tokens_per_min", settings.key_default_tpm),
+                           ("max_concurrent", settings.key_default_concurrency)):
+        value = getattr(body, field)
+        if value is not None and default and (value == 0 or value > default):
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"'{field}' may be at most {default} (the default); ask an admin for more")
 
 
 async def issue_key(session: AsyncSession, settings: Settings, user: User, body: KeyCreate) -> KeyCreated:
     """Create a key for ``user``; the only place a raw key exists is the returned object."""
+    _check_limits(settings, user, body)
     raw = new_key()
     key = await crud.create_key(
         session, user_id=user.id, name=body.name, key_hash=hash_key(raw, settings.key_hash_secret.get_secret_value()),
@@ -47,7 +62,9 @@ async def _announce(redis: RedisDep, key_id: int) -> None:
 
 @router.post("", response_model=KeyCreated, status_code=status.HTTP_201_CREATED)
 async def create(body: KeyCreate, user: CurrentUser, session: DbSession, settings: SettingsDep) -> KeyCreated:
-    return await issue_key(session, settings, user, body)
+    created = await issue_key(session, settings, user, body)
+    await session.commit()  # before the key reaches the client, who may use it at once
+    return created
 
 
 @router.get("", response_model=list[KeyOut])
@@ -56,8 +73,11 @@ async def list_keys(user: CurrentUser, session: DbSession) -> list[ApiKey]:
 
 
 @router.patch("/{key_id}/toggle", response_model=KeyOut)
-async def toggle(key_id: int, user: CurrentUser, session: DbSession, redis: RedisDep) -> ApiKey:
+async def toggle(key_id: KeyId, user: CurrentUser, session: DbSession, redis: RedisDep) -> ApiKey:
     key = await _owned(session, user, key_id)
+    if not key.is_active and not user.is_admin:
+        # Revoking is the owner's call; bringing a revoked key back (maybe revoked by an admin) is not.
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin can re-enable a revoked key; create a new one")
     key.is_active = not key.is_active
     await session.commit()
     await _announce(redis, key.id)
@@ -65,7 +85,7 @@ async def toggle(key_id: int, user: CurrentUser, session: DbSession, redis: Redi
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete(key_id: int, user: CurrentUser, session: DbSession, redis: RedisDep) -> Response:
+async def delete(key_id: KeyId, user: CurrentUser, session: DbSession, redis: RedisDep) -> Response:
     key = await _owned(session, user, key_id)
     await session.delete(key)
     await session.commit()
