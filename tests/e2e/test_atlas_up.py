@@ -34,12 +34,7 @@ def status(env: dict[str, str]) -> dict[str, Any]:
     return report
 
 
-def check_the_front_door(printed: str, state_dir: Path, proxy: str, env: dict[str, str]) -> None:
-    """The first start's admin key works through the proxy with the official OpenAI client, and keys made
-    with `atlas keys` work until revoked."""
-    admin = json.loads((state_dir / "admin.json").read_text())
-    assert f"first API key {admin['key']}" in printed and admin["password"] in printed
-    api = openai.OpenAI(base_url=f"{proxy}/v1", api_key=admin["key"], max_retries=0, timeout=120)
+def use_the_models(api: openai.OpenAI) -> None:
     models = {m.id for m in api.models.list()}
     assert {"SmolLM2-135M-Instruct.Q4_1", "all-MiniLM-L6-v2", "atlas"} <= models
     chat = api.chat.completions.create(model="SmolLM2-135M-Instruct.Q4_1", max_tokens=24, temperature=0,
@@ -52,18 +47,27 @@ def check_the_front_door(printed: str, state_dir: Path, proxy: str, env: dict[st
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert len(api.embeddings.create(model="all-MiniLM-L6-v2", input="def f(): pass").data[0].embedding) == 384
 
+
+def check_the_front_door(printed: str, state_dir: Path, proxy: str, env: dict[str, str]) -> None:
+    """The first start's admin key works through the proxy with the official OpenAI client, and keys made
+    with `atlas keys` work until revoked."""
+    admin = json.loads((state_dir / "admin.json").read_text())
+    assert f"first API key {admin['key']}" in printed and admin["password"] in printed
+    with openai.OpenAI(base_url=f"{proxy}/v1", api_key=admin["key"], max_retries=0, timeout=120) as api:
+        use_the_models(api)
+
     created = atlas("keys", "create", "e2e", "--rpm", "5", env=env)
     assert created.returncode == 0, created.stderr
     new_key = created.stdout.strip().splitlines()[-1]
     assert new_key.startswith("sk-llm-")
     listed = json.loads(atlas("keys", "list", "--json", env=env).stdout)
     key_id = next(k["id"] for k in listed if k["name"] == "e2e")
-    user = openai.OpenAI(base_url=f"{proxy}/v1", api_key=new_key, max_retries=0)
-    assert user.models.list().data
-    assert atlas("keys", "revoke", str(key_id), env=env).returncode == 0
-    time.sleep(1.0)
-    with pytest.raises(openai.AuthenticationError):
-        user.models.list()
+    with openai.OpenAI(base_url=f"{proxy}/v1", api_key=new_key, max_retries=0) as user:
+        assert user.models.list().data
+        assert atlas("keys", "revoke", str(key_id), env=env).returncode == 0
+        time.sleep(1.0)
+        with pytest.raises(openai.AuthenticationError):
+            user.models.list()
 
 
 def test_atlas_up_serves_real_models_and_down_leaves_nothing(platform_env: dict[str, str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,9 +15,21 @@ import pytest
 from tests.conftest import ServerThread, free_port
 from tests.proxy.conftest import Stack
 
+_clients: list[openai.OpenAI] = []
+
 
 def client(stack: Stack, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.proxy}/v1", api_key=key, max_retries=0, timeout=30)
+    made = openai.OpenAI(base_url=f"{stack.proxy}/v1", api_key=key, max_retries=0, timeout=30)
+    _clients.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Close every client a test made: a socket left to the garbage collector is a ResourceWarning (an error)."""
+    yield
+    while _clients:
+        _clients.pop().close()
 
 
 def test_models_chat_completions_and_embeddings_through_the_openai_client(stack: Stack) -> None:
