@@ -15,13 +15,17 @@ def bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
+def presents(request: Request, token: SecretStr) -> bool:
+    """Whether the request carries ``token`` as its bearer credential (compared in constant time)."""
+    presented = bearer(request)
+    return presented is not None and hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
+
+
 def require_service_token(token: SecretStr) -> Callable[[Request], None]:
     """A dependency that admits only callers presenting the service token."""
-    expected = token.get_secret_value().encode()
 
     def check(request: Request) -> None:
-        presented = bearer(request)
-        if presented is None or not hmac.compare_digest(presented.encode(), expected):
+        if not presents(request, token):
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 "this endpoint needs the service credential: send 'Authorization: Bearer <ATLAS_SERVICE_TOKEN>'",

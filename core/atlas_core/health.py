@@ -8,7 +8,6 @@ the reason of every failing dependency.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
@@ -17,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from atlas_core.auth import bearer
+from atlas_core.auth import presents
 from atlas_core.schemas import Liveness, Readiness
 
 Check = Callable[[], Awaitable[None]]
@@ -61,7 +60,6 @@ def health_router(service: str, token: SecretStr) -> APIRouter:
     """Probes need no credential; the reasons behind a failing check (hosts, driver messages) are shown only
     to a caller presenting ``token``, the others see "unavailable"."""
     router = APIRouter(tags=["health"])
-    expected = token.get_secret_value().encode()
 
     @router.get("/livez", response_model=Liveness)
     async def livez() -> Liveness:
@@ -72,8 +70,7 @@ def health_router(service: str, token: SecretStr) -> APIRouter:
         checks: Mapping[str, Check] = getattr(request.app.state, "readiness", {})
         results = await run_checks(checks)
         ready = all(v == "ok" for v in results.values())
-        presented = bearer(request)
-        if presented is None or not hmac.compare_digest(presented.encode(), expected):
+        if not presents(request, token):
             results = {name: "ok" if v == "ok" else "unavailable" for name, v in results.items()}
         body = Readiness(status="ready" if ready else "not ready", service=service, checks=results)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

@@ -35,7 +35,7 @@ class Readiness(BaseModel):
 KEY_EVENTS_CHANNEL = "atlas:keys:events"  # {"key_id": N} or {"user_id": N}: drop cached validations now
 MODEL_EVENTS_CHANNEL = "atlas:models:events"  # the model registry changed
 USAGE_STREAM = "atlas:usage"  # one entry per proxied request
-VIRTUAL_MODELS = ("atlas",)  # served by rag-api; any name starting with "atlas" routes there
+VIRTUAL_MODELS = ("atlas",)  # served by rag-api, listed by the portal beside what the llama servers serve
 
 
 class KeyInfo(BaseModel):

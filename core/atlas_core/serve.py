@@ -10,9 +10,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from atlas_core.logging import configure_logging
-from atlas_core.settings import ServiceSettings, SettingsError, load_settings
+from atlas_core.settings import HttpSettings, SettingsError, load_settings
 
-S = TypeVar("S", bound=ServiceSettings)
+S = TypeVar("S", bound=HttpSettings)
 
 
 def run_service(service: str, settings_cls: type[S], create_app: Callable[[S], FastAPI], *,
@@ -20,9 +20,10 @@ def run_service(service: str, settings_cls: type[S], create_app: Callable[[S], F
     """Validate settings (one clear line and exit 2 on a bad key), configure logging, serve."""
     try:
         settings = load_settings(settings_cls)
+        app = create_app(settings)
     except SettingsError as exc:
         print(f"{service}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(service, settings.log_level, settings.secret_values())
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
                 server_header=False, proxy_headers=False, access_log=access_log)

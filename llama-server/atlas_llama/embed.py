@@ -8,21 +8,19 @@ behind the same ``ATLAS_LLAMA_API_KEY``, so rag-api cannot tell them apart. torc
 from __future__ import annotations
 
 import base64
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-import uvicorn
 from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel, Field, field_validator
 
 from atlas_core.app import service_app
 from atlas_core.auth import require_service_token
-from atlas_core.logging import configure_logging
-from atlas_core.settings import HttpSettings, Port, Secret, SettingsError, load_settings
+from atlas_core.serve import run_service
+from atlas_core.settings import HttpSettings, Port, Secret, SettingsError
 from atlas_llama.models import default_embed_model
 
 MAX_INPUTS = 512
@@ -138,14 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def main() -> None:
-    try:
-        settings = load_settings(Settings)
-        app = create_app(settings)
-    except SettingsError as exc:
-        print(f"embedding-server: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    configure_logging("embedding-server", settings.log_level, settings.secret_values())
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, server_header=False)
+    run_service("embedding-server", Settings, create_app)
 
 
 if __name__ == "__main__":

@@ -79,14 +79,18 @@ class Forwarder:
         sent = time.perf_counter()
         backend = BACKENDS[entry.route]
         started = time.time()
+
+        def failed(status: int, message: str) -> Response:
+            self._account(info, call, admission, reserved, status, 0, 0, started)
+            return error_response(status, message)
+
+        waited = f"{self._settings.proxy_upstream_timeout_s:g}s"
         try:
             upstream = await self._http.post(f"{base}{path}", data=raw, headers=headers)
         except TimeoutError:
-            await self._account(info, call, admission, reserved, 504, 0, 0, started)
-            return error_response(504, f"{backend} did not answer within {self._settings.proxy_upstream_timeout_s:g}s")
+            return failed(504, f"{backend} did not answer within {waited}")
         except aiohttp.ClientError as exc:
-            await self._account(info, call, admission, reserved, 503, 0, 0, started)
-            return error_response(503, f"{backend} is unavailable ({type(exc).__name__}); try again shortly")
+            return failed(503, f"{backend} is unavailable ({type(exc).__name__}); try again shortly")
         request.state.upstream_s = time.perf_counter() - sent
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP} | extra_headers
 
@@ -94,20 +98,17 @@ class Forwarder:
             try:
                 content = await upstream.read()
             except TimeoutError:
-                await self._account(info, call, admission, reserved, 504, 0, 0, started)
-                return error_response(504, f"{backend} stopped answering for "
-                                           f"{self._settings.proxy_upstream_timeout_s:g}s")
+                return failed(504, f"{backend} stopped answering for {waited}")
             except aiohttp.ClientError as exc:
-                await self._account(info, call, admission, reserved, 502, 0, 0, started)
-                return error_response(502, f"{backend} broke off its answer ({type(exc).__name__})")
+                return failed(502, f"{backend} broke off its answer ({type(exc).__name__})")
             finally:
                 upstream.release()
             request.state.upstream_s = time.perf_counter() - sent
             if upstream.status >= 400:
-                await self._account(info, call, admission, reserved, upstream.status, 0, 0, started)
+                self._account(info, call, admission, reserved, upstream.status, 0, 0, started)
                 return _upstream_error(upstream.status, content, backend, extra_headers)
             prompt, completion = _usage(content)
-            await self._account(info, call, admission, reserved, upstream.status, prompt, completion, started)
+            self._account(info, call, admission, reserved, upstream.status, prompt, completion, started)
             return Response(content, status_code=upstream.status, headers=out_headers)
 
         return ClosingStreamingResponse(self._relay(upstream, call, info, admission, reserved, started),
@@ -143,16 +144,16 @@ class Forwarder:
             log.warning("upstream stream broke off: %s", type(exc).__name__)
         finally:
             # The client may have gone (this generator is being cancelled): closing the backend connection
-            # cancels the generation there. A finished answer only hands its connection back to the pool.
-            with anyio.CancelScope(shield=True):
-                if finished:
-                    upstream.release()
-                else:
-                    upstream.close()
-                prompt, completion = usage or _estimate(call, pieces)
-                await self._account(info, call, admission, reserved, status, prompt, completion, started)
+            # cancels the generation there. A finished answer only hands its connection back to the pool. Nothing
+            # here awaits, so a cancelled task still gets through it; the settlement runs as its own task.
+            if finished:
+                upstream.release()
+            else:
+                upstream.close()
+            prompt, completion = usage or _estimate(call, pieces)
+            self._account(info, call, admission, reserved, status, prompt, completion, started)
 
-    async def _account(self, info: KeyInfo, call: Call, admission: str | None, reserved: int, status: int,
+    def _account(self, info: KeyInfo, call: Call, admission: str | None, reserved: int, status: int,
                        prompt: int, completion: int, started: float) -> None:
         """Settle a finished request off the response path: the client does not wait for this round trip."""
         task = asyncio.create_task(self._settle(info, call, admission, reserved, status, prompt, completion,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import re
 import time
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from pydantic import SecretStr, ValidationError
 
 from atlas_core.schemas import KeyInfo
 
-log = logging.getLogger("atlas.proxy.keys")
 NEGATIVE_TTL_S = 1.0  # a refused key is re-checked after this, so re-enabling one takes effect quickly
 MAX_REJECTED = 10_000  # remembered refusals; random keys must not grow memory without bound
 KEY_FORMAT = re.compile(r"^sk-llm-[A-Za-z0-9_\-]{43}$")
@@ -77,12 +75,15 @@ class KeyCache:
         finally:
             del self._inflight[digest]
 
-    async def _ask(self, key: str, digest: str) -> KeyInfo:
-        generation = self._generation
+    async def _post(self, key: str) -> httpx.Response:
         try:
-            response = await self._http.post(self._url, json={"key": key}, headers=self._headers, timeout=5.0)
+            return await self._http.post(self._url, json={"key": key}, headers=self._headers, timeout=5.0)
         except httpx.HTTPError as exc:
             raise PortalUnavailable(f"api-portal unreachable: {type(exc).__name__}") from None
+
+    async def _ask(self, key: str, digest: str) -> KeyInfo:
+        generation = self._generation
+        response = await self._post(key)
         if response.status_code in (400, 401):
             reason = _message(response) if response.status_code == 401 else None
             if len(self._rejected) >= MAX_REJECTED:
@@ -97,17 +98,10 @@ class KeyCache:
             raise PortalUnavailable("api-portal sent an unreadable key record") from None
         if self._generation == generation:
             self._valid[digest] = (info, time.monotonic() + self._ttl_s)
-        elif not await self._still_valid(key):
+        elif (await self._post(key)).status_code != 200:
+            # A revocation raced this lookup: the answer was asked again rather than trusted (or cached).
             raise KeyRejected("this API key has been revoked")
         return info
-
-    async def _still_valid(self, key: str) -> bool:
-        """After a revocation raced the lookup, ask once more rather than trust (or cache) the old answer."""
-        try:
-            response = await self._http.post(self._url, json={"key": key}, headers=self._headers, timeout=5.0)
-        except httpx.HTTPError:
-            raise PortalUnavailable("api-portal unreachable") from None
-        return response.status_code == 200
 
     def on_event(self, payload: bytes | str) -> None:
         self._generation += 1
