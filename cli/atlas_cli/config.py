@@ -23,6 +23,7 @@ from atlas_core.settings import (
     load_settings,
     read_conf,
 )
+from atlas_core.capability import public_key_text
 from atlas_dashboard.settings import Settings as DashboardSettings
 from atlas_llama.embed import Settings as EmbedSettings
 from atlas_llama.models import default_chat_model
@@ -151,6 +152,8 @@ def resolve(values: dict[str, str], generated: Mapping[str, str]) -> RunConfig:
     for url_key, port_key in DERIVED_URLS.items():
         if url_key not in merged:
             merged[url_key] = f"http://{host}:{merged.get(port_key, defaults[port_key])}"
+    if "ATLAS_SANDBOX_SIGNING_KEY" in merged:  # the sandbox gets only the public half
+        merged.setdefault("ATLAS_SANDBOX_VERIFY_KEY", public_key_text(merged["ATLAS_SANDBOX_SIGNING_KEY"]))
     proxy_port = merged.get("ATLAS_PROXY_PORT", defaults["ATLAS_PROXY_PORT"])
     merged.setdefault("ATLAS_PUBLIC_API_URL", f"http://{host}:{proxy_port}/v1")
     services = {

@@ -5,6 +5,7 @@
     atlas logs SERVICE [-n N] [-f]              a process's log
     atlas down                                  stop everything, leaving no process behind
     atlas keys create|list|revoke               manage sk-llm- API keys as the admin
+    atlas sandbox-key                           print the sandbox's verify key for a signing key
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas_cli import keys, runner
+from atlas_core.capability import public_key_text
 from atlas_cli.plan import log_dir
 from atlas_core.settings import SettingsError, conf_path, default_state_dir, read_conf
 
@@ -106,6 +108,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sandbox_key(args: argparse.Namespace) -> int:
+    """The public key the sandbox needs (ATLAS_SANDBOX_VERIFY_KEY) for the signing secret rag-api and the
+    task-worker hold: read from stdin, never from the command line (where `ps` would show it)."""
+    secret = sys.stdin.readline().strip()
+    if not secret:
+        return _fail("give ATLAS_SANDBOX_SIGNING_KEY on standard input, e.g. `atlas sandbox-key < secret.txt`")
+    print(public_key_text(secret))
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -133,6 +145,8 @@ def parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", parents=[common], help="stop every service, leaving no process behind")
     down.set_defaults(func=cmd_down)
     keys.add_parser(sub, common).set_defaults(func=lambda args: keys.run(args, _state_dir(args)))
+    sandbox_key = sub.add_parser("sandbox-key", help="print the sandbox verify key for the signing key on stdin")
+    sandbox_key.set_defaults(func=cmd_sandbox_key)
     return top
 
 

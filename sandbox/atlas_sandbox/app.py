@@ -1,14 +1,38 @@
-"""sandbox app factory."""
+"""sandbox app factory: ``POST /execute``, ``POST /judge`` (capability token) and ``GET /languages``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TypeVar
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram
 
 from atlas_core.app import open_clients, service_app
+from atlas_core.auth import bearer, require_service_token
+from atlas_core.errors import error_response
+from atlas_sandbox.engine import BadRequest, Busy, Engine
+from atlas_sandbox.files import BadFiles
+from atlas_sandbox.limits import Limits
+from atlas_sandbox.runner import SandboxFailure
+from atlas_sandbox.schemas import ExecuteRequest, ExecuteResponse, JudgeRequest, JudgeResponse
 from atlas_sandbox.settings import Settings
+from atlas_sandbox.tokens import TokenCheckUnavailable, TokenRejected, Verifier
+
+log = logging.getLogger("atlas.sandbox")
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code, headers
+
+
+T = TypeVar("T")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -16,6 +40,84 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await open_clients(app, settings, stack)
+            if settings.sandbox_isolation == "none":
+                log.warning("ATLAS_SANDBOX_ISOLATION=none: programs run WITHOUT isolation, as this service's "
+                            "user. Development only; never expose this sandbox.")
+            engine = await asyncio.to_thread(Engine, settings)
+            stack.callback(engine.close)
+            await asyncio.to_thread(engine.self_test)
+            log.info("sandbox ready", extra={"workers": engine.workers, **engine.features,
+                                             "languages": sorted(engine.toolchains)})
+            app.state.engine = engine
+            app.state.verifier = Verifier(settings.sandbox_verify_key, app.state.redis)
             yield
 
-    return service_app("sandbox", settings.service_token, lifespan)
+    app = service_app("sandbox", settings.service_token, lifespan)
+    runs = Counter("atlas_sandbox_verdicts_total", "Verdicts given, by endpoint and verdict",
+                   ["endpoint", "verdict"], registry=app.state.metrics.registry)
+    run_time = Histogram("atlas_sandbox_request_seconds", "Time to answer /execute and /judge", ["endpoint"],
+                         registry=app.state.metrics.registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+                                                                        5, 10, 30, 60, 300))
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> JSONResponse:
+        return error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)
+
+    async def authorise(request: Request, language: str) -> tuple[Engine, Limits]:
+        engine: Engine = request.app.state.engine
+        try:
+            cap = await request.app.state.verifier.check(bearer(request))
+        except TokenRejected as exc:
+            raise Refused(401, str(exc), "invalid_capability", {"WWW-Authenticate": "Bearer"}) from None
+        except TokenCheckUnavailable as exc:
+            raise Refused(503, str(exc), "dependency_unavailable", {"Retry-After": "1"}) from None
+        try:
+            name = engine.toolchain(language).language.name
+        except BadRequest as exc:
+            raise Refused(400, str(exc), "invalid_language") from None
+        if name not in cap.languages:
+            raise Refused(403, f"language: this capability token allows {', '.join(sorted(cap.languages)) or 'no'}"
+                          f" language(s), not {name}", "language_not_allowed")
+        return engine, engine.limits.lower(cap.limits)
+
+    async def serve(engine: Engine, endpoint: str, work: Callable[[], Awaitable[T]]) -> T:
+        try:
+            with engine.admit(), run_time.labels(endpoint).time():
+                return await work()
+        except Busy as exc:
+            raise Refused(503, str(exc), "sandbox_busy", {"Retry-After": "1"}) from None
+        except (BadRequest, BadFiles) as exc:
+            raise Refused(400, str(exc), "invalid_request") from None
+        except SandboxFailure as exc:
+            log.error("sandbox failure: %s", exc)
+            raise Refused(500, f"SandboxError: the sandbox failed, not the program: {exc}", "sandbox_error") \
+                from None
+
+    @app.post("/execute", response_model=ExecuteResponse)
+    async def execute(body: ExecuteRequest, request: Request) -> ExecuteResponse:
+        engine, limits = await authorise(request, body.language)
+        result = await serve(engine, "execute", lambda: engine.execute(body, limits.lower(body.limits)))
+        runs.labels("execute", result.error_type or "passed").inc()
+        return result
+
+    @app.post("/judge", response_model=JudgeResponse)
+    async def judge(body: JudgeRequest, request: Request) -> JudgeResponse:
+        engine, limits = await authorise(request, body.language)
+        result = await serve(engine, "judge", lambda: engine.judge(body, limits.lower(body.limits)))
+        for cand in result.candidates:
+            runs.labels("judge", cand.verdict).inc()
+        broken = [c for c in result.candidates if c.verdict == "SandboxError"]
+        if broken:
+            detail = broken[0].first_failure.error if broken[0].first_failure else ""
+            raise Refused(500, f"SandboxError: the sandbox failed, not the program: {detail}", "sandbox_error")
+        return result
+
+    @app.get("/languages", dependencies=[Depends(require_service_token(settings.service_token))])
+    async def languages(request: Request) -> dict[str, object]:
+        engine: Engine = request.app.state.engine
+        return {"languages": {name: {"version": tc.version, "file": tc.language.source,
+                                     "compiled": tc.language.compile is not None}
+                              for name, tc in sorted(engine.toolchains.items())},
+                "workers": engine.workers, **engine.features}
+
+    return app

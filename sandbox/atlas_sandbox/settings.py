@@ -2,10 +2,65 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Annotated, Literal
 
+from pydantic import AfterValidator, Field
+
+from atlas_core.capability import verify_key
 from atlas_core.settings import Port, ServiceSettings
+from atlas_sandbox.limits import Limits
+
+
+def _verify_key(value: str) -> str:
+    verify_key(value)
+    return value
 
 
 class Settings(ServiceSettings):
     port: Port = Field(8020, validation_alias="ATLAS_SANDBOX_PORT", description="sandbox HTTP port.")
+    sandbox_verify_key: Annotated[str, AfterValidator(_verify_key)] = Field(
+        description="Ed25519 public key (base64url) that checks capability tokens. atlas up derives it from "
+        "ATLAS_SANDBOX_SIGNING_KEY; elsewhere run `atlas sandbox-key` with that secret."
+    )
+    sandbox_isolation: Literal["bwrap", "none"] = Field(
+        "bwrap", description="bwrap: every run in a fresh bubblewrap sandbox (required in production). none: "
+        "runs are plain processes with rlimits, for development only; a warning is logged at every start."
+    )
+    sandbox_workers: int = Field(0, ge=0, le=256, description="Runs at once; 0 means one per CPU.")
+    sandbox_queue_limit: int = Field(
+        32, ge=0, description="Requests that may wait for a worker beyond those being served; more get 503."
+    )
+    sandbox_timeout_s: float = Field(10.0, gt=0, le=600, description="Most wall-clock time one run may take.")
+    sandbox_cpu_s: float = Field(10.0, gt=0, le=600, description="Most CPU time one run may use.")
+    sandbox_memory_mb: int = Field(512, ge=32, description="Most memory one run may use (cgroup limit).")
+    sandbox_processes: int = Field(64, ge=4, description="Most processes and threads one run may have at once.")
+    sandbox_file_mb: int = Field(16, ge=1, description="Largest file one run may write.")
+    sandbox_open_files: int = Field(256, ge=32, description="Most open files of one run.")
+    sandbox_output_kb: int = Field(
+        1024, ge=1, description="stdout and stderr kept per run; a run writing more is stopped (OutputLimit)."
+    )
+    sandbox_tmp_mb: int = Field(64, ge=1, description="Size of the private /tmp of each run (counts as memory).")
+    sandbox_compile_timeout_s: float = Field(60.0, gt=0, description="Most wall-clock time one compile may take.")
+    sandbox_compile_memory_mb: int = Field(2048, ge=64, description="Most memory one compile may use.")
+    sandbox_deadline_s: float = Field(300.0, gt=0, description="Most wall-clock time one /judge call may take.")
+    sandbox_cache_entries: int = Field(
+        4096, ge=0, description="Verdicts kept in memory, keyed by code, tests, language and limits (0: off)."
+    )
+    sandbox_run_uid: int = Field(
+        65534, ge=1, description="Host uid runs drop to when the service itself runs as root (nobody)."
+    )
+    sandbox_work_dir: Path | None = Field(
+        None, description="Where per-run work directories are made. Default: the system temporary directory."
+    )
+
+    def limits(self) -> Limits:
+        return Limits(timeout_s=self.sandbox_timeout_s, cpu_s=self.sandbox_cpu_s, memory_mb=self.sandbox_memory_mb,
+                      processes=self.sandbox_processes, file_mb=self.sandbox_file_mb,
+                      open_files=self.sandbox_open_files, output_kb=self.sandbox_output_kb)
+
+    def compile_limits(self) -> Limits:
+        return Limits(timeout_s=self.sandbox_compile_timeout_s, cpu_s=self.sandbox_compile_timeout_s,
+                      memory_mb=self.sandbox_compile_memory_mb, processes=max(self.sandbox_processes, 64),
+                      file_mb=max(self.sandbox_file_mb, 256), open_files=max(self.sandbox_open_files, 1024),
+                      output_kb=max(self.sandbox_output_kb, 256))

@@ -1,0 +1,163 @@
+"""The programs a mode runs inside the sandbox around the candidate's code.
+
+Each ends by printing a marker line that carries a per-request random nonce: a program that exits 0 early
+(``sys.exit(0)``, ``os._exit(0)``) never reaches the marker, so faking success needs the nonce, which only the
+harness file holds.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+# LiveCodeBench prepends these imports to functional (LeetCode-style) solutions, which use List[int] unimported.
+LCB_PRELUDE = """\
+from string import *
+from re import *
+from datetime import *
+from collections import *
+from heapq import *
+from bisect import *
+from copy import *
+from math import *
+from random import *
+from statistics import *
+from itertools import *
+from functools import *
+from operator import *
+from io import *
+from sys import *
+from json import *
+from builtins import *
+from typing import *
+import string
+import re
+import datetime
+import collections
+import heapq
+import bisect
+import copy
+import math
+import random
+import statistics
+import itertools
+import functools
+import operator
+import io
+import sys
+import json
+sys.setrecursionlimit(50000)
+"""
+
+
+def nonce() -> str:
+    return secrets.token_hex(12)
+
+
+def marker(token: str) -> str:
+    return f"__ATLAS_{token}__"
+
+
+def python_assert(code: str, setup: str, test: str, token: str) -> str:
+    """HumanEval / MBPP style: the code, the setup, the test program, then the marker."""
+    return f"{code}\n\n{setup}\n\n{test}\n\nprint({marker(token)!r})\n"
+
+
+def javascript_assert(code: str, setup: str, test: str, token: str) -> str:
+    return f"{code}\n\n{setup}\n\n{test}\n\nconsole.log({json.dumps(marker(token))});\n"
+
+
+def python_functional(func_name: str, token: str) -> str:
+    """Calls ``Solution().<func_name>`` (or a top-level function of that name) of ``main.py`` with one JSON
+    value per line of stdin, and prints the result as JSON after the marker."""
+    return f"""\
+import json, sys
+_lines = [line for line in sys.stdin.read().split("\\n") if line.strip()]
+_args = [json.loads(line) for line in _lines]
+_ns = {{"__name__": "__atlas_solution__"}}
+with open(__file__.rsplit("/", 1)[0] + "/main.py") as _f:
+    _src = _f.read()
+exec(compile({LCB_PRELUDE!r} + "\\n" + _src, "main.py", "exec"), _ns)
+if "Solution" in _ns and hasattr(_ns["Solution"], {func_name!r}):
+    _fn = getattr(_ns["Solution"](), {func_name!r})
+elif {func_name!r} in _ns:
+    _fn = _ns[{func_name!r}]
+else:
+    raise SystemExit("no Solution().{func_name} and no function {func_name} in the program")
+_result = _fn(*_args)
+def _plain(v):
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {{k: _plain(x) for k, x in v.items()}}
+    return v
+sys.stdout.flush()
+sys.stdout.write("\\n" + {marker(token)!r} + json.dumps(_plain(_result)) + "\\n")
+"""
+
+
+def python_statements(test: str, token: str, stop_on_failure: bool) -> str:
+    """For ``/execute`` with assert-style test code: runs ``main.py``, then each top-level ``assert`` or call
+    of the test code as one test (other statements are setup), and reports counts after the marker."""
+    return f"""\
+import ast, json, sys, traceback
+_ns = {{"__name__": "__main__"}}
+_dir = __file__.rsplit("/", 1)[0]
+with open(_dir + "/main.py") as _f:
+    exec(compile(_f.read(), "main.py", "exec"), _ns)
+_tree = ast.parse({test!r}, "tests.py")
+_run = _passed = 0
+_first = None
+for _node in _tree.body:
+    _is_test = isinstance(_node, ast.Assert) or (isinstance(_node, ast.Expr) and isinstance(_node.value, ast.Call))
+    _code = compile(ast.Module(body=[_node], type_ignores=[]), "tests.py", "exec")
+    if not _is_test:
+        exec(_code, _ns)
+        continue
+    _run += 1
+    try:
+        exec(_code, _ns)
+        _passed += 1
+    except Exception as _exc:
+        if _first is None:
+            _first = {{"test": ast.get_source_segment({test!r}, _node), "error": "".join(
+                traceback.format_exception_only(type(_exc), _exc)).strip()[-2000:]}}
+        if {stop_on_failure!r}:
+            break
+sys.stdout.flush()
+sys.stdout.write("\\n" + {marker(token)!r} + json.dumps({{"run": _run, "passed": _passed, "first": _first}}) + "\\n")
+"""
+
+
+def pytest_conftest(token: str) -> str:
+    """A conftest.py that reports pytest's counts and first failure after the marker."""
+    return f"""\
+import json, sys
+_counts = {{"run": 0, "passed": 0, "first": None}}
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _counts["run"] += 1
+        if report.passed:
+            _counts["passed"] += 1
+        elif _counts["first"] is None and report.failed:
+            _counts["first"] = {{"test": report.nodeid, "error": str(report.longrepr)[-2000:]}}
+
+def pytest_sessionfinish(session, exitstatus):
+    sys.stdout.flush()
+    sys.stdout.write("\\n" + {marker(token)!r} + json.dumps(_counts) + "\\n")
+"""
+
+
+def find_marker(stdout: str, token: str) -> str | None:
+    """The text after the last marker line, or None when the harness never got there."""
+    tag = marker(token)
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(tag):
+            return line[len(tag):]
+    return None
+
+
+def strip_marker(stdout: str, token: str) -> str:
+    tag = marker(token)
+    return "\n".join(line for line in stdout.splitlines() if not line.startswith(tag)).rstrip("\n")

@@ -1,0 +1,295 @@
+"""Runs one command in a fresh bubblewrap sandbox with limits, and reports what happened.
+
+One run: ``[setpriv to the run uid] bwrap <namespaces, read-only system, tmpfs /tmp, work dir> prlimit <rlimits>
+-- command``. bwrap is started blocked (``--block-fd``); its pid and its sandbox child's pid (``--info-fd``) are
+put in the run's cgroups before the command may start, so nothing the program forks escapes them. On timeout,
+output flood or the end of the run, bwrap is killed, which tears the pid namespace down, and the cgroup is
+emptied and removed: no process outlives its run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import selectors
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from atlas_sandbox.cgroups import Cgroups, RunGroup
+from atlas_sandbox.languages import RUNTIME_PATH
+from atlas_sandbox.limits import Limits
+
+log = logging.getLogger("atlas.sandbox")
+
+INSIDE_WORK = "/sandbox"
+INSIDE_TMP = "/tmp"  # noqa: S108 - a private tmpfs inside the sandbox, not the host's /tmp
+INSIDE_UID = 65534
+# Read-only parts of /etc some runtimes need (dynamic loader cache, alternatives symlinks, time zone data).
+ETC_ENTRIES = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime")
+ENV = {
+    "PATH": RUNTIME_PATH, "HOME": INSIDE_TMP, "TMPDIR": INSIDE_TMP, "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
+}
+START_TIMEOUT_S = 5.0
+
+
+class SandboxFailure(Exception):
+    """The sandbox itself failed (never the program): reported as SandboxError / 5xx."""
+
+
+@dataclass
+class RunResult:
+    exit_code: int | None
+    signal: int | None
+    stdout: bytes
+    stderr: bytes
+    wall_ms: float
+    cpu_ms: float
+    peak_memory_kb: int | None
+    timed_out: bool = False
+    output_truncated: bool = False
+    oom: bool = False
+    cpu_exceeded: bool = False
+    file_too_large: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not (self.timed_out or self.output_truncated or self.oom)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    isolation: str = "bwrap"  # or "none": development only, no isolation at all
+    run_uid: int = 65534  # host uid runs drop to when the service is root
+    tmp_mb: int = 64
+    bwrap: str = "bwrap"
+    seccomp: Path | None = None
+
+
+def _system_binds() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for entry in ETC_ENTRIES:
+        args += ["--ro-bind-try", f"/etc/{entry}", f"/etc/{entry}"]
+    return args
+
+
+class Runner:
+    def __init__(self, config: RunnerConfig, cgroups: Cgroups | None) -> None:
+        self.config = config
+        self.cgroups = cgroups
+        self.isolated = config.isolation != "none"
+        self._system = _system_binds()
+        self._drop = ["setpriv", f"--reuid={config.run_uid}", f"--regid={config.run_uid}", "--clear-groups"] \
+            if os.geteuid() == 0 else []
+
+    def work_root(self, workdir: Path) -> str:
+        """Where the program sees its work directory."""
+        return INSIDE_WORK if self.isolated else str(workdir)
+
+    def prepare_workdir(self, workdir: Path) -> None:
+        """Let the run uid write there (a compile step's output) and nobody else read it."""
+        if self.isolated and os.geteuid() == 0:
+            os.chown(workdir, self.config.run_uid, self.config.run_uid)
+        os.chmod(workdir, 0o700)
+
+    def _rlimits(self, limits: Limits, address_space: bool) -> list[str]:
+        cpu = max(1, math.ceil(limits.cpu_s))
+        args = ["prlimit", f"--cpu={cpu}:{cpu + 1}", f"--fsize={limits.file_mb * 1024 * 1024}",
+                f"--nofile={limits.open_files}", f"--nproc={limits.processes}", "--core=0"]
+        if address_space:
+            # Address space over resident memory: allocators reserve more than they touch; the cgroup limit
+            # is the exact one, this catches a memory bomb where no cgroup is available.
+            args.append(f"--as={limits.memory_mb * 2 * 1024 * 1024 + 256 * 1024 * 1024}")
+        return [*args, "--"]
+
+    def _argv(self, command: list[str], workdir: Path, writable: bool, cwd_work: bool, network: bool,
+              fds: dict[str, int]) -> list[str]:
+        if not self.isolated:
+            return command
+        args = [*self._drop, self.config.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
+                "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID), "--hostname", "sandbox",
+                *self._system, "--proc", "/proc", "--dev", "/dev",
+                "--size", str(self.config.tmp_mb * 1024 * 1024), "--tmpfs", INSIDE_TMP,
+                "--bind" if writable else "--ro-bind", str(workdir), INSIDE_WORK,
+                "--chdir", INSIDE_WORK if cwd_work else INSIDE_TMP, "--clearenv"]
+        if network:  # loopback inside the sandbox's own network namespace is always there; this is the host's
+            args.append("--share-net")
+        for key, value in ENV.items():
+            args += ["--setenv", key, value]
+        for option, fd in fds.items():
+            args += [option, str(fd)]
+        return [*args, "--", *command]
+
+    def run(self, command: list[str], workdir: Path, limits: Limits, *, stdin: bytes | None = None,
+            writable: bool = False, cwd_work: bool = False, address_space: bool = True,
+            network: bool = False) -> RunResult:
+        group: RunGroup | None = None
+        if self.cgroups is not None:
+            try:
+                group = self.cgroups.create(limits.memory_mb * 1024 * 1024, limits.processes)
+            except OSError as exc:
+                raise SandboxFailure(f"cannot create the run's cgroup: {exc}") from exc
+        try:
+            return self._run(command, workdir, limits, stdin, writable, cwd_work, address_space, network, group)
+        finally:
+            if group is not None and not group.close():
+                log.error("a sandboxed process could not be killed; its cgroup is left in place")
+
+    def _run(self, command: list[str], workdir: Path, limits: Limits, stdin: bytes | None, writable: bool,
+             cwd_work: bool, address_space: bool, network: bool, group: RunGroup | None) -> RunResult:
+        full = [*self._rlimits(limits, address_space), *command]
+        own_fds: list[int] = []
+        child_fds: list[int] = []
+        fds: dict[str, int] = {}
+        info_r = block_w = -1
+        if self.isolated:
+            info_r, info_w = os.pipe()
+            block_r, block_w = os.pipe()
+            own_fds += [info_r, block_w]
+            child_fds += [info_w, block_r]
+            fds = {"--info-fd": info_w, "--block-fd": block_r}
+            if self.config.seccomp is not None:
+                seccomp_fd = os.open(self.config.seccomp, os.O_RDONLY)
+                child_fds.append(seccomp_fd)
+                fds["--seccomp"] = seccomp_fd
+        argv = self._argv(full, workdir, writable, cwd_work, network, fds)
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - argv is built here, never by a shell
+                argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, pass_fds=child_fds, start_new_session=True,
+                cwd=None if self.isolated else workdir, env=None if self.isolated else ENV | {"HOME": str(workdir)},
+            )
+        except OSError as exc:
+            for fd in own_fds + child_fds:
+                os.close(fd)
+            raise SandboxFailure(f"cannot start the sandbox: {exc}") from exc
+        for fd in child_fds:
+            os.close(fd)
+        try:
+            if self.isolated:
+                self._release(proc, info_r, block_w, group)
+            elif group is not None:
+                group.add(proc.pid)
+            return self._collect(proc, stdin, limits, group)
+        finally:
+            for fd in own_fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            if proc.returncode is None:
+                self._kill(proc)
+
+    def _release(self, proc: subprocess.Popen[bytes], info_r: int, block_w: int, group: RunGroup | None) -> None:
+        """Put bwrap and its sandbox child in the cgroup, then let the command start."""
+        raw = b""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with selectors.DefaultSelector() as sel:
+            sel.register(info_r, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not sel.select(deadline - time.monotonic()):
+                    break
+                chunk = os.read(info_r, 4096)
+                if not chunk:
+                    break
+                raw += chunk
+                if raw.rstrip().endswith(b"}"):
+                    break
+        try:
+            child = int(json.loads(raw)["child-pid"])
+            if group is not None:
+                group.add(proc.pid)
+                group.add(child)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            self._kill(proc)
+            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+            raise SandboxFailure(f"bubblewrap did not start: {err or exc}") from None
+        os.write(block_w, b"1")
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes]) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.kill()
+        proc.wait()
+
+    def _collect(self, proc: subprocess.Popen[bytes], stdin: bytes | None, limits: Limits,
+                 group: RunGroup | None) -> RunResult:
+        started = time.monotonic()
+        deadline = started + limits.timeout_s
+        cap = limits.output_kb * 1024
+        out = {"stdout": bytearray(), "stderr": bytearray()}
+        truncated = timed_out = False
+        pending = memoryview(stdin) if stdin else None
+        assert proc.stdout is not None and proc.stderr is not None  # noqa: S101 - both are pipes
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+            sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+            if pending is not None and proc.stdin is not None:
+                os.set_blocking(proc.stdin.fileno(), False)
+                sel.register(proc.stdin, selectors.EVENT_WRITE, "stdin")
+            while len(sel.get_map()) > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                for key, _ in sel.select(remaining):
+                    if key.data == "stdin":
+                        assert pending is not None and proc.stdin is not None  # noqa: S101
+                        try:
+                            written = os.write(proc.stdin.fileno(), pending[:65536])
+                        except (BrokenPipeError, BlockingIOError) as exc:
+                            written = 0 if isinstance(exc, BlockingIOError) else len(pending)
+                        pending = pending[written:]
+                        if not pending:
+                            sel.unregister(proc.stdin)
+                            proc.stdin.close()
+                        continue
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        continue
+                    buf = out[key.data]
+                    buf += chunk[: max(0, cap - len(buf))]
+                    if len(chunk) > 0 and len(buf) >= cap:
+                        truncated = True
+                if truncated:
+                    break
+            if proc.stdin is not None and not proc.stdin.closed:
+                proc.stdin.close()
+        if timed_out or truncated:
+            self._kill(proc)
+        _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
+        if proc.returncode is None:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        wall_ms = (time.monotonic() - started) * 1000
+        proc.stdout.close()
+        proc.stderr.close()
+        code = proc.returncode
+        sig = -code if code < 0 else (code - 128 if self.isolated and code > 128 else None)
+        if sig is not None and not (0 < sig < 65):
+            sig = None
+        peak = group.peak_bytes() if group is not None else None
+        return RunResult(
+            exit_code=None if timed_out or truncated or sig is not None else code,
+            signal=sig, stdout=bytes(out["stdout"]), stderr=bytes(out["stderr"]), wall_ms=wall_ms,
+            cpu_ms=(usage.ru_utime + usage.ru_stime) * 1000 if usage else 0.0,
+            peak_memory_kb=peak // 1024 if peak is not None else (usage.ru_maxrss if usage else None),
+            timed_out=timed_out, output_truncated=truncated,
+            oom=group.oom_killed() if group is not None else False,
+            cpu_exceeded=sig in (signal.SIGXCPU, signal.SIGKILL) and not timed_out
+            and usage is not None and (usage.ru_utime + usage.ru_stime) >= max(1, math.ceil(limits.cpu_s)) - 0.05,
+            file_too_large=sig == signal.SIGXFSZ,
+        )

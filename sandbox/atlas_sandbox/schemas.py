@@ -1,0 +1,102 @@
+"""Request and response bodies of /execute and /judge."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from atlas_sandbox.limits import LimitsRequest
+
+MAX_CODE = 1_000_000
+ErrorType = Literal["SyntaxError", "CompileError", "TestFailure", "Timeout", "MemoryLimit", "OutputLimit",
+                    "RuntimeError", "SandboxError"]
+Verdict = Literal["passed", "SyntaxError", "CompileError", "TestFailure", "Timeout", "MemoryLimit", "OutputLimit",
+                  "RuntimeError", "SandboxError", "Skipped"]
+Files = dict[str, str]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExecuteRequest(Strict):
+    code: str = Field(max_length=MAX_CODE)
+    language: str = "python"
+    test_code: str | None = Field(None, max_length=MAX_CODE)
+    timeout: float | None = Field(None, gt=0, le=600, description="Seconds; lowered to the service's ceiling.")
+    stdin: str | None = Field(None, max_length=16 * MAX_CODE)
+    files: Files | None = Field(None, description="Extra files for the work directory, by relative path.")
+    lint: bool = Field(False, description="Python only: score the code with pylint (0-10) in lint_score.")
+    limits: LimitsRequest | None = None
+
+
+class ExecuteResponse(BaseModel):
+    success: bool
+    compile_success: bool
+    tests_run: int
+    tests_passed: int
+    lint_score: float | None
+    stdout: str
+    stderr: str
+    error_type: ErrorType | None
+    error_message: str | None
+    execution_time_ms: float
+    output_truncated: bool = False
+    peak_memory_kb: int | None = None
+
+
+class Candidate(Strict):
+    id: str | None = Field(None, max_length=200)
+    code: str = Field(max_length=MAX_CODE)
+
+
+class TestCase(Strict):
+    input: str = Field("", max_length=16 * MAX_CODE, description="stdin / functional: the input.")
+    output: str = Field("", max_length=16 * MAX_CODE, description="stdin / functional: the expected output.")
+    code: str = Field("", max_length=MAX_CODE, description="assert / pytest: the test program.")
+
+
+class JudgeRequest(Strict):
+    language: str = "python"
+    mode: Literal["stdin", "functional", "assert", "pytest"]
+    candidates: list[Candidate] = Field(min_length=1, max_length=128)
+    tests: list[TestCase] = Field(min_length=1, max_length=10_000)
+    setup: str = Field("", max_length=MAX_CODE, description="assert mode: code placed between program and test.")
+    func_name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="functional mode.")
+    stop_on_first_failure: bool = True
+    stop_on_first_pass: bool = False
+    deadline_s: float | None = Field(None, gt=0, le=3600)
+    files: Files | None = None
+    limits: LimitsRequest | None = None
+
+
+class Failure(BaseModel):
+    test_index: int
+    input: str | None = None
+    expected: str | None = None
+    got: str | None = None
+    error: str | None = None
+    truncated: bool = False
+
+
+class CandidateResult(BaseModel):
+    index: int
+    id: str | None
+    verdict: Verdict
+    passed: bool
+    tests_passed: int
+    tests_run: int
+    tests_total: int
+    first_failure: Failure | None = None
+    compile_output: str | None = None
+    time_ms: float
+    peak_memory_kb: int | None = None
+    cached: bool = False
+
+
+class JudgeResponse(BaseModel):
+    candidates: list[CandidateResult]
+    first_passing: int | None
+    deadline_hit: bool
+    elapsed_ms: float

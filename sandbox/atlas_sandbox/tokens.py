@@ -1,0 +1,69 @@
+"""Checks the capability token of each /execute and /judge call (see atlas_core.capability)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from atlas_core.capability import ALGORITHM, MAX_TTL_S, SANDBOX_AUDIENCE, verify_key
+from atlas_sandbox.limits import LimitsRequest
+
+JTI_PREFIX = "atlas:sandbox:jti:"
+LEEWAY_S = 5
+
+
+class TokenRejected(Exception):
+    """401: the token is missing, invalid, expired, too long-lived or already used."""
+
+
+class TokenCheckUnavailable(Exception):
+    """503: the single-use check needs Redis and Redis did not answer."""
+
+
+@dataclass(frozen=True)
+class Capability:
+    issuer: str
+    task_id: str
+    languages: frozenset[str]
+    limits: LimitsRequest
+
+
+class Verifier:
+    def __init__(self, public_key: str, redis: Redis) -> None:
+        self.key = verify_key(public_key)
+        self.redis = redis
+
+    async def check(self, token: str | None) -> Capability:
+        if not token:
+            raise TokenRejected("this endpoint needs a capability token: 'Authorization: Bearer <token>' minted "
+                                "by rag-api or the task-worker")
+        try:
+            claims = jwt.decode(token, self.key, algorithms=[ALGORITHM], audience=SANDBOX_AUDIENCE,
+                                leeway=LEEWAY_S, options={"require": ["exp", "iat", "jti", "aud", "iss"]})
+        except jwt.ExpiredSignatureError:
+            raise TokenRejected("capability token expired; mint a new one for each call") from None
+        except jwt.PyJWTError as exc:
+            raise TokenRejected(f"invalid capability token: {exc}") from None
+        exp, iat = int(claims["exp"]), int(claims["iat"])
+        if exp - iat > MAX_TTL_S or exp > time.time() + MAX_TTL_S + LEEWAY_S:
+            raise TokenRejected(f"capability token lives longer than {MAX_TTL_S} s; mint short-lived tokens")
+        try:
+            limits = LimitsRequest.model_validate(claims.get("limits") or {})
+        except ValidationError:
+            raise TokenRejected("capability token carries invalid limits") from None
+        langs = claims.get("langs")
+        if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs):
+            raise TokenRejected("capability token has no 'langs' list") from None
+        try:
+            fresh = await self.redis.set(JTI_PREFIX + str(claims["jti"]), "1", nx=True,
+                                         exat=exp + LEEWAY_S + 1)
+        except (RedisError, OSError) as exc:
+            raise TokenCheckUnavailable(f"cannot check the token's single use: Redis: {exc}") from None
+        if not fresh:
+            raise TokenRejected("capability token already used; tokens are single-use")
+        return Capability(str(claims["iss"]), str(claims.get("task", "")), frozenset(langs), limits)
