@@ -9,6 +9,7 @@ emptied and removed: no process outlives its run.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
@@ -36,6 +37,7 @@ ENV = {
     "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
 }
 START_TIMEOUT_S = 5.0
+PR_SET_CHILD_SUBREAPER = 36
 
 
 class SandboxFailure(Exception):
@@ -83,12 +85,42 @@ def _system_binds() -> list[str]:
     return args
 
 
+def become_subreaper() -> None:
+    """Orphans of this process's children (a sandbox's namespace init, when bwrap is killed on a timeout) are
+    re-parented here instead of to the host's pid 1, which in a container may never reap them."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        log.warning("cannot become a child subreaper (errno %d); killed runs may leave zombies", ctypes.get_errno())
+
+
+def _await_namespace_end(init_pid: int, limit_s: float = 2.0) -> None:
+    """Wait until the sandbox's pid-namespace init is gone or a zombie. The kernel lets that init finish only
+    after every other process of its namespace has been reaped, so then nothing of the run is left."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{init_pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):
+            try:  # reparented to this process (a subreaper) when bwrap was killed: reap it
+                os.waitpid(init_pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            return
+        time.sleep(0.002)
+    log.error("sandbox namespace init %d still running %.1f s after its run", init_pid, limit_s)
+
+
 class Runner:
     def __init__(self, config: RunnerConfig, cgroups: Cgroups | None) -> None:
         self.config = config
         self.cgroups = cgroups
         self.isolated = config.isolation != "none"
         self._system = _system_binds()
+        if self.isolated:
+            become_subreaper()
         self._drop = ["setpriv", f"--reuid={config.run_uid}", f"--regid={config.run_uid}", "--clear-groups"] \
             if os.geteuid() == 0 else []
 
@@ -121,6 +153,7 @@ class Runner:
                 *self._system, "--proc", "/proc", "--dev", "/dev",
                 "--size", str(self.config.tmp_mb * 1024 * 1024), "--tmpfs", INSIDE_TMP,
                 "--bind" if writable else "--ro-bind", str(workdir), INSIDE_WORK,
+                "--remount-ro", "/",  # the root bwrap built is a tmpfs: only /tmp (and a compile's work dir) stay writable
                 "--chdir", INSIDE_WORK if cwd_work else INSIDE_TMP, "--clearenv"]
         if network:  # loopback inside the sandbox's own network namespace is always there; this is the host's
             args.append("--share-net")
@@ -175,13 +208,16 @@ class Runner:
             raise SandboxFailure(f"cannot start the sandbox: {exc}") from exc
         for fd in child_fds:
             os.close(fd)
+        child = None
         try:
             if self.isolated:
-                self._release(proc, info_r, block_w, group)
+                child = self._release(proc, info_r, block_w, group)
             elif group is not None:
                 group.add(proc.pid)
             return self._collect(proc, stdin, limits, group)
         finally:
+            if child is not None:
+                _await_namespace_end(child)
             for fd in own_fds:
                 try:
                     os.close(fd)
@@ -190,7 +226,7 @@ class Runner:
             if proc.returncode is None:
                 self._kill(proc)
 
-    def _release(self, proc: subprocess.Popen[bytes], info_r: int, block_w: int, group: RunGroup | None) -> None:
+    def _release(self, proc: subprocess.Popen[bytes], info_r: int, block_w: int, group: RunGroup | None) -> int:
         """Put bwrap and its sandbox child in the cgroup, then let the command start."""
         raw = b""
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -215,6 +251,7 @@ class Runner:
             err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
             raise SandboxFailure(f"bubblewrap did not start: {err or exc}") from None
         os.write(block_w, b"1")
+        return child
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -289,7 +326,8 @@ class Runner:
             peak_memory_kb=peak // 1024 if peak is not None else (usage.ru_maxrss if usage else None),
             timed_out=timed_out, output_truncated=truncated,
             oom=group.oom_killed() if group is not None else False,
-            cpu_exceeded=sig in (signal.SIGXCPU, signal.SIGKILL) and not timed_out
-            and usage is not None and (usage.ru_utime + usage.ru_stime) >= max(1, math.ceil(limits.cpu_s)) - 0.05,
+            # SIGXCPU comes from RLIMIT_CPU's soft limit; SIGKILL at its hard limit if the program ignored that
+            cpu_exceeded=sig == signal.SIGXCPU or (sig == signal.SIGKILL and usage is not None
+                                                   and usage.ru_utime + usage.ru_stime >= math.ceil(limits.cpu_s)),
             file_too_large=sig == signal.SIGXFSZ,
         )
