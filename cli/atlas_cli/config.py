@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
+from atlas_core.capability import public_key_text
 from atlas_core.settings import (
     CONF_ENV,
     AtlasSettings,
@@ -23,7 +24,6 @@ from atlas_core.settings import (
     load_settings,
     read_conf,
 )
-from atlas_core.capability import public_key_text
 from atlas_dashboard.settings import Settings as DashboardSettings
 from atlas_llama.embed import Settings as EmbedSettings
 from atlas_llama.models import default_chat_model

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from atlas_cli import keys, runner
-from atlas_core.capability import public_key_text
 from atlas_cli.plan import log_dir
+from atlas_core.capability import public_key_text
 from atlas_core.settings import SettingsError, conf_path, default_state_dir, read_conf
 
 

@@ -8,6 +8,7 @@ rlimits still hold) and the service says so at start.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -80,10 +81,8 @@ class RunGroup:
         deadline = time.monotonic() + 2.0
         while (left := self.pids()) and time.monotonic() < deadline:
             for pid in left:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.005)
         emptied = not self.pids()
         for d in self.dirs.values():

@@ -231,7 +231,7 @@ class Engine:
             err, output = await self._compile(tc, d, self.compile_limits.timeout_s)
             if err is not None:
                 return ExecuteResponse(success=False, compile_success=False, tests_run=0, tests_passed=0,
-                                       lint_score=None, stdout="", stderr=output or "", error_type=err,  # type: ignore[arg-type]
+                                       lint_score=None, stdout="", stderr=output or "", error_type=err,
                                        error_message=output, execution_time_ms=(time.monotonic() - started) * 1000)
             root = self.runner.work_root(d)
             stdin = req.stdin.encode() if req.stdin else None
@@ -269,7 +269,7 @@ class Engine:
             lint = await self._lint(tc, d, limits) if req.lint and name == "python" else None
             return ExecuteResponse(
                 success=err is None, compile_success=True, tests_run=run, tests_passed=passed, lint_score=lint,
-                stdout=stdout, stderr=_text(res.stderr), error_type=err, error_message=message,  # type: ignore[arg-type]
+                stdout=stdout, stderr=_text(res.stderr), error_type=err, error_message=message,
                 execution_time_ms=round(res.wall_ms, 3), output_truncated=res.output_truncated,
                 peak_memory_kb=res.peak_memory_kb,
             )
@@ -348,7 +348,7 @@ class Engine:
             err, output = await self._compile(tc, d, deadline - time.monotonic())
             total = len(req.tests)
             if err is not None:
-                result = CandidateResult(index=index, id=cid, verdict=err, passed=False,  # type: ignore[arg-type]
+                result = CandidateResult(index=index, id=cid, verdict=err, passed=False,
                                          tests_passed=0, tests_run=0, tests_total=total, compile_output=output,
                                          time_ms=round((time.monotonic() - started) * 1000, 3))
             else:
@@ -490,7 +490,7 @@ class Engine:
             verdict = "Skipped"
         peaks = [o.peak_kb for o in ran.values() if o.peak_kb is not None]
         return CandidateResult(
-            index=index, id=cid, verdict=verdict, passed=verdict == "passed",  # type: ignore[arg-type]
+            index=index, id=cid, verdict=verdict, passed=verdict == "passed",
             tests_passed=passed_count, tests_run=len(ran), tests_total=total, first_failure=failure,
             time_ms=round((time.monotonic() - started) * 1000, 3), peak_memory_kb=max(peaks) if peaks else None,
         )

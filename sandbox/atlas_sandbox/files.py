@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -38,10 +39,8 @@ def write(root: Path, name: str, content: str) -> None:
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for part in parts[:-1]:
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.mkdir(part, 0o755, dir_fd=fd)
-            except FileExistsError:
-                pass
             nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = nxt
@@ -67,7 +66,7 @@ def check_reachable(path: Path) -> None:
 class WorkDirs:
     def __init__(self, base: Path | None) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="atlas-sandbox-", dir=base))
-        os.chmod(self.base, 0o711)  # the run uid may enter its own directory, list none
+        os.chmod(self.base, 0o711)  # noqa: S103 - the run uid may enter its own directory, list none
 
     def new(self) -> Path:
         return Path(tempfile.mkdtemp(dir=self.base))

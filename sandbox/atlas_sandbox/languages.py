@@ -87,7 +87,7 @@ def discover(path: str = RUNTIME_PATH) -> dict[str, Toolchain]:
         if lang.version:
             argv = [resolved.get(lang.version[0], lang.version[0]), *lang.version[1:]]
             try:
-                out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)  # noqa: S603
+                out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
                 version = (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else ""
             except (OSError, subprocess.TimeoutExpired):
                 continue

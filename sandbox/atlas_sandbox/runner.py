@@ -9,6 +9,7 @@ emptied and removed: no process outlives its run.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -104,10 +105,9 @@ def _await_namespace_end(init_pid: int, limit_s: float = 2.0) -> None:
         except (OSError, IndexError):
             return
         if state in ("Z", "X"):
-            try:  # reparented to this process (a subreaper) when bwrap was killed: reap it
+            # re-parented to this process (a subreaper) when bwrap was killed: reap it
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(init_pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             return
         time.sleep(0.002)
     log.error("sandbox namespace init %d still running %.1f s after its run", init_pid, limit_s)
@@ -153,7 +153,8 @@ class Runner:
                 *self._system, "--proc", "/proc", "--dev", "/dev",
                 "--size", str(self.config.tmp_mb * 1024 * 1024), "--tmpfs", INSIDE_TMP,
                 "--bind" if writable else "--ro-bind", str(workdir), INSIDE_WORK,
-                "--remount-ro", "/",  # the root bwrap built is a tmpfs: only /tmp (and a compile's work dir) stay writable
+                # bwrap's root is a tmpfs: made read-only, only /tmp (and a compile's work dir) stay writable
+                "--remount-ro", "/",
                 "--chdir", INSIDE_WORK if cwd_work else INSIDE_TMP, "--clearenv"]
         if network:  # loopback inside the sandbox's own network namespace is always there; this is the host's
             args.append("--share-net")
@@ -197,7 +198,7 @@ class Runner:
                 fds["--seccomp"] = seccomp_fd
         argv = self._argv(full, workdir, writable, cwd_work, network, fds)
         try:
-            proc = subprocess.Popen(  # noqa: S603 - argv is built here, never by a shell
+            proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, pass_fds=child_fds, start_new_session=True,
                 cwd=None if self.isolated else workdir, env=None if self.isolated else ENV | {"HOME": str(workdir)},
@@ -219,12 +220,13 @@ class Runner:
             if child is not None:
                 _await_namespace_end(child)
             for fd in own_fds:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
             if proc.returncode is None:
                 self._kill(proc)
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
 
     def _release(self, proc: subprocess.Popen[bytes], info_r: int, block_w: int, group: RunGroup | None) -> int:
         """Put bwrap and its sandbox child in the cgroup, then let the command start."""
@@ -255,10 +257,8 @@ class Runner:
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes]) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         proc.kill()
         proc.wait()
 
@@ -270,7 +270,7 @@ class Runner:
         out = {"stdout": bytearray(), "stderr": bytearray()}
         truncated = timed_out = False
         pending = memoryview(stdin) if stdin else None
-        assert proc.stdout is not None and proc.stderr is not None  # noqa: S101 - both are pipes
+        assert proc.stdout is not None and proc.stderr is not None
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
             sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
@@ -284,7 +284,7 @@ class Runner:
                     break
                 for key, _ in sel.select(remaining):
                     if key.data == "stdin":
-                        assert pending is not None and proc.stdin is not None  # noqa: S101
+                        assert pending is not None and proc.stdin is not None
                         try:
                             written = os.write(proc.stdin.fileno(), pending[:65536])
                         except (BrokenPipeError, BlockingIOError) as exc:

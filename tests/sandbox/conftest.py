@@ -7,7 +7,6 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -31,7 +30,7 @@ class Sandbox:
         return mint(self.key, issuer="tests", task_id="t-" + secrets.token_hex(4), languages=languages,
                     limits=limits, ttl_s=ttl_s)
 
-    def post(self, path: str, body: dict[str, Any], token: str | None = None, **token_args: Any) -> httpx.Response:
+    def post(self, path: str, body: dict[str, Any], token: str | None = None, **token_args: Any) -> Any:
         bearer = token if token is not None else self.token(**token_args)
         return self.client.post(path, json=body, headers={"Authorization": f"Bearer {bearer}"})
 

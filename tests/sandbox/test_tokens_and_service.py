@@ -1,0 +1,157 @@
+"""Capability tokens (who may run what, with which limits) and the service's behaviour under load and failure."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+
+from atlas_core.capability import SANDBOX_AUDIENCE, mint, public_key_text
+from atlas_core.settings import SettingsError, load_settings
+from atlas_sandbox.app import create_app
+from atlas_sandbox.engine import Engine
+from atlas_sandbox.settings import Settings
+from tests.conftest import RedisServer
+from tests.sandbox.conftest import Sandbox, sandbox_env
+
+PRINT = {"code": "print('ok')", "language": "python"}
+
+
+def raw_token(sandbox: Sandbox, **claims: Any) -> str:
+    now = int(time.time())
+    body = {"iss": "tests", "aud": SANDBOX_AUDIENCE, "iat": now, "exp": now + 60, "jti": f"j{time.time_ns()}",
+            "task": "t", "langs": ["python"], "limits": {}} | claims
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, sandbox.key, algorithm="EdDSA")
+
+
+def test_no_token_or_the_service_token_is_refused(sandbox: Sandbox) -> None:
+    assert sandbox.client.post("/execute", json=PRINT).status_code == 401
+    service = sandbox.settings.service_token.get_secret_value()
+    response = sandbox.post("/execute", PRINT, token=service)
+    assert response.status_code == 401 and "capability" in response.json()["error"]["message"]
+
+
+def test_a_token_works_once(sandbox: Sandbox) -> None:
+    token = sandbox.token()
+    assert sandbox.post("/execute", PRINT, token=token).status_code == 200
+    again = sandbox.post("/execute", PRINT, token=token)
+    assert again.status_code == 401 and "already used" in again.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("claims", "message"), [
+    ({"exp": int(time.time()) - 60}, "expired"),
+    ({"aud": "someone-else"}, "invalid"),
+    ({"jti": None}, "invalid"),
+    ({"exp": int(time.time()) + 3600}, "longer than 300"),
+    ({"langs": "python"}, "langs"),
+    ({"limits": {"memory_mb": -5}}, "limits"),
+])
+def test_bad_tokens_are_refused(sandbox: Sandbox, claims: dict[str, Any], message: str) -> None:
+    response = sandbox.post("/execute", PRINT, token=raw_token(sandbox, **claims))
+    assert response.status_code == 401
+    assert message in response.json()["error"]["message"]
+
+
+def test_a_token_signed_by_another_key_is_refused(sandbox: Sandbox) -> None:
+    other = mint(Ed25519PrivateKey.generate(), issuer="x", task_id="t", languages=["python"])
+    assert sandbox.post("/execute", PRINT, token=other).status_code == 401
+
+
+def test_the_token_scopes_languages(sandbox: Sandbox) -> None:
+    response = sandbox.post("/execute", {"code": "echo hi", "language": "bash"}, languages=("python",))
+    assert response.status_code == 403 and "bash" in response.json()["error"]["message"]
+    unknown = sandbox.post("/execute", {"code": "x", "language": "cobol"})
+    assert unknown.status_code == 400 and "cobol" in unknown.json()["error"]["message"]
+
+
+def test_limits_are_the_minimum_of_service_token_and_request(sandbox: Sandbox) -> None:
+    sleepy = {"code": "import time\ntime.sleep(3)\nprint('woke')", "language": "python"}
+    by_token = sandbox.post("/execute", sleepy, limits={"timeout_s": 1}).json()
+    assert by_token["error_type"] == "Timeout" and by_token["execution_time_ms"] < 2500
+    by_request = sandbox.post("/execute", {**sleepy, "timeout": 1}).json()
+    assert by_request["error_type"] == "Timeout"
+    # a token or request asking for more than the service allows gets the service's ceiling
+    greedy = sandbox.post("/execute", {**sleepy, "limits": {"memory_mb": 60000}}, limits={"timeout_s": 500}).json()
+    assert greedy["stdout"] == "woke\n"
+    hungry = "x = bytearray(300 * 1024 * 1024)\nprint(len(x))"
+    assert sandbox.post("/execute", {"code": hungry}, limits={"memory_mb": 100}).json()["error_type"] == "MemoryLimit"
+
+
+def test_bad_requests_name_the_field(sandbox: Sandbox) -> None:
+    response = sandbox.post("/judge", {"mode": "nope", "candidates": [{"code": "x"}], "tests": [{}]})
+    assert response.status_code == 400 and "mode" in response.json()["error"]["message"]
+    response = sandbox.post("/execute", {"code": "x", "surprise": 1})
+    assert response.status_code == 400 and "surprise" in response.json()["error"]["message"]
+
+
+def test_redis_down_is_503_not_a_hang(sandbox: Sandbox, redis_server: RedisServer) -> None:
+    verifier = sandbox.client.app.state.verifier  # type: ignore[attr-defined]
+    real = verifier.redis
+
+    class Down:
+        async def set(self, *args: Any, **kwargs: Any) -> None:
+            raise ConnectionError("connection refused")
+
+    verifier.redis = Down()
+    try:
+        response = sandbox.post("/execute", PRINT)
+    finally:
+        verifier.redis = real
+    assert response.status_code == 503 and "Redis" in response.json()["error"]["message"]
+
+
+def test_busy_service_answers_503_with_retry_after(sandbox: Sandbox) -> None:
+    engine: Engine = sandbox.client.app.state.engine  # type: ignore[attr-defined]
+    engine.active = engine.workers + sandbox.settings.sandbox_queue_limit
+    try:
+        response = sandbox.post("/execute", PRINT)
+    finally:
+        engine.active = 0
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+
+
+def test_a_sandbox_failure_is_a_5xx_never_a_program_verdict(sandbox: Sandbox) -> None:
+    engine: Engine = sandbox.client.app.state.engine  # type: ignore[attr-defined]
+    real = engine.runner.config
+    engine.runner.config = type(real)(**{**real.__dict__, "bwrap": "/nonexistent/bwrap"})
+    try:
+        executed = sandbox.post("/execute", {"code": "print('fresh 1')"})
+        judged = sandbox.post("/judge", {"mode": "stdin", "candidates": [{"code": "print('fresh 2')"}],
+                                         "tests": [{"input": "", "output": "x"}]})
+    finally:
+        engine.runner.config = real
+    for response in (executed, judged):
+        assert response.status_code == 500
+        assert response.json()["error"]["code"] == "sandbox_error"
+        assert "not the program" in response.json()["error"]["message"]
+
+
+def test_verify_key_is_checked_at_start(redis_server: RedisServer, tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="ATLAS_SANDBOX_VERIFY_KEY"):
+        load_settings(Settings, environ=sandbox_env(redis_server, tmp_path, ATLAS_SANDBOX_VERIFY_KEY="short"))
+
+
+def test_isolation_none_runs_but_warns(redis_server: RedisServer, tmp_path: Path,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(Settings, environ=sandbox_env(redis_server, tmp_path, ATLAS_SANDBOX_ISOLATION="none"))
+    with caplog.at_level("WARNING"), TestClient(create_app(settings)) as client:
+        sandbox = Sandbox(client, settings)
+        assert sandbox.execute("print('plain')")["stdout"] == "plain\n"
+    assert any("WITHOUT isolation" in r.getMessage() for r in caplog.records)
+
+
+def test_missing_bubblewrap_refuses_to_start(redis_server: RedisServer, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap, no setpriv
+    settings = load_settings(Settings, environ=sandbox_env(redis_server, tmp_path))
+    with pytest.raises(Exception, match="sandbox"), TestClient(create_app(settings)):
+        pass
+
+
+def test_public_key_is_derived_not_shared() -> None:
+    assert public_key_text("a" * 40) == public_key_text("a" * 40) != public_key_text("b" * 40)
