@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status test lint typecheck unit docs bench-proxy
+.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,3 +39,6 @@ docs: install ## regenerate the settings table in docs/configuration.md
 bench-proxy: install ## llm-proxy's added latency vs LiteLLM's proxy (JSON in bench-results/proxy.json)
 	@benchmark/litellm/setup.sh
 	@$(BIN)/python scripts/bench_proxy.py --out bench-results/proxy.json
+
+bench-sandbox: install ## the sandbox's cost per run, throughput and a 1,000-test judge (JSON in bench-results/sandbox.json)
+	@$(BIN)/python scripts/bench_sandbox.py --out bench-results/sandbox.json

@@ -1,9 +1,11 @@
 """Per-run cgroups (v1 memory and pids controllers) where the host lets this process create them.
 
-Each run gets its own memory and pids cgroup under the service's own ones, so a run's processes, however many
-it forks, are limited, measured (peak memory, OOM kills) and killed together, and a cgroup that cannot be
-emptied is reported instead of silently leaking. Hosts without writable v1 controllers run without them (the
-rlimits still hold) and the service says so at start.
+Each run gets a memory and pids cgroup under the service's own ones, so a run's processes, however many it
+forks, are limited, measured (peak memory, OOM kills) and killed together, and a cgroup that cannot be emptied
+is reported instead of silently leaking. Emptied cgroups are reused rather than made and removed per run.
+Moving a run's first process into a v1 cgroup waits for an RCU grace period (several ms on these hosts;
+ATLAS_SANDBOX_CGROUPS=false trades the cgroup for that time). Hosts without writable v1 controllers run
+without them (the rlimits still hold) and the service says so at start.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import contextlib
 import itertools
 import logging
 import os
+import queue
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -51,6 +55,33 @@ class RunGroup:
 
     def __init__(self, dirs: dict[str, Path]) -> None:
         self.dirs = dirs
+        self.swap_limit = (dirs["memory"] / "memory.memsw.limit_in_bytes").exists()
+        self._oom_kills = 0
+        self._limits = (0, 0)
+
+    def _oom_fields(self) -> dict[str, str]:
+        text = (self.dirs["memory"] / "memory.oom_control").read_text()
+        return dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
+
+    def begin(self, memory_bytes: int, processes: int) -> None:
+        """Set this run's limits and reset the peak and OOM counters a previous run left."""
+        mem = self.dirs["memory"]
+        if self._limits != (memory_bytes, processes):
+            self._set_limits(memory_bytes, processes)
+            self._limits = (memory_bytes, processes)
+        (mem / "memory.max_usage_in_bytes").write_text("0")
+        self._oom_kills = int(self._oom_fields().get("oom_kill", "0"))
+
+    def _set_limits(self, memory_bytes: int, processes: int) -> None:
+        mem = self.dirs["memory"]
+        limit, swap = mem / "memory.limit_in_bytes", mem / "memory.memsw.limit_in_bytes"
+        # memory+swap equal to memory: a run cannot swap its way past the limit. The kernel wants
+        # limit <= memsw at every step, so the order depends on the direction.
+        order = [limit, swap] if not self.swap_limit or memory_bytes <= int(limit.read_text()) else [swap, limit]
+        for path in order:
+            if path.exists():
+                path.write_text(str(memory_bytes))
+        (self.dirs["pids"] / "pids.max").write_text(str(processes))
 
     def add(self, pid: int) -> None:
         for d in self.dirs.values():
@@ -64,11 +95,10 @@ class RunGroup:
 
     def oom_killed(self) -> bool:
         try:
-            text = (self.dirs["memory"] / "memory.oom_control").read_text()
+            fields = self._oom_fields()
         except OSError:
             return False
-        fields = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
-        return int(fields.get("oom_kill", "0")) > 0 or fields.get("under_oom") == "1"
+        return int(fields.get("oom_kill", "0")) > self._oom_kills or fields.get("under_oom") == "1"
 
     def pids(self) -> list[int]:
         try:
@@ -76,31 +106,32 @@ class RunGroup:
         except OSError:
             return []
 
-    def close(self) -> bool:
-        """Kill whatever is left, then remove the cgroups. False if a process could not be reaped."""
+    def empty(self) -> bool:
+        """Kill whatever is left. False if a process could not be reaped."""
         deadline = time.monotonic() + 2.0
         while (left := self.pids()) and time.monotonic() < deadline:
             for pid in left:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.005)
-        emptied = not self.pids()
+        return not self.pids()
+
+    def remove(self) -> None:
         for d in self.dirs.values():
             try:
                 d.rmdir()
             except OSError as exc:
                 log.error("cannot remove cgroup %s: %s", d, exc)
-                emptied = False
-        return emptied
 
 
 class Cgroups:
-    """Creates run groups under ``<own cgroup>/atlas-sandbox-<pid>`` in the memory and pids hierarchies."""
+    """Creates run groups under ``<own cgroup>/atlas-sandbox-<pid>-<random>`` in the memory and pids
+    hierarchies."""
 
     def __init__(self, bases: dict[str, Path]) -> None:
         self.bases = bases
         self._ids = itertools.count()
-        self.swap_limit = (bases["memory"] / "memory.memsw.limit_in_bytes").exists()
+        self._free: queue.SimpleQueue[RunGroup] = queue.SimpleQueue()
 
     @classmethod
     def open(cls) -> Cgroups | None:
@@ -110,7 +141,8 @@ class Cgroups:
             if set(mounts) != set(CONTROLLERS) or set(own) != set(CONTROLLERS):
                 log.warning("cgroup limits disabled: no cgroup v1 memory and pids hierarchies on this host")
                 return None
-            bases = {c: mounts[c] / own[c].lstrip("/") / f"atlas-sandbox-{os.getpid()}" for c in CONTROLLERS}
+            name = f"atlas-sandbox-{os.getpid()}-{secrets.token_hex(3)}"
+            bases = {c: mounts[c] / own[c].lstrip("/") / name for c in CONTROLLERS}
             for d in bases.values():
                 d.mkdir(exist_ok=True)
             return cls(bases)
@@ -118,7 +150,29 @@ class Cgroups:
             log.warning("cgroup limits disabled: %s", exc)
             return None
 
-    def create(self, memory_bytes: int, processes: int) -> RunGroup:
+    def acquire(self, memory_bytes: int, processes: int) -> RunGroup:
+        """An empty run group (reused when one is free) with these limits."""
+        try:
+            group = self._free.get_nowait()
+        except queue.Empty:
+            group = self._make()
+        try:
+            group.begin(memory_bytes, processes)
+        except OSError:
+            group.remove()
+            raise
+        return group
+
+    def release(self, group: RunGroup) -> bool:
+        """Empty the group and keep it for the next run. False (and the group is left alone) if a process of
+        the run could not be killed."""
+        if not group.empty():
+            log.error("a sandboxed process could not be killed; its cgroup %s is left in place", group.dirs)
+            return False
+        self._free.put(group)
+        return True
+
+    def _make(self) -> RunGroup:
         name = f"run-{next(self._ids)}"
         dirs = {c: base / name for c, base in self.bases.items()}
         made: list[Path] = []
@@ -126,16 +180,15 @@ class Cgroups:
             for d in dirs.values():
                 d.mkdir()
                 made.append(d)
-            mem = dirs["memory"]
-            (mem / "memory.limit_in_bytes").write_text(str(memory_bytes))
-            if self.swap_limit:  # memory+swap equal to memory: the run cannot swap its way past the limit
-                (mem / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
-            (dirs["pids"] / "pids.max").write_text(str(processes))
         except OSError:
             for d in made:
                 d.rmdir()
             raise
         return RunGroup(dirs)
+
+    def idle(self) -> list[Path]:
+        """Run cgroups that exist but hold no process (what a caller checks after runs)."""
+        return [d for base in self.bases.values() for d in base.iterdir() if d.is_dir()]
 
     def close(self) -> None:
         for d in self.bases.values():

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import signal
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -114,7 +115,7 @@ class Engine:
         self.dirs = WorkDirs(settings.sandbox_work_dir)
         if settings.sandbox_isolation != "none" and os.geteuid() == 0:
             check_reachable(self.dirs.base)
-        self.cgroups = Cgroups.open()
+        self.cgroups = Cgroups.open() if settings.sandbox_cgroups else None
         isolated = settings.sandbox_isolation != "none"
         bpf = seccomp.build(self.dirs.base / "seccomp.bpf") if isolated else None
         self.runner = Runner(RunnerConfig(isolation=settings.sandbox_isolation, run_uid=settings.sandbox_run_uid,
@@ -123,6 +124,10 @@ class Engine:
                          "seccomp": bpf is not None}
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox-run")
         self.cache: OrderedDict[str, CandidateResult] = OrderedDict()
+        # driver.py and compare.py run inside the sandbox too: copied into each stdin candidate's work dir
+        here = Path(__file__).parent
+        self.stdin_files = {"driver.py": (here / "driver.py").read_text(),
+                            "atlas_compare.py": (here / "compare.py").read_text()}
         self.active = 0
 
     def close(self) -> None:
@@ -318,9 +323,10 @@ class Engine:
         budget = min(req.deadline_s or self.settings.sandbox_deadline_s, self.settings.sandbox_deadline_s)
         deadline = started + budget
         passed_event = asyncio.Event() if req.stop_on_first_pass else None
+        stop = threading.Event()  # set when a candidate passes (with stop_on_first_pass): running batches end
         window = max(1, math.ceil(self.workers / len(req.candidates)))
         tasks = [asyncio.create_task(self._candidate(i, c.id, c.code, req, tc, limits, deadline, window,
-                                                     passed_event))
+                                                     passed_event, stop))
                  for i, c in enumerate(req.candidates)]
         try:
             results = list(await asyncio.gather(*tasks))
@@ -336,7 +342,7 @@ class Engine:
 
     async def _candidate(self, index: int, cid: str | None, code: str, req: JudgeRequest, tc: Toolchain,
                          limits: Limits, deadline: float, window: int,
-                         passed_event: asyncio.Event | None) -> CandidateResult:
+                         passed_event: asyncio.Event | None, stop: threading.Event) -> CandidateResult:
         key = self._key(req, code, limits) if self.settings.sandbox_cache_entries else ""
         if key and key in self.cache:
             self.cache.move_to_end(key)
@@ -352,26 +358,68 @@ class Engine:
                                          tests_passed=0, tests_run=0, tests_total=total, compile_output=output,
                                          time_ms=round((time.monotonic() - started) * 1000, 3))
             else:
-                outcomes = await self._tests(req, tc, d, token, limits, deadline, window, passed_event)
+                if req.mode == "stdin":
+                    outcomes = await self._stdin_batch(req, tc, d, limits, deadline, window, stop)
+                else:
+                    outcomes = await self._tests(req, tc, d, token, limits, deadline, window, passed_event)
                 result = self._verdict(index, cid, req, outcomes, started)
         finally:
             self.dirs.remove(d)
         if result.passed and passed_event is not None:
             passed_event.set()
+            stop.set()
         if key and result.verdict in CACHEABLE:
             self.cache[key] = result
             while len(self.cache) > self.settings.sandbox_cache_entries:
                 self.cache.popitem(last=False)
         return result
 
-    @staticmethod
-    def _test_files(req: JudgeRequest, code: str, token: str) -> dict[str, str]:
+    async def _stdin_batch(self, req: JudgeRequest, tc: Toolchain, d: Path, limits: Limits, deadline: float,
+                           window: int, stop: threading.Event) -> dict[int, Outcome]:
+        """All stdin tests of one candidate in one sandbox, through driver.py (one process per test inside)."""
+        root = self.runner.work_root(d)
+        budget = max(0.0, deadline - time.monotonic())
+        spec = {"command": tc.argv(tc.language.run, f"{root}/{tc.language.source}", f"{root}/{EXE}"),
+                "tests": [{"input": t.input, "output": t.output} for t in req.tests],
+                "timeout_s": limits.timeout_s, "cpu_s": max(1, math.ceil(limits.cpu_s)),
+                "output_bytes": limits.output_kb * 1024, "stop_on_first_failure": req.stop_on_first_failure,
+                "parallel": window, "budget_s": budget,
+                "address_space": ((limits.memory_mb * 2 + 256) << 20) if tc.language.limit_address_space else None}
+        write(d, "spec.json", json.dumps(spec))
+        # The driver and its children share the run's cgroup: room for `window` programs plus the driver. Its
+        # rlimits must stay above each test's, which a process may lower but never raise.
+        outer = replace(limits, timeout_s=budget + 2, cpu_s=max(budget, limits.cpu_s) + 2, memory_mb=limits.memory_mb * window + 64,
+                        processes=limits.processes * window + 16,
+                        file_mb=max(limits.file_mb, limits.output_kb // 1024 + 1),
+                        output_kb=max(limits.output_kb, 8 * len(req.tests)))
+        res = await self._run([tc.paths.get("python3", "/usr/bin/python3"), "-B", "-S", f"{root}/driver.py",
+                               f"{root}/spec.json"], d, outer, address_space=False, cancel=stop)
+        outcomes: dict[int, Outcome] = {}
+        for line in _text(res.stdout).splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            outcomes[int(item["i"])] = Outcome(item.get("error_type"), got=item.get("got"), error=item.get("error"),
+                                               skipped=bool(item.get("skipped")), time_ms=item.get("time_ms", 0.0))
+        err, message = classify(res, outer)
+        if err is not None and not (res.timed_out or res.cancelled):
+            missing = next((j for j in range(len(req.tests)) if j not in outcomes), None)
+            if missing is not None and not any(o.error_type for o in outcomes.values()):
+                # the batch died under a test: the whole run's memory or process limit, else the sandbox
+                kind = err if err in ("MemoryLimit", "OutputLimit") else "SandboxError"
+                outcomes[missing] = Outcome(kind, error=message)
+        return outcomes
+
+    def _test_files(self, req: JudgeRequest, code: str, token: str) -> dict[str, str]:
         if req.mode == "functional":
             return {"harness.py": programs.python_functional(req.func_name or "", token)}
         if req.mode == "assert":
             make = programs.python_assert if req.language.lower().startswith("py") else programs.javascript_assert
             ext = "py" if make is programs.python_assert else "js"
             return {f"t{j}.{ext}": make(code, req.setup, t.code, token) for j, t in enumerate(req.tests)}
+        if req.mode == "stdin":
+            return self.stdin_files
         if req.mode == "pytest":
             return {"solution.py": code, "conftest.py": programs.pytest_conftest(token),
                     **{f"test_{j}.py": t.code for j, t in enumerate(req.tests)}}

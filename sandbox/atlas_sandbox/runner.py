@@ -1,8 +1,9 @@
 """Runs one command in a fresh bubblewrap sandbox with limits, and reports what happened.
 
-One run: ``[setpriv to the run uid] bwrap <namespaces, read-only system, tmpfs /tmp, work dir> prlimit <rlimits>
--- command``. bwrap is started blocked (``--block-fd``); its pid and its sandbox child's pid (``--info-fd``) are
-put in the run's cgroups before the command may start, so nothing the program forks escapes them. On timeout,
+One run: ``bwrap <namespaces, read-only system, tmpfs /tmp, work dir> prlimit <rlimits> -- command``, started
+as the run uid when the service is root. bwrap is started blocked (``--block-fd``); its sandbox child's pid
+(``--info-fd``) goes into the run's cgroups before the command may start, so nothing the program forks
+escapes them. On timeout,
 output flood or the end of the run, bwrap is killed, which tears the pid namespace down, and the cgroup is
 emptied and removed: no process outlives its run.
 """
@@ -15,9 +16,11 @@ import json
 import logging
 import math
 import os
+import resource
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +62,7 @@ class RunResult:
     oom: bool = False
     cpu_exceeded: bool = False
     file_too_large: bool = False
+    cancelled: bool = False  # stopped by the caller (another candidate passed), not by a limit
 
     @property
     def ok(self) -> bool:
@@ -121,8 +125,8 @@ class Runner:
         self._system = _system_binds()
         if self.isolated:
             become_subreaper()
-        self._drop = ["setpriv", f"--reuid={config.run_uid}", f"--regid={config.run_uid}", "--clear-groups"] \
-            if os.geteuid() == 0 else []
+        # Popen drops to the run uid itself: one exec fewer than setpriv on every run.
+        self._uid = config.run_uid if self.isolated and os.geteuid() == 0 else None
 
     def work_root(self, workdir: Path) -> str:
         """Where the program sees its work directory."""
@@ -134,21 +138,33 @@ class Runner:
             os.chown(workdir, self.config.run_uid, self.config.run_uid)
         os.chmod(workdir, 0o700)
 
-    def _rlimits(self, limits: Limits, address_space: bool) -> list[str]:
+    @staticmethod
+    def _rlimits(limits: Limits, address_space: bool) -> list[tuple[int, int, int]]:
         cpu = max(1, math.ceil(limits.cpu_s))
-        args = ["prlimit", f"--cpu={cpu}:{cpu + 1}", f"--fsize={limits.file_mb * 1024 * 1024}",
-                f"--nofile={limits.open_files}", f"--nproc={limits.processes}", "--core=0"]
+        size = limits.file_mb << 20
+        values = [(resource.RLIMIT_CPU, cpu, cpu + 1), (resource.RLIMIT_FSIZE, size, size),
+                  (resource.RLIMIT_NOFILE, limits.open_files, limits.open_files),
+                  (resource.RLIMIT_NPROC, limits.processes, limits.processes), (resource.RLIMIT_CORE, 0, 0)]
         if address_space:
             # Address space over resident memory: allocators reserve more than they touch; the cgroup limit
             # is the exact one, this catches a memory bomb where no cgroup is available.
-            args.append(f"--as={limits.memory_mb * 2 * 1024 * 1024 + 256 * 1024 * 1024}")
-        return [*args, "--"]
+            space = (limits.memory_mb * 2 + 256) << 20
+            values.append((resource.RLIMIT_AS, space, space))
+        return values
+
+    @staticmethod
+    def _prlimit_command(values: list[tuple[int, int, int]]) -> list[str]:
+        """prlimit(1) sets the limits, then execs the command. (Setting them from here with prlimit(2) on the
+        blocked child would save that exec, but needs CAP_SYS_RESOURCE, which containers often drop.)"""
+        names = {resource.RLIMIT_CPU: "cpu", resource.RLIMIT_FSIZE: "fsize", resource.RLIMIT_NOFILE: "nofile",
+                 resource.RLIMIT_NPROC: "nproc", resource.RLIMIT_CORE: "core", resource.RLIMIT_AS: "as"}
+        return ["prlimit", *(f"--{names[r]}={soft}:{hard}" for r, soft, hard in values), "--"]
 
     def _argv(self, command: list[str], workdir: Path, writable: bool, cwd_work: bool, network: bool,
               fds: dict[str, int]) -> list[str]:
         if not self.isolated:
             return command
-        args = [*self._drop, self.config.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
+        args = [self.config.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
                 "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID), "--hostname", "sandbox",
                 *self._system, "--proc", "/proc", "--dev", "/dev",
                 "--size", str(self.config.tmp_mb * 1024 * 1024), "--tmpfs", INSIDE_TMP,
@@ -166,22 +182,25 @@ class Runner:
 
     def run(self, command: list[str], workdir: Path, limits: Limits, *, stdin: bytes | None = None,
             writable: bool = False, cwd_work: bool = False, address_space: bool = True,
-            network: bool = False) -> RunResult:
-        group: RunGroup | None = None
-        if self.cgroups is not None:
+            network: bool = False, cancel: threading.Event | None = None) -> RunResult:
+        cgroups, group = self.cgroups, None
+        if cgroups is not None:
             try:
-                group = self.cgroups.create(limits.memory_mb * 1024 * 1024, limits.processes)
+                group = cgroups.acquire(limits.memory_mb * 1024 * 1024, limits.processes)
             except OSError as exc:
-                raise SandboxFailure(f"cannot create the run's cgroup: {exc}") from exc
+                raise SandboxFailure(f"cannot set up the run's cgroup: {exc}") from exc
         try:
-            return self._run(command, workdir, limits, stdin, writable, cwd_work, address_space, network, group)
+            return self._run(command, workdir, limits, stdin, writable, cwd_work, address_space, network, group,
+                             cancel)
         finally:
-            if group is not None and not group.close():
-                log.error("a sandboxed process could not be killed; its cgroup is left in place")
+            if cgroups is not None and group is not None:
+                cgroups.release(group)
 
     def _run(self, command: list[str], workdir: Path, limits: Limits, stdin: bytes | None, writable: bool,
-             cwd_work: bool, address_space: bool, network: bool, group: RunGroup | None) -> RunResult:
-        full = [*self._rlimits(limits, address_space), *command]
+             cwd_work: bool, address_space: bool, network: bool, group: RunGroup | None,
+             cancel: threading.Event | None) -> RunResult:
+        rlimits = self._rlimits(limits, address_space)
+        full = [*self._prlimit_command(rlimits), *command]
         own_fds: list[int] = []
         child_fds: list[int] = []
         fds: dict[str, int] = {}
@@ -202,6 +221,7 @@ class Runner:
                 argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, pass_fds=child_fds, start_new_session=True,
                 cwd=None if self.isolated else workdir, env=None if self.isolated else ENV | {"HOME": str(workdir)},
+                user=self._uid, group=self._uid, extra_groups=[] if self._uid is not None else None,
             )
         except OSError as exc:
             for fd in own_fds + child_fds:
@@ -215,7 +235,7 @@ class Runner:
                 child = self._release(proc, info_r, block_w, group)
             elif group is not None:
                 group.add(proc.pid)
-            return self._collect(proc, stdin, limits, group)
+            return self._collect(proc, stdin, limits, group, cancel)
         finally:
             if child is not None:
                 _await_namespace_end(child)
@@ -229,7 +249,8 @@ class Runner:
                     pipe.close()
 
     def _release(self, proc: subprocess.Popen[bytes], info_r: int, block_w: int, group: RunGroup | None) -> int:
-        """Put bwrap and its sandbox child in the cgroup, then let the command start."""
+        """Put bwrap and its sandbox child in the cgroup, then let the command start (the child execs it
+        after reading ``--block-fd``)."""
         raw = b""
         deadline = time.monotonic() + START_TIMEOUT_S
         with selectors.DefaultSelector() as sel:
@@ -245,9 +266,8 @@ class Runner:
                     break
         try:
             child = int(json.loads(raw)["child-pid"])
-            if group is not None:
-                group.add(proc.pid)
-                group.add(child)
+            if group is not None:  # only the child: every sandboxed process descends from it, and each
+                group.add(child)     # cgroup move costs about a millisecond of RCU synchronisation
         except (ValueError, KeyError, TypeError, OSError) as exc:
             self._kill(proc)
             err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
@@ -263,12 +283,12 @@ class Runner:
         proc.wait()
 
     def _collect(self, proc: subprocess.Popen[bytes], stdin: bytes | None, limits: Limits,
-                 group: RunGroup | None) -> RunResult:
+                 group: RunGroup | None, cancel: threading.Event | None) -> RunResult:
         started = time.monotonic()
         deadline = started + limits.timeout_s
         cap = limits.output_kb * 1024
         out = {"stdout": bytearray(), "stderr": bytearray()}
-        truncated = timed_out = False
+        truncated = timed_out = cancelled = False
         pending = memoryview(stdin) if stdin else None
         assert proc.stdout is not None and proc.stderr is not None
         with selectors.DefaultSelector() as sel:
@@ -282,7 +302,10 @@ class Runner:
                 if remaining <= 0:
                     timed_out = True
                     break
-                for key, _ in sel.select(remaining):
+                if cancel is not None and cancel.is_set():
+                    cancelled = True
+                    break
+                for key, _ in sel.select(remaining if cancel is None else min(remaining, 0.05)):
                     if key.data == "stdin":
                         assert pending is not None and proc.stdin is not None
                         try:
@@ -306,7 +329,7 @@ class Runner:
                     break
             if proc.stdin is not None and not proc.stdin.closed:
                 proc.stdin.close()
-        if timed_out or truncated:
+        if timed_out or truncated or cancelled:
             self._kill(proc)
         _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
         if proc.returncode is None:
@@ -320,11 +343,11 @@ class Runner:
             sig = None
         peak = group.peak_bytes() if group is not None else None
         return RunResult(
-            exit_code=None if timed_out or truncated or sig is not None else code,
+            exit_code=None if timed_out or truncated or cancelled or sig is not None else code,
             signal=sig, stdout=bytes(out["stdout"]), stderr=bytes(out["stderr"]), wall_ms=wall_ms,
             cpu_ms=(usage.ru_utime + usage.ru_stime) * 1000 if usage else 0.0,
             peak_memory_kb=peak // 1024 if peak is not None else (usage.ru_maxrss if usage else None),
-            timed_out=timed_out, output_truncated=truncated,
+            timed_out=timed_out, output_truncated=truncated, cancelled=cancelled,
             oom=group.oom_killed() if group is not None else False,
             # SIGXCPU comes from RLIMIT_CPU's soft limit; SIGKILL at its hard limit if the program ignored that
             cpu_exceeded=sig == signal.SIGXCPU or (sig == signal.SIGKILL and usage is not None

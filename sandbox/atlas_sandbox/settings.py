@@ -47,6 +47,11 @@ class Settings(ServiceSettings):
     sandbox_cache_entries: int = Field(
         4096, ge=0, description="Verdicts kept in memory, keyed by code, tests, language and limits (0: off)."
     )
+    sandbox_cgroups: bool = Field(
+        True, description="Put each run in its own cgroup v1 memory and pids group where the host allows it "
+        "(exact memory limit, peak memory, OOM verdicts). Off: rlimits and the pid namespace only, about 8 ms "
+        "faster per run on these hosts (moving a process into a v1 cgroup waits for an RCU grace period)."
+    )
     sandbox_run_uid: int = Field(
         65534, ge=1, description="Host uid runs drop to when the service itself runs as root (nobody)."
     )

@@ -148,7 +148,7 @@ def test_global_deadline_skips_what_it_cuts(sandbox: Sandbox) -> None:
     slow = "import time\ntime.sleep(0.6)\nprint(2 * int(input()))"
     out = sandbox.judge(mode="stdin", candidates=[{"code": slow}], tests=_many(20), deadline_s=1.0)
     cand = out["candidates"][0]
-    assert out["deadline_hit"] is True and cand["verdict"] == "Skipped"
+    assert out["deadline_hit"] is True and cand["verdict"] == "Skipped", cand["first_failure"]["error"]
     assert 0 < cand["tests_run"] < 20 and cand["tests_passed"] == cand["tests_run"]
     assert out["elapsed_ms"] < 4000
 
