@@ -11,7 +11,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-RUNTIME_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The distribution's runtimes first: a container image's own Python (the service's) lives in /usr/local.
+RUNTIME_PATH = "/usr/bin:/bin:/usr/local/bin"
 # Parses the file without running it, so a syntax error is a compile failure, not a runtime one.
 _PY_SYNTAX = """import ast, sys, traceback
 try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,30 @@ def test_every_setting_has_a_description() -> None:
     for cls in ALL_SETTINGS:
         for key, _, info in iter_keys(cls):
             assert info.description, f"{key} of {cls.__module__} needs a description"
+
+
+
+def test_sandbox_gets_the_verify_key_and_only_callers_get_the_signing_key(platform_env: dict[str, str]) -> None:
+    from atlas_core.capability import public_key_text
+    from atlas_rag.settings import Settings as RagSettings
+    from atlas_sandbox.settings import Settings as SandboxSettings
+
+    config = prepare({}, None)
+    signing = config.values["ATLAS_SANDBOX_SIGNING_KEY"]
+    sandbox_env = config.env_for(SandboxSettings)
+    assert sandbox_env["ATLAS_SANDBOX_VERIFY_KEY"] == public_key_text(signing)
+    assert "ATLAS_SANDBOX_SIGNING_KEY" not in sandbox_env
+    assert config.env_for(RagSettings)["ATLAS_SANDBOX_SIGNING_KEY"] == signing
+
+
+def test_sandbox_key_prints_the_verify_key_of_the_signing_key_on_stdin() -> None:
+    from atlas_core.capability import public_key_text
+
+    secret = "s" * 40
+    out = subprocess.run([sys.executable, "-m", "atlas_cli", "sandbox-key"], input=secret + "\n",
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == public_key_text(secret)
+    empty = subprocess.run([sys.executable, "-m", "atlas_cli", "sandbox-key"], input="", capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert empty.returncode != 0 and "standard input" in empty.stderr

@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from atlas_cli.process import start_time
+from atlas_core.capability import mint, signing_key
 from tests.cli.test_supervisor import processes_of, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -70,6 +71,21 @@ def check_the_front_door(printed: str, state_dir: Path, proxy: str, env: dict[st
             user.models.list()
 
 
+def check_the_sandbox(row: dict[str, Any], secrets: dict[str, str]) -> None:
+    """The sandbox runs isolated, accepts a token signed with the key atlas up gave the callers, and never
+    received that signing key itself."""
+    service = {"Authorization": f"Bearer {secrets['ATLAS_SERVICE_TOKEN']}"}
+    info = httpx.get(f"{row['url']}/languages", headers=service, timeout=10).json()
+    assert (info["isolation"], info["seccomp"]) == ("bwrap", True)
+    token = mint(signing_key(secrets["ATLAS_SANDBOX_SIGNING_KEY"]), issuer="e2e", task_id="e2e",
+                 languages=["python"])
+    run = httpx.post(f"{row['url']}/execute", headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                     json={"code": "import os\nprint(os.getuid())"})
+    assert run.status_code == 200 and run.json()["stdout"] == "65534\n", run.text
+    environ = Path(f"/proc/{row['pid']}/environ").read_bytes()
+    assert b"ATLAS_SANDBOX_VERIFY_KEY" in environ and b"ATLAS_SANDBOX_SIGNING_KEY" not in environ
+
+
 def test_atlas_up_serves_real_models_and_down_leaves_nothing(platform_env: dict[str, str]) -> None:
     state_dir = Path(platform_env["ATLAS_STATE_DIR"])
     try:
@@ -107,6 +123,7 @@ def test_atlas_up_serves_real_models_and_down_leaves_nothing(platform_env: dict[
         assert embed.status_code == 200, embed.text
         assert len(embed.json()["data"][0]["embedding"]) == 384
 
+        check_the_sandbox(services["sandbox"], secrets)
         check_the_front_door(up.stdout, state_dir, services["llm-proxy"]["url"], platform_env)
 
         logs = atlas("logs", "llm-proxy", "-n", "3", env=platform_env)
