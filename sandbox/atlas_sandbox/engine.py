@@ -388,8 +388,8 @@ class Engine:
         write(d, "spec.json", json.dumps(spec))
         # The driver and its children share the run's cgroup: room for `window` programs plus the driver. Its
         # rlimits must stay above each test's, which a process may lower but never raise.
-        outer = replace(limits, timeout_s=budget + 2, cpu_s=max(budget, limits.cpu_s) + 2, memory_mb=limits.memory_mb * window + 64,
-                        processes=limits.processes * window + 16,
+        outer = replace(limits, timeout_s=budget + 2, cpu_s=max(budget, limits.cpu_s) + 2,
+                        memory_mb=limits.memory_mb * window + 64, processes=limits.processes * window + 16,
                         file_mb=max(limits.file_mb, limits.output_kb // 1024 + 1),
                         output_kb=max(limits.output_kb, 8 * len(req.tests)))
         res = await self._run([tc.paths.get("python3", "/usr/bin/python3"), "-B", "-S", f"{root}/driver.py",
