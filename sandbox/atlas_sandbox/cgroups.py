@@ -50,6 +50,29 @@ def _own_paths() -> dict[str, str]:
     return paths
 
 
+def _remove_stale(parent: Path) -> None:
+    """Remove the run groups a sandbox service that died left behind (killing anything still in them)."""
+    for base in parent.glob("atlas-sandbox-*"):
+        try:
+            pid = int(base.name.split("-")[2])
+            os.kill(pid, 0)
+            continue  # its service is alive
+        except (IndexError, ValueError, ProcessLookupError):
+            pass
+        except PermissionError:
+            continue
+        for group in [d for d in base.iterdir() if d.is_dir()]:
+            with contextlib.suppress(OSError):
+                for left in (group / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(left), signal.SIGKILL)
+                time.sleep(0.05)
+                group.rmdir()
+        with contextlib.suppress(OSError):
+            base.rmdir()
+        log.warning("removed cgroups left by a stopped sandbox service: %s", base)
+
+
 class RunGroup:
     """One run's memory and pids cgroups."""
 
@@ -142,7 +165,10 @@ class Cgroups:
                 log.warning("cgroup limits disabled: no cgroup v1 memory and pids hierarchies on this host")
                 return None
             name = f"atlas-sandbox-{os.getpid()}-{secrets.token_hex(3)}"
-            bases = {c: mounts[c] / own[c].lstrip("/") / name for c in CONTROLLERS}
+            parents = {c: mounts[c] / own[c].lstrip("/") for c in CONTROLLERS}
+            for parent in parents.values():
+                _remove_stale(parent)
+            bases = {c: parent / name for c, parent in parents.items()}
             for d in bases.values():
                 d.mkdir(exist_ok=True)
             return cls(bases)

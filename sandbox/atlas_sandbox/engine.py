@@ -29,7 +29,7 @@ from atlas_sandbox import programs, seccomp
 from atlas_sandbox.cgroups import Cgroups
 from atlas_sandbox.compare import functional_matches, stdin_matches
 from atlas_sandbox.files import WorkDirs, check_names, check_reachable, write
-from atlas_sandbox.languages import EXE, Toolchain, discover, lookup
+from atlas_sandbox.languages import EXE, UNREADABLE, Toolchain, discover, lookup
 from atlas_sandbox.limits import Limits
 from atlas_sandbox.runner import Runner, RunnerConfig, RunResult, SandboxFailure
 from atlas_sandbox.schemas import (
@@ -197,6 +197,8 @@ class Engine:
         res = await self._run(argv, d, limits, writable=True, cwd_work=True, address_space=False)
         if res.exit_code == 0 and not (res.timed_out or res.output_truncated):
             return None, None
+        if res.exit_code == UNREADABLE and tc.language.name == "python":
+            raise SandboxFailure(f"the run could not read its own source: {_tail(res.stderr, 300)}")
         output = _tail(res.stderr + res.stdout, 8000)
         if res.timed_out:
             output = f"the compile step exceeded {limits.timeout_s:g} s"

@@ -41,6 +41,7 @@ def write(root: Path, name: str, content: str) -> None:
         for part in parts[:-1]:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(part, 0o755, dir_fd=fd)
+            os.chmod(part, 0o755, dir_fd=fd)  # noqa: S103 - the run uid reads it; atlas up sets umask 077
             nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = nxt
@@ -48,6 +49,7 @@ def write(root: Path, name: str, content: str) -> None:
             out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=fd)
         except FileExistsError:
             raise BadFiles(f"files: {name!r} clashes with a file the sandbox writes itself") from None
+        os.fchmod(out, 0o644)  # the run uid reads it, whatever the service's umask
         with os.fdopen(out, "w", encoding="utf-8") as f:
             f.write(content)
     finally:

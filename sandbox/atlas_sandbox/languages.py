@@ -16,10 +16,17 @@ RUNTIME_PATH = "/usr/bin:/bin:/usr/local/bin"
 # Parses the file without running it, so a syntax error is a compile failure, not a runtime one.
 _PY_SYNTAX = """import ast, sys, traceback
 try:
-    ast.parse(open(sys.argv[1], "rb").read(), sys.argv[1])
+    source = open(sys.argv[1], "rb").read()
+except OSError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(70)
+try:
+    ast.parse(source, sys.argv[1])
 except SyntaxError as exc:
     sys.exit("".join(traceback.format_exception_only(exc)))
 """
+# Exit status of a compile step that could not read its source: the sandbox's fault, not the program's.
+UNREADABLE = 70
 
 
 @dataclass(frozen=True)

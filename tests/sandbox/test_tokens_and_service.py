@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,12 @@ def test_missing_bubblewrap_refuses_to_start(redis_server: RedisServer, tmp_path
 
 def test_public_key_is_derived_not_shared() -> None:
     assert public_key_text("a" * 40) == public_key_text("a" * 40) != public_key_text("b" * 40)
+
+
+def test_runs_read_their_files_whatever_the_service_umask(sandbox: Sandbox) -> None:
+    old = os.umask(0o077)  # as `atlas up` starts services
+    try:
+        out = sandbox.execute("import helper\nprint(helper.X)", files={"helper.py": "X = 'read'\n"})
+    finally:
+        os.umask(old)
+    assert out["stdout"] == "read\n", out
