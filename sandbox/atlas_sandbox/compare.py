@@ -18,6 +18,13 @@ def _decimals(line: str) -> list[Decimal] | None:
         return None
 
 
+def _equal(a: list[Decimal], b: list[Decimal]) -> bool:
+    try:
+        return a == b
+    except InvalidOperation:  # a signalling NaN ("sNaN") raises on comparison; it equals nothing
+        return False
+
+
 def stdin_matches(got: str, expected: str) -> bool:
     """LiveCodeBench ``grade_stdio``: strip the whole output, then compare line by line after strip; unequal
     lines still match when every whitespace-separated token of both parses as a decimal and the decimals are
@@ -29,7 +36,7 @@ def stdin_matches(got: str, expected: str) -> bool:
         if mine == theirs:
             continue
         a, b = _decimals(mine), _decimals(theirs)
-        if a is None or b is None or a != b:
+        if a is None or b is None or not _equal(a, b):
             return False
     return True
 

@@ -4,10 +4,13 @@ One sandbox per candidate instead of one per test: bubblewrap's start (namespace
 once, and each test costs only its program's own start. Each test still runs in a fresh process with its own
 time, CPU, output (RLIMIT_FSIZE on its stdout file) and address-space limits, in its own process group, killed
 whole after it ends. Prints one JSON line per finished test; the service reads them.
-Usage: python3 driver.py SPEC.json (spec written by the service; see engine._judge_stdin_batch).
+Usage: python3 driver.py < SPEC (JSON on stdin, see engine._stdin_batch). The spec, with the expected outputs,
+never touches the work dir, and the driver makes itself non-dumpable before any test runs, so a program
+(same uid, same pid namespace) can neither read the expected outputs nor open the driver's result pipe.
 """
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -24,20 +27,28 @@ from atlas_compare import stdin_matches  # type: ignore[import-not-found]  # cop
 MEMORY_WORDS = (b"MemoryError", b"std::bad_alloc", b"memory allocation of", b"out of memory",
                 b"Cannot allocate memory")
 SHOWN = 2000
+PR_SET_DUMPABLE = 4
 
 
 def main() -> None:
-    with open(sys.argv[1]) as f:
-        spec = json.load(f)
+    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    spec = json.load(sys.stdin)
     tests, stop, window = spec["tests"], spec["stop_on_first_failure"], max(1, spec["parallel"])
     deadline = time.monotonic() + spec["budget_s"]
     prefix = ["prlimit", f"--cpu={spec['cpu_s']}:{spec['cpu_s'] + 1}",
-              f"--fsize={spec['output_bytes']}:{spec['output_bytes']}"]
+              f"--fsize={spec['output_bytes']}:{spec['output_bytes']}", f"--nproc={spec['processes']}",
+              f"--nofile={spec['open_files']}", "--core=0"]
     if spec.get("address_space"):
         prefix.append(f"--as={spec['address_space']}:{spec['address_space']}")
     command = [*prefix, "--", *spec["command"]]
 
     def run(i: int) -> dict[str, Any]:
+        try:
+            return run_test(i)
+        except Exception as exc:  # the driver must outlive anything one test does
+            return {"i": i, "error_type": "RuntimeError", "error": f"{type(exc).__name__}: {exc}"[:SHOWN]}
+
+    def run_test(i: int) -> dict[str, Any]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return {"i": i, "skipped": True}
@@ -72,7 +83,7 @@ def main() -> None:
             result.update(error_type="Timeout", error=f"exceeded the time limit ({spec['timeout_s']:g} s)")
         elif code == -signal.SIGXFSZ or len(got) > spec["output_bytes"]:
             result.update(error_type="OutputLimit", error="wrote more than the output limit")
-        elif any(word in errors for word in MEMORY_WORDS):
+        elif code != 0 and any(word in errors for word in MEMORY_WORDS):
             result.update(error_type="MemoryLimit", error="exceeded the memory limit")
         elif code != 0:
             text = errors.decode("utf-8", "replace").strip()[-SHOWN:]

@@ -27,7 +27,7 @@ from typing import Any
 
 from atlas_sandbox import programs, seccomp
 from atlas_sandbox.cgroups import Cgroups
-from atlas_sandbox.compare import functional_matches, stdin_matches
+from atlas_sandbox.compare import functional_matches
 from atlas_sandbox.files import WorkDirs, check_names, check_reachable, write
 from atlas_sandbox.languages import EXE, UNREADABLE, Toolchain, discover, lookup
 from atlas_sandbox.limits import Limits
@@ -92,7 +92,7 @@ def classify(res: RunResult, limits: Limits) -> tuple[str | None, str | None]:
         return "Timeout", f"exceeded the time limit ({limits.timeout_s:g} s wall, {math.ceil(limits.cpu_s)} s CPU)"
     if res.output_truncated:
         return "OutputLimit", f"wrote more than {limits.output_kb} KB; output cut and the run stopped"
-    if res.oom or any(word in res.stderr[-4096:] for word in _MEMORY_WORDS):
+    if res.oom or (res.exit_code != 0 and any(word in res.stderr[-4096:] for word in _MEMORY_WORDS)):
         return "MemoryLimit", f"exceeded the memory limit ({limits.memory_mb} MB)"
     if res.file_too_large:
         return "RuntimeError", f"wrote a file larger than {limits.file_mb} MB"
@@ -224,7 +224,7 @@ class Engine:
                     extra = {"solution.py": req.code, "test_main.py": req.test_code,
                              "conftest.py": programs.pytest_conftest(token)}
                 else:
-                    extra = {"harness.py": programs.python_statements(req.test_code, token, False)}
+                    extra = {"harness.py": programs.python_statements(req.test_code, False)}
                     runner_file = "harness.py"
             elif name == "javascript":
                 extra = {"check.js": programs.javascript_assert(req.code, "", req.test_code, token)}
@@ -242,13 +242,15 @@ class Engine:
                                        error_message=output, execution_time_ms=(time.monotonic() - started) * 1000)
             root = self.runner.work_root(d)
             stdin = req.stdin.encode() if req.stdin else None
+            if runner_file == "harness.py":  # the Python harness reads the nonce first
+                stdin = f"{token}\n{req.stdin or ''}".encode()
             if pytest_style:
                 argv = [tc.paths["python3"], "-B", "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         f"--rootdir={root}", f"{root}/test_main.py"]
                 res = await self._run(argv, d, limits, stdin=stdin, cwd_work=True)
             elif runner_file is not None:
                 argv = tc.argv(tc.language.run, f"{root}/{runner_file}", f"{root}/{EXE}")
-                res = await self._run(argv, d, limits, stdin=stdin)
+                res = await self._run(argv, d, limits, stdin=stdin, address_space=tc.language.limit_address_space)
             else:
                 argv = tc.argv(tc.language.run, f"{root}/{tc.language.source}", f"{root}/{EXE}")
                 res = await self._run(argv, d, limits, stdin=stdin,
@@ -314,9 +316,10 @@ class Engine:
             check_names(req.files)
         return tc
 
-    def _key(self, req: JudgeRequest, code: str, limits: Limits) -> str:
+    def _key(self, req: JudgeRequest, code: str, limits: Limits, window: int) -> str:
+        # window: a stdin batch's programs share one cgroup sized by it, so memory verdicts depend on it
         blob = json.dumps([code, req.language, req.mode, req.setup, req.func_name, req.stop_on_first_failure,
-                           [t.model_dump() for t in req.tests], req.files, limits.__dict__], sort_keys=True)
+                           [t.model_dump() for t in req.tests], req.files, limits.__dict__, window], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     async def judge(self, req: JudgeRequest, limits: Limits) -> JudgeResponse:
@@ -333,6 +336,7 @@ class Engine:
         try:
             results = list(await asyncio.gather(*tasks))
         except BaseException:
+            stop.set()  # running batches end now, not at their budget
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -345,13 +349,17 @@ class Engine:
     async def _candidate(self, index: int, cid: str | None, code: str, req: JudgeRequest, tc: Toolchain,
                          limits: Limits, deadline: float, window: int,
                          passed_event: asyncio.Event | None, stop: threading.Event) -> CandidateResult:
-        key = self._key(req, code, limits) if self.settings.sandbox_cache_entries else ""
+        key = self._key(req, code, limits, window) if self.settings.sandbox_cache_entries else ""
         if key and key in self.cache:
             self.cache.move_to_end(key)
-            return self.cache[key].model_copy(update={"index": index, "id": cid, "cached": True})
+            cached = self.cache[key].model_copy(update={"index": index, "id": cid, "cached": True})
+            if cached.passed and passed_event is not None:
+                passed_event.set()
+                stop.set()
+            return cached
         started = time.monotonic()
         token = programs.nonce()
-        d = self._workdir(tc, code, self._test_files(req, code, token), req.files)
+        d = self._workdir(tc, code, self._test_files(req, tc.language.name, code, token), req.files)
         try:
             err, output = await self._compile(tc, d, deadline - time.monotonic())
             total = len(req.tests)
@@ -385,41 +393,48 @@ class Engine:
                 "tests": [{"input": t.input, "output": t.output} for t in req.tests],
                 "timeout_s": limits.timeout_s, "cpu_s": max(1, math.ceil(limits.cpu_s)),
                 "output_bytes": limits.output_kb * 1024, "stop_on_first_failure": req.stop_on_first_failure,
+                "processes": limits.processes, "open_files": limits.open_files,
                 "parallel": window, "budget_s": budget,
                 "address_space": ((limits.memory_mb * 2 + 256) << 20) if tc.language.limit_address_space else None}
-        write(d, "spec.json", json.dumps(spec))
         # The driver and its children share the run's cgroup: room for `window` programs plus the driver. Its
         # rlimits must stay above each test's, which a process may lower but never raise.
         outer = replace(limits, timeout_s=budget + 2, cpu_s=max(budget, limits.cpu_s) + 2,
                         memory_mb=limits.memory_mb * window + 64, processes=limits.processes * window + 16,
                         file_mb=max(limits.file_mb, limits.output_kb // 1024 + 1),
                         output_kb=max(limits.output_kb, 8 * len(req.tests)))
-        res = await self._run([tc.paths.get("python3", "/usr/bin/python3"), "-B", "-S", f"{root}/driver.py",
-                               f"{root}/spec.json"], d, outer, address_space=False, cancel=stop)
+        res = await self._run([tc.paths.get("python3", "/usr/bin/python3"), "-B", "-S", f"{root}/driver.py"], d,
+                              outer, stdin=json.dumps(spec).encode(), address_space=False, cancel=stop)
         outcomes: dict[int, Outcome] = {}
         for line in _text(res.stdout).splitlines():
             try:
                 item = json.loads(line)
-            except ValueError:
+                j = int(item["i"])
+            except (ValueError, KeyError, TypeError):
                 continue
-            outcomes[int(item["i"])] = Outcome(item.get("error_type"), got=item.get("got"), error=item.get("error"),
-                                               skipped=bool(item.get("skipped")), time_ms=item.get("time_ms", 0.0))
+            if 0 <= j < len(req.tests) and j not in outcomes:  # the driver's first word on a test is final
+                outcomes[j] = Outcome(item.get("error_type"), got=item.get("got"), error=item.get("error"),
+                                      skipped=bool(item.get("skipped")), time_ms=item.get("time_ms", 0.0))
         err, message = classify(res, outer)
         if err is not None and not (res.timed_out or res.cancelled):
             missing = next((j for j in range(len(req.tests)) if j not in outcomes), None)
             if missing is not None and not any(o.error_type for o in outcomes.values()):
-                # the batch died under a test: the whole run's memory or process limit, else the sandbox
-                kind = err if err in ("MemoryLimit", "OutputLimit") else "SandboxError"
-                outcomes[missing] = Outcome(kind, error=message)
+                # The batch died under a test: the run's memory or output limit, or a signal, which only a
+                # program (or the kernel's OOM killer) sends to its driver. A driver that exited with an
+                # error of its own is the sandbox's failure.
+                kind = err if err in ("MemoryLimit", "OutputLimit") else \
+                    "RuntimeError" if res.signal is not None else "SandboxError"
+                outcomes[missing] = Outcome(kind, error=message if kind != "SandboxError" else _tail(res.stderr))
         return outcomes
 
-    def _test_files(self, req: JudgeRequest, code: str, token: str) -> dict[str, str]:
+    def _test_files(self, req: JudgeRequest, lang: str, code: str, token: str) -> dict[str, str]:
         if req.mode == "functional":
-            return {"harness.py": programs.python_functional(req.func_name or "", token)}
+            return {"harness.py": programs.python_functional(req.func_name or "")}
         if req.mode == "assert":
-            make = programs.python_assert if req.language.lower().startswith("py") else programs.javascript_assert
-            ext = "py" if make is programs.python_assert else "js"
-            return {f"t{j}.{ext}": make(code, req.setup, t.code, token) for j, t in enumerate(req.tests)}
+            if lang == "python":
+                tests = {f"t{j}.py": programs.python_assert(code, req.setup, t.code) for j, t in enumerate(req.tests)}
+                return {"run.py": programs.python_runner(), **tests}
+            return {f"t{j}.js": programs.javascript_assert(code, req.setup, t.code, token)
+                    for j, t in enumerate(req.tests)}
         if req.mode == "stdin":
             return self.stdin_files
         if req.mode == "pytest":
@@ -463,13 +478,16 @@ class Engine:
         run_limits = replace(limits, timeout_s=min(limits.timeout_s, remaining)) if cut else limits
         root = self.runner.work_root(d)
         cwd_work = False
-        stdin: bytes | None = test.input.encode() if req.mode in ("stdin", "functional") else None
-        if req.mode == "stdin":
-            argv = tc.argv(tc.language.run, f"{root}/{tc.language.source}", f"{root}/{EXE}")
-        elif req.mode == "functional":
+        python = tc.language.name == "python"
+        stdin: bytes | None = None
+        if req.mode == "functional":
             argv = tc.argv(tc.language.run, f"{root}/harness.py", "")
+            stdin = f"{token}\n{test.input}".encode()
+        elif req.mode == "assert" and python:
+            argv = [*tc.argv(tc.language.run, f"{root}/run.py", ""), f"{root}/t{j}.py"]
+            stdin = f"{token}\n".encode()
         elif req.mode == "assert":
-            argv = tc.argv(tc.language.run, f"{root}/t{j}.{'py' if tc.language.name == 'python' else 'js'}", "")
+            argv = tc.argv(tc.language.run, f"{root}/t{j}.js", "")
         else:
             argv = [tc.paths["python3"], "-B", "-m", "pytest", "-q", "-p", "no:cacheprovider",
                     f"--rootdir={root}", f"{root}/test_{j}.py"]
@@ -485,11 +503,7 @@ class Engine:
             return Outcome(None, skipped=True, time_ms=res.wall_ms)
         stdout = _text(res.stdout)
         outcome = Outcome(err, error=message, time_ms=res.wall_ms, peak_kb=res.peak_memory_kb)
-        if req.mode == "stdin":
-            outcome.got = stdout
-            if err is None and not stdin_matches(stdout, test.output):
-                outcome.error_type, outcome.error = "TestFailure", "wrong answer"
-        elif req.mode == "functional":
+        if req.mode == "functional":
             payload = programs.find_marker(stdout, token)
             outcome.got = payload
             if err is None and payload is None:
@@ -505,8 +519,8 @@ class Engine:
         else:
             counts = programs.find_marker(stdout, token)
             data = json.loads(counts) if counts else None
-            if data is not None and data["run"] > 0 and data["passed"] == data["run"]:
-                outcome.error_type = err if err not in (None, "RuntimeError") else None
+            if data is not None and data["run"] > 0 and data["passed"] == data["run"] and err is None:
+                outcome.error_type = None
             elif data is not None and data["run"] > 0:
                 outcome.error_type = err if err not in (None, "RuntimeError") else "TestFailure"
                 outcome.error = (data.get("first") or {}).get("error") or outcome.error

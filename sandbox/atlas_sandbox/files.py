@@ -28,7 +28,7 @@ def check_names(files: Mapping[str, str]) -> None:
         raise BadFiles(f"files: at most {MAX_TOTAL_BYTES // (1024 * 1024)} MB in all")
     for name in files:
         parts = name.split("/")
-        if len(parts) > MAX_DEPTH or not all(_NAME.match(p) and p not in (".", "..") for p in parts):
+        if len(parts) > MAX_DEPTH or not all(_NAME.fullmatch(p) and p not in (".", "..") for p in parts):
             raise BadFiles(f"files: {name[:100]!r} is not a relative path of plain names (letters, digits, "
                            f"'_', '-', '.'; no '..', no leading '/', at most {MAX_DEPTH} levels)")
 

@@ -1,8 +1,11 @@
 """The programs a mode runs inside the sandbox around the candidate's code.
 
-Each ends by printing a marker line that carries a per-request random nonce: a program that exits 0 early
-(``sys.exit(0)``, ``os._exit(0)``) never reaches the marker, so faking success needs the nonce, which only the
-harness file holds.
+Each ends by printing a marker line that carries a per-run random nonce: a program that exits 0 early
+(``sys.exit(0)``, ``os._exit(0)``) never reaches the marker. In Python the nonce arrives as the first line of
+stdin, read by the harness before the candidate's code runs, and the marker goes out through a copy of
+stdout taken before it, so neither reading the files nor closing ``sys.stdout`` helps a program fake or lose
+it. (Code in the same process could still dig the nonce out of the harness's frame; that needs a deliberate
+attack, which the isolation, not the verdict, is there to contain. JavaScript embeds the marker.)
 """
 
 from __future__ import annotations
@@ -58,20 +61,45 @@ def marker(token: str) -> str:
     return f"__ATLAS_{token}__"
 
 
-def python_assert(code: str, setup: str, test: str, token: str) -> str:
-    """HumanEval / MBPP style: the code, the setup, the test program, then the marker."""
-    return f"{code}\n\n{setup}\n\n{test}\n\nprint({marker(token)!r})\n"
+def python_assert(code: str, setup: str, test: str) -> str:
+    """HumanEval / MBPP style: the code, the setup, the test program (run by ``python_runner``)."""
+    return f"{code}\n\n{setup}\n\n{test}\n"
+
+
+def python_runner() -> str:
+    """``run.py PROGRAM``: reads the nonce, runs PROGRAM as ``__main__``, then writes the marker."""
+    return """\
+import os, sys
+
+def _run():
+    tag = sys.stdin.readline().strip()
+    out = os.dup(1)
+    path = sys.argv[1]
+    sys.argv = [path]
+    with open(path) as f:
+        code = compile(f.read(), path.rsplit("/", 1)[-1], "exec")
+    exec(code, {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__})
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # the program closed it
+        pass
+    os.write(out, ("\\n__ATLAS_" + tag + "__\\n").encode())
+
+_run()
+"""
 
 
 def javascript_assert(code: str, setup: str, test: str, token: str) -> str:
     return f"{code}\n\n{setup}\n\n{test}\n\nconsole.log({json.dumps(marker(token))});\n"
 
 
-def python_functional(func_name: str, token: str) -> str:
+def python_functional(func_name: str) -> str:
     """Calls ``Solution().<func_name>`` (or a top-level function of that name) of ``main.py`` with one JSON
-    value per line of stdin, and prints the result as JSON after the marker."""
+    value per line of stdin (after the nonce line), and writes the result as JSON after the marker."""
     return f"""\
-import json, sys
+import json, os, sys
+_tag = sys.stdin.readline().strip()
+_out = os.dup(1)
 _lines = [line for line in sys.stdin.read().split("\\n") if line.strip()]
 _args = [json.loads(line) for line in _lines]
 _ns = {{"__name__": "__atlas_solution__"}}
@@ -91,16 +119,21 @@ def _plain(v):
     if isinstance(v, dict):
         return {{k: _plain(x) for k, x in v.items()}}
     return v
-sys.stdout.flush()
-sys.stdout.write("\\n" + {marker(token)!r} + json.dumps(_plain(_result)) + "\\n")
+try:
+    sys.stdout.flush()
+except (OSError, ValueError):  # the program closed it
+    pass
+os.write(_out, ("\\n__ATLAS_" + _tag + "__" + json.dumps(_plain(_result)) + "\\n").encode())
 """
 
 
-def python_statements(test: str, token: str, stop_on_failure: bool) -> str:
+def python_statements(test: str, stop_on_failure: bool) -> str:
     """For ``/execute`` with assert-style test code: runs ``main.py``, then each top-level ``assert`` or call
     of the test code as one test (other statements are setup), and reports counts after the marker."""
     return f"""\
-import ast, json, sys, traceback
+import ast, json, os, sys, traceback
+_tag = sys.stdin.readline().strip()
+_out = os.dup(1)
 _ns = {{"__name__": "__main__"}}
 _dir = __file__.rsplit("/", 1)[0]
 with open(_dir + "/main.py") as _f:
@@ -124,8 +157,12 @@ for _node in _tree.body:
                 traceback.format_exception_only(type(_exc), _exc)).strip()[-2000:]}}
         if {stop_on_failure!r}:
             break
-sys.stdout.flush()
-sys.stdout.write("\\n" + {marker(token)!r} + json.dumps({{"run": _run, "passed": _passed, "first": _first}}) + "\\n")
+try:
+    sys.stdout.flush()
+except (OSError, ValueError):  # the program closed it
+    pass
+_counts = json.dumps({{"run": _run, "passed": _passed, "first": _first}})
+os.write(_out, ("\\n__ATLAS_" + _tag + "__" + _counts + "\\n").encode())
 """
 
 
@@ -136,7 +173,9 @@ import json, sys
 _counts = {{"run": 0, "passed": 0, "first": None}}
 
 def pytest_runtest_logreport(report):
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+    if report.skipped:  # skipped and xfail tests are neither passes nor failures
+        return
+    if report.when == "call" or (report.when in ("setup", "teardown") and report.failed):
         _counts["run"] += 1
         if report.passed:
             _counts["passed"] += 1
@@ -144,7 +183,10 @@ def pytest_runtest_logreport(report):
             _counts["first"] = {{"test": report.nodeid, "error": str(report.longrepr)[-2000:]}}
 
 def pytest_sessionfinish(session, exitstatus):
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # the program closed it
+        pass
     sys.stdout.write("\\n" + {marker(token)!r} + json.dumps(_counts) + "\\n")
 """
 

@@ -237,13 +237,13 @@ class Runner:
                 group.add(proc.pid)
             return self._collect(proc, stdin, limits, group, cancel)
         finally:
-            if child is not None:
-                _await_namespace_end(child)
             for fd in own_fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             if proc.returncode is None:
                 self._kill(proc)
+            if child is not None:
+                _await_namespace_end(child)
             for pipe in (proc.stdin, proc.stdout, proc.stderr):
                 if pipe is not None:
                     pipe.close()
@@ -272,7 +272,10 @@ class Runner:
             self._kill(proc)
             err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
             raise SandboxFailure(f"bubblewrap did not start: {err or exc}") from None
-        os.write(block_w, b"1")
+        try:
+            os.write(block_w, b"1")
+        except OSError as exc:  # bwrap died between reporting its child and starting the command
+            raise SandboxFailure(f"bubblewrap exited before the command started: {exc}") from None
         return child
 
     @staticmethod

@@ -186,3 +186,36 @@ def test_the_service_answers_at_normal_speed_after_the_battery(sandbox: Sandbox)
     attack(sandbox, "while True:\n    print('x' * 1000)\n")
     after = [attack(sandbox, "print(1)")["execution_time_ms"] for _ in range(5)]
     assert statistics.median(after) < max(5 * statistics.median(times), 1000)
+
+
+def test_a_stdin_program_cannot_read_expected_outputs_or_forge_the_judge(sandbox: Sandbox) -> None:
+    snoop = ("import os, glob\nfound = [p for p in glob.glob('/sandbox/*') + glob.glob('/tmp/*')]\n"
+             "for fd in glob.glob(f'/proc/{os.getppid()}/fd/*'):\n    try:\n"
+             "        with open(fd, 'w') as f:\n"
+             "            f.write('{\"i\": 0}\\n{\"i\": 1}\\n')\n    except OSError:\n        pass\n"
+             "print('secret-answer' if any('spec' in p for p in found) else 'no')\n")
+    forged = sandbox.judge(mode="stdin", candidates=[{"code": snoop}],
+                           tests=[{"input": "", "output": "secret-answer"}, {"input": "", "output": "secret-answer"}])
+    assert forged["candidates"][0]["verdict"] == "TestFailure", forged
+    killer = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+    killed = sandbox.judge(mode="stdin", candidates=[{"code": killer}], tests=[{"input": "", "output": "x"}])
+    assert killed["candidates"][0]["verdict"] == "RuntimeError"  # the program's doing, not a sandbox error
+
+
+def test_reading_the_harness_does_not_reveal_the_marker(sandbox: Sandbox) -> None:
+    code = ("import glob, os, sys\nfor p in glob.glob('/sandbox/*'):\n"
+            "    print(open(p).read())\nos._exit(0)\n")
+    out = sandbox.judge(mode="assert", candidates=[{"code": code}], tests=[{"code": "assert False"}])
+    assert out["candidates"][0]["verdict"] == "TestFailure"
+    closed = "import sys\nsys.stdout.close()\ndef f(x):\n    return x\n"
+    fine = sandbox.judge(mode="functional", func_name="f", candidates=[{"code": closed}],
+                         tests=[{"input": "3", "output": "3"}])
+    assert fine["candidates"][0]["verdict"] == "passed"  # a closed sys.stdout does not lose the result
+
+
+def test_odd_outputs_are_plain_verdicts(sandbox: Sandbox) -> None:
+    out = sandbox.judge(mode="stdin", candidates=[{"code": "print('sNaN')"},
+                                                  {"code": "import sys\nprint('MemoryError', file=sys.stderr)\n"
+                                                           "print(1)"}],
+                        tests=[{"input": "", "output": "1"}])
+    assert [c["verdict"] for c in out["candidates"]] == ["TestFailure", "passed"]
