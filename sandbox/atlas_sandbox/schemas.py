@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from atlas_sandbox.limits import LimitsRequest
 
@@ -16,8 +16,27 @@ Verdict = Literal["passed", "SyntaxError", "CompileError", "TestFailure", "Timeo
 Files = dict[str, str]
 
 
+def _utf8(value: Any) -> Any:
+    """JSON may carry lone surrogates ("\\ud800") that no file or pipe can hold: refuse them as bad input."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode text (a lone surrogate such as \\ud800 is not)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _utf8(key)
+            _utf8(item)
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return _utf8(value)
 
 
 class ExecuteRequest(Strict):

@@ -165,3 +165,16 @@ def test_runs_read_their_files_whatever_the_service_umask(sandbox: Sandbox) -> N
     finally:
         os.umask(old)
     assert out["stdout"] == "read\n", out
+
+
+def test_lone_surrogates_are_a_400_naming_the_field(sandbox: Sandbox) -> None:
+    token = sandbox.token()
+    raw = '{"code": "print(\\"\\ud800\\")", "language": "python"}'
+    response = sandbox.client.post("/execute", content=raw, headers={"Authorization": f"Bearer {token}",
+                                                                     "Content-Type": "application/json"})
+    assert response.status_code == 400 and "code" in response.json()["error"]["message"], response.text
+    judged = sandbox.client.post("/judge", content='{"mode": "stdin", "candidates": [{"code": "pass"}], '
+                                 '"tests": [{"input": "\\udc00", "output": ""}]}',
+                                 headers={"Authorization": f"Bearer {sandbox.token()}",
+                                          "Content-Type": "application/json"})
+    assert judged.status_code == 400 and "input" in judged.json()["error"]["message"], judged.text
