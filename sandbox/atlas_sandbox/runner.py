@@ -160,7 +160,7 @@ class Runner:
                  resource.RLIMIT_NPROC: "nproc", resource.RLIMIT_CORE: "core", resource.RLIMIT_AS: "as"}
         return ["prlimit", *(f"--{names[r]}={soft}:{hard}" for r, soft, hard in values), "--"]
 
-    def _argv(self, command: list[str], workdir: Path, writable: bool, cwd_work: bool, network: bool,
+    def _argv(self, command: list[str], workdir: Path, writable: bool, cwd_work: bool,
               fds: dict[str, int]) -> list[str]:
         if not self.isolated:
             return command
@@ -172,8 +172,6 @@ class Runner:
                 # bwrap's root is a tmpfs: made read-only, only /tmp (and a compile's work dir) stay writable
                 "--remount-ro", "/",
                 "--chdir", INSIDE_WORK if cwd_work else INSIDE_TMP, "--clearenv"]
-        if network:  # loopback inside the sandbox's own network namespace is always there; this is the host's
-            args.append("--share-net")
         for key, value in ENV.items():
             args += ["--setenv", key, value]
         for option, fd in fds.items():
@@ -182,7 +180,7 @@ class Runner:
 
     def run(self, command: list[str], workdir: Path, limits: Limits, *, stdin: bytes | None = None,
             writable: bool = False, cwd_work: bool = False, address_space: bool = True,
-            network: bool = False, cancel: threading.Event | None = None) -> RunResult:
+            cancel: threading.Event | None = None) -> RunResult:
         cgroups, group = self.cgroups, None
         if cgroups is not None:
             try:
@@ -190,14 +188,14 @@ class Runner:
             except OSError as exc:
                 raise SandboxFailure(f"cannot set up the run's cgroup: {exc}") from exc
         try:
-            return self._run(command, workdir, limits, stdin, writable, cwd_work, address_space, network, group,
+            return self._run(command, workdir, limits, stdin, writable, cwd_work, address_space, group,
                              cancel)
         finally:
             if cgroups is not None and group is not None:
                 cgroups.release(group)
 
     def _run(self, command: list[str], workdir: Path, limits: Limits, stdin: bytes | None, writable: bool,
-             cwd_work: bool, address_space: bool, network: bool, group: RunGroup | None,
+             cwd_work: bool, address_space: bool, group: RunGroup | None,
              cancel: threading.Event | None) -> RunResult:
         rlimits = self._rlimits(limits, address_space)
         full = [*self._prlimit_command(rlimits), *command]
@@ -215,7 +213,7 @@ class Runner:
                 seccomp_fd = os.open(self.config.seccomp, os.O_RDONLY)
                 child_fds.append(seccomp_fd)
                 fds["--seccomp"] = seccomp_fd
-        argv = self._argv(full, workdir, writable, cwd_work, network, fds)
+        argv = self._argv(full, workdir, writable, cwd_work, fds)
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
