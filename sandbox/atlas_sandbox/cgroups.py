@@ -50,6 +50,18 @@ def _own_paths() -> dict[str, str]:
     return paths
 
 
+def _kill_members(group: Path, limit_s: float = 2.0) -> bool:
+    """SIGKILL every process in ``group`` until none is left; False if some survived ``limit_s``."""
+    procs = group / "cgroup.procs"
+    deadline = time.monotonic() + limit_s
+    while (left := procs.read_text().split()) and time.monotonic() < deadline:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.005)
+    return not procs.read_text().split()
+
+
 def _remove_stale(parent: Path) -> None:
     """Remove the run groups a sandbox service that died left behind (killing anything still in them)."""
     for base in parent.glob("atlas-sandbox-*"):
@@ -63,10 +75,7 @@ def _remove_stale(parent: Path) -> None:
             continue
         for group in [d for d in base.iterdir() if d.is_dir()]:
             with contextlib.suppress(OSError):
-                for left in (group / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(left), signal.SIGKILL)
-                time.sleep(0.05)
+                _kill_members(group)
                 group.rmdir()
         with contextlib.suppress(OSError):
             base.rmdir()
@@ -100,9 +109,9 @@ class RunGroup:
         limit, swap = mem / "memory.limit_in_bytes", mem / "memory.memsw.limit_in_bytes"
         # memory+swap equal to memory: a run cannot swap its way past the limit. The kernel wants
         # limit <= memsw at every step, so the order depends on the direction.
-        order = [limit, swap] if not self.swap_limit or memory_bytes <= int(limit.read_text()) else [swap, limit]
+        order = [limit, swap] if memory_bytes <= int(limit.read_text()) else [swap, limit]
         for path in order:
-            if path.exists():
+            if path is limit or self.swap_limit:
                 path.write_text(str(memory_bytes))
         (self.dirs["pids"] / "pids.max").write_text(str(processes))
 
@@ -123,21 +132,12 @@ class RunGroup:
             return False
         return int(fields.get("oom_kill", "0")) > self._oom_kills or fields.get("under_oom") == "1"
 
-    def pids(self) -> list[int]:
-        try:
-            return [int(p) for p in (self.dirs["pids"] / "cgroup.procs").read_text().split()]
-        except OSError:
-            return []
-
     def empty(self) -> bool:
         """Kill whatever is left. False if a process could not be reaped."""
-        deadline = time.monotonic() + 2.0
-        while (left := self.pids()) and time.monotonic() < deadline:
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.005)
-        return not self.pids()
+        try:
+            return _kill_members(self.dirs["pids"])
+        except OSError:
+            return False
 
     def remove(self) -> None:
         for d in self.dirs.values():

@@ -6,6 +6,11 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+# What a program that ran out of memory writes to stderr (Python, C++, Rust, glibc, V8); the service and the
+# stdin driver (which gets this file as atlas_compare) both classify by it.
+MEMORY_WORDS = (b"MemoryError", b"std::bad_alloc", b"memory allocation of", b"out of memory",
+                b"Cannot allocate memory")
+
 
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.strip().split("\n")]

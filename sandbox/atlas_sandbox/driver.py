@@ -22,10 +22,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from atlas_compare import stdin_matches  # type: ignore[import-not-found]  # copied beside this file
+from atlas_compare import MEMORY_WORDS, stdin_matches  # type: ignore[import-not-found]  # copied beside this file
 
-MEMORY_WORDS = (b"MemoryError", b"std::bad_alloc", b"memory allocation of", b"out of memory",
-                b"Cannot allocate memory")
 SHOWN = 2000
 PR_SET_DUMPABLE = 4
 

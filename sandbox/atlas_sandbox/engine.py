@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import math
 import os
 import signal
@@ -27,7 +26,7 @@ from typing import Any
 
 from atlas_sandbox import programs, seccomp
 from atlas_sandbox.cgroups import Cgroups
-from atlas_sandbox.compare import functional_matches
+from atlas_sandbox.compare import MEMORY_WORDS, functional_matches
 from atlas_sandbox.files import WorkDirs, check_names, check_reachable, write
 from atlas_sandbox.languages import EXE, UNREADABLE, Toolchain, discover, lookup
 from atlas_sandbox.limits import Limits
@@ -43,10 +42,7 @@ from atlas_sandbox.schemas import (
 )
 from atlas_sandbox.settings import Settings
 
-log = logging.getLogger("atlas.sandbox")
 SHOWN = 2000  # characters of input, expected and actual output a failure report keeps
-_MEMORY_WORDS = (b"MemoryError", b"std::bad_alloc", b"memory allocation of", b"out of memory",
-                 b"Cannot allocate memory")
 CACHEABLE = {"passed", "TestFailure", "CompileError", "SyntaxError", "RuntimeError", "MemoryLimit", "OutputLimit"}
 MODES_BY_LANGUAGE = {"functional": {"python"}, "pytest": {"python"}, "assert": {"python", "javascript"}}
 
@@ -66,7 +62,6 @@ class Outcome:
     error_type: str | None
     got: str | None = None
     error: str | None = None
-    truncated: bool = False
     skipped: bool = False
     time_ms: float = 0.0
     peak_kb: int | None = None
@@ -92,7 +87,7 @@ def classify(res: RunResult, limits: Limits) -> tuple[str | None, str | None]:
         return "Timeout", f"exceeded the time limit ({limits.timeout_s:g} s wall, {math.ceil(limits.cpu_s)} s CPU)"
     if res.output_truncated:
         return "OutputLimit", f"wrote more than {limits.output_kb} KB; output cut and the run stopped"
-    if res.oom or (res.exit_code != 0 and any(word in res.stderr[-4096:] for word in _MEMORY_WORDS)):
+    if res.oom or (res.exit_code != 0 and any(word in res.stderr[-4096:] for word in MEMORY_WORDS)):
         return "MemoryLimit", f"exceeded the memory limit ({limits.memory_mb} MB)"
     if res.file_too_large:
         return "RuntimeError", f"wrote a file larger than {limits.file_mb} MB"
@@ -105,6 +100,16 @@ def classify(res: RunResult, limits: Limits) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _assertion_failed(err: str | None, res: RunResult) -> bool:
+    """A test program that died of an AssertionError failed its test; it did not crash."""
+    return err == "RuntimeError" and b"AssertionError" in res.stderr[-4096:]
+
+
+def _pytest_argv(tc: Toolchain, root: str, test_file: str) -> list[str]:
+    return [tc.paths["python3"], "-B", "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={root}",
+            f"{root}/{test_file}"]
+
+
 class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -113,10 +118,10 @@ class Engine:
         self.workers = settings.sandbox_workers or os.cpu_count() or 1
         self.toolchains = discover()
         self.dirs = WorkDirs(settings.sandbox_work_dir)
-        if settings.sandbox_isolation != "none" and os.geteuid() == 0:
+        isolated = settings.sandbox_isolation != "none"
+        if isolated and os.geteuid() == 0:
             check_reachable(self.dirs.base)
         self.cgroups = Cgroups.open() if settings.sandbox_cgroups else None
-        isolated = settings.sandbox_isolation != "none"
         bpf = seccomp.build(self.dirs.base / "seccomp.bpf") if isolated else None
         self.runner = Runner(RunnerConfig(isolation=settings.sandbox_isolation, run_uid=settings.sandbox_run_uid,
                                           tmp_mb=settings.sandbox_tmp_mb, seccomp=bpf), self.cgroups)
@@ -216,7 +221,7 @@ class Engine:
         extra: dict[str, str] = {}
         name = tc.language.name
         runner_file: str | None = None
-        pytest_style = False
+        nonce_on_stdin = pytest_style = False
         if req.test_code is not None:
             if name == "python":
                 pytest_style = "def test_" in req.test_code
@@ -224,8 +229,8 @@ class Engine:
                     extra = {"solution.py": req.code, "test_main.py": req.test_code,
                              "conftest.py": programs.pytest_conftest(token)}
                 else:
-                    extra = {"harness.py": programs.python_statements(req.test_code, False)}
-                    runner_file = "harness.py"
+                    extra = {"harness.py": programs.python_statements(req.test_code)}
+                    runner_file, nonce_on_stdin = "harness.py", True
             elif name == "javascript":
                 extra = {"check.js": programs.javascript_assert(req.code, "", req.test_code, token)}
                 runner_file = "check.js"
@@ -242,12 +247,10 @@ class Engine:
                                        error_message=output, execution_time_ms=(time.monotonic() - started) * 1000)
             root = self.runner.work_root(d)
             stdin = req.stdin.encode() if req.stdin else None
-            if runner_file == "harness.py":  # the Python harness reads the nonce first
+            if nonce_on_stdin:  # the Python harness reads the nonce first
                 stdin = f"{token}\n{req.stdin or ''}".encode()
             if pytest_style:
-                argv = [tc.paths["python3"], "-B", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        f"--rootdir={root}", f"{root}/test_main.py"]
-                res = await self._run(argv, d, limits, stdin=stdin, cwd_work=True)
+                res = await self._run(_pytest_argv(tc, root, "test_main.py"), d, limits, stdin=stdin, cwd_work=True)
             elif runner_file is not None:
                 argv = tc.argv(tc.language.run, f"{root}/{runner_file}", f"{root}/{EXE}")
                 res = await self._run(argv, d, limits, stdin=stdin, address_space=tc.language.limit_address_space)
@@ -268,7 +271,7 @@ class Engine:
                     run, passed = int(data["run"]), int(data["passed"])
                     if data.get("first") and err in (None, "RuntimeError"):
                         message = str(data["first"].get("error") or "")
-                if err == "RuntimeError" and b"AssertionError" in res.stderr[-4096:]:
+                if _assertion_failed(err, res):
                     err = "TestFailure"
                 if err is None and (counts is None or passed < run):
                     err = "TestFailure"
@@ -395,7 +398,7 @@ class Engine:
                 "output_bytes": limits.output_kb * 1024, "stop_on_first_failure": req.stop_on_first_failure,
                 "processes": limits.processes, "open_files": limits.open_files,
                 "parallel": window, "budget_s": budget,
-                "address_space": ((limits.memory_mb * 2 + 256) << 20) if tc.language.limit_address_space else None}
+                "address_space": limits.address_space_bytes() if tc.language.limit_address_space else None}
         # The driver and its children share the run's cgroup: room for `window` programs plus the driver. Its
         # rlimits must stay above each test's, which a process may lower but never raise.
         outer = replace(limits, timeout_s=budget + 2, cpu_s=max(budget, limits.cpu_s) + 2,
@@ -421,9 +424,10 @@ class Engine:
                 # The batch died under a test: the run's memory or output limit, or a signal, which only a
                 # program (or the kernel's OOM killer) sends to its driver. A driver that exited with an
                 # error of its own is the sandbox's failure.
-                kind = err if err in ("MemoryLimit", "OutputLimit") else \
-                    "RuntimeError" if res.signal is not None else "SandboxError"
-                outcomes[missing] = Outcome(kind, error=message if kind != "SandboxError" else _tail(res.stderr))
+                if err not in ("MemoryLimit", "OutputLimit") and res.signal is None:
+                    raise SandboxFailure(f"the stdin driver failed: {_tail(res.stderr, 500)}")
+                outcomes[missing] = Outcome(err if err in ("MemoryLimit", "OutputLimit") else "RuntimeError",
+                                            error=message)
         return outcomes
 
     def _test_files(self, req: JudgeRequest, lang: str, code: str, token: str) -> dict[str, str]:
@@ -437,10 +441,8 @@ class Engine:
                     for j, t in enumerate(req.tests)}
         if req.mode == "stdin":
             return self.stdin_files
-        if req.mode == "pytest":
-            return {"solution.py": code, "conftest.py": programs.pytest_conftest(token),
-                    **{f"test_{j}.py": t.code for j, t in enumerate(req.tests)}}
-        return {}
+        return {"solution.py": code, "conftest.py": programs.pytest_conftest(token),  # pytest
+                **{f"test_{j}.py": t.code for j, t in enumerate(req.tests)}}
 
     async def _tests(self, req: JudgeRequest, tc: Toolchain, d: Path, token: str, limits: Limits,
                      deadline: float, window: int, passed_event: asyncio.Event | None) -> dict[int, Outcome]:
@@ -489,15 +491,10 @@ class Engine:
         elif req.mode == "assert":
             argv = tc.argv(tc.language.run, f"{root}/t{j}.js", "")
         else:
-            argv = [tc.paths["python3"], "-B", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                    f"--rootdir={root}", f"{root}/test_{j}.py"]
+            argv = _pytest_argv(tc, root, f"test_{j}.py")
             cwd_work = True
-        try:
-            res = await self._run(argv, d, run_limits, stdin=stdin, cwd_work=cwd_work,
-                                  address_space=tc.language.limit_address_space)
-        except SandboxFailure as exc:
-            log.error("sandbox failure: %s", exc)
-            return Outcome("SandboxError", error=str(exc))
+        res = await self._run(argv, d, run_limits, stdin=stdin, cwd_work=cwd_work,
+                              address_space=tc.language.limit_address_space)
         err, message = classify(res, run_limits)
         if err == "Timeout" and cut:
             return Outcome(None, skipped=True, time_ms=res.wall_ms)
@@ -511,7 +508,7 @@ class Engine:
             elif err is None and payload is not None and not functional_matches(payload, test.output):
                 outcome.error_type, outcome.error = "TestFailure", "wrong answer"
         elif req.mode == "assert":
-            if err == "RuntimeError" and b"AssertionError" in res.stderr[-4096:]:
+            if _assertion_failed(err, res):
                 outcome.error_type = "TestFailure"
             elif err is None and programs.find_marker(stdout, token) is None:
                 outcome.error_type = "TestFailure"
@@ -546,7 +543,7 @@ class Engine:
             got, t3 = _cut(o.got)
             error, t4 = _cut(o.error)
             failure = Failure(test_index=j, input=shown_in, expected=expected, got=got, error=error,
-                              truncated=t1 or t2 or t3 or t4 or o.truncated)
+                              truncated=t1 or t2 or t3 or t4)
             verdict = o.error_type
         elif passed_count == total:
             verdict = "passed"

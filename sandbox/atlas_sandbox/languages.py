@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # The distribution's runtimes first: a container image's own Python (the service's) lives in /usr/local.
 RUNTIME_PATH = "/usr/bin:/bin:/usr/local/bin"
@@ -39,7 +39,7 @@ class Language:
     # V8 and rustc reserve far more address space than they use: they get the cgroup memory limit only.
     limit_address_space: bool = True
     syntax_error: str = "CompileError"  # error_type of a failed compile step
-    aliases: tuple[str, ...] = field(default=())
+    aliases: tuple[str, ...] = ()
 
     @property
     def tools(self) -> set[str]:

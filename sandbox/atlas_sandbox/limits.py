@@ -18,6 +18,11 @@ class Limits:
     open_files: int = 256  # RLIMIT_NOFILE
     output_kb: int = 1024  # stdout and stderr kept per run; more is cut and the run stopped (OutputLimit)
 
+    def address_space_bytes(self) -> int:
+        """RLIMIT_AS for languages that allow one: over resident memory, since allocators reserve more than they
+        touch. The cgroup limit is the exact one; this catches a memory bomb where no cgroup is available."""
+        return (self.memory_mb * 2 + 256) << 20
+
     def lower(self, other: LimitsRequest | None) -> Limits:
         """The minimum of these limits and the ones ``other`` sets (unset fields keep ours)."""
         if other is None:

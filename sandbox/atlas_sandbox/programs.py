@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import textwrap
 
 # LiveCodeBench prepends these imports to functional (LeetCode-style) solutions, which use List[int] unimported.
 LCB_PRELUDE = """\
@@ -53,6 +54,22 @@ sys.setrecursionlimit(50000)
 """
 
 
+# Every Python harness starts by taking the nonce and a copy of stdout, and ends by writing the marker (plus a
+# JSON payload) through that copy, whatever the program did to sys.stdout.
+_NONCE_IN = """\
+import os, sys
+_tag = sys.stdin.readline().strip()
+_out = os.dup(1)
+"""
+_MARKER_OUT = """\
+try:
+    sys.stdout.flush()
+except (OSError, ValueError):  # the program closed it
+    pass
+os.write(_out, ("\\n__ATLAS_" + _tag + "__" + {payload} + "\\n").encode())
+"""
+
+
 def nonce() -> str:
     return secrets.token_hex(12)
 
@@ -67,26 +84,16 @@ def python_assert(code: str, setup: str, test: str) -> str:
 
 
 def python_runner() -> str:
-    """``run.py PROGRAM``: reads the nonce, runs PROGRAM as ``__main__``, then writes the marker."""
-    return """\
-import os, sys
-
-def _run():
-    tag = sys.stdin.readline().strip()
-    out = os.dup(1)
-    path = sys.argv[1]
-    sys.argv = [path]
-    with open(path) as f:
-        code = compile(f.read(), path.rsplit("/", 1)[-1], "exec")
-    exec(code, {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__})
-    try:
-        sys.stdout.flush()
-    except (OSError, ValueError):  # the program closed it
-        pass
-    os.write(out, ("\\n__ATLAS_" + tag + "__\\n").encode())
-
-_run()
-"""
+    """``run.py PROGRAM``: reads the nonce, runs PROGRAM as ``__main__``, then writes the marker. All of it
+    inside a function, so the nonce is not a global of ``__main__`` the program could look up."""
+    body = _NONCE_IN + """\
+_path = sys.argv[1]
+sys.argv = [_path]
+with open(_path) as _f:
+    _code = compile(_f.read(), _path.rsplit("/", 1)[-1], "exec")
+exec(_code, {"__name__": "__main__", "__file__": _path, "__builtins__": __builtins__})
+""" + _MARKER_OUT.format(payload='""')
+    return "def _run():\n" + textwrap.indent(body, "    ") + "\n_run()\n"
 
 
 def javascript_assert(code: str, setup: str, test: str, token: str) -> str:
@@ -96,10 +103,8 @@ def javascript_assert(code: str, setup: str, test: str, token: str) -> str:
 def python_functional(func_name: str) -> str:
     """Calls ``Solution().<func_name>`` (or a top-level function of that name) of ``main.py`` with one JSON
     value per line of stdin (after the nonce line), and writes the result as JSON after the marker."""
-    return f"""\
-import json, os, sys
-_tag = sys.stdin.readline().strip()
-_out = os.dup(1)
+    return _NONCE_IN + f"""\
+import json
 _lines = [line for line in sys.stdin.read().split("\\n") if line.strip()]
 _args = [json.loads(line) for line in _lines]
 _ns = {{"__name__": "__atlas_solution__"}}
@@ -119,21 +124,14 @@ def _plain(v):
     if isinstance(v, dict):
         return {{k: _plain(x) for k, x in v.items()}}
     return v
-try:
-    sys.stdout.flush()
-except (OSError, ValueError):  # the program closed it
-    pass
-os.write(_out, ("\\n__ATLAS_" + _tag + "__" + json.dumps(_plain(_result)) + "\\n").encode())
-"""
+""" + _MARKER_OUT.format(payload="json.dumps(_plain(_result))")
 
 
-def python_statements(test: str, stop_on_failure: bool) -> str:
+def python_statements(test: str) -> str:
     """For ``/execute`` with assert-style test code: runs ``main.py``, then each top-level ``assert`` or call
     of the test code as one test (other statements are setup), and reports counts after the marker."""
-    return f"""\
-import ast, json, os, sys, traceback
-_tag = sys.stdin.readline().strip()
-_out = os.dup(1)
+    return _NONCE_IN + f"""\
+import ast, json, traceback
 _ns = {{"__name__": "__main__"}}
 _dir = __file__.rsplit("/", 1)[0]
 with open(_dir + "/main.py") as _f:
@@ -155,15 +153,7 @@ for _node in _tree.body:
         if _first is None:
             _first = {{"test": ast.get_source_segment({test!r}, _node), "error": "".join(
                 traceback.format_exception_only(type(_exc), _exc)).strip()[-2000:]}}
-        if {stop_on_failure!r}:
-            break
-try:
-    sys.stdout.flush()
-except (OSError, ValueError):  # the program closed it
-    pass
-_counts = json.dumps({{"run": _run, "passed": _passed, "first": _first}})
-os.write(_out, ("\\n__ATLAS_" + _tag + "__" + _counts + "\\n").encode())
-"""
+""" + _MARKER_OUT.format(payload='json.dumps({"run": _run, "passed": _passed, "first": _first})')
 
 
 def pytest_conftest(token: str) -> str:

@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import resource
 import selectors
 import signal
 import subprocess
@@ -139,26 +138,18 @@ class Runner:
         os.chmod(workdir, 0o700)
 
     @staticmethod
-    def _rlimits(limits: Limits, address_space: bool) -> list[tuple[int, int, int]]:
+    def _prlimit(limits: Limits, address_space: bool) -> list[str]:
+        """prlimit(1) sets the run's rlimits, then execs the command. (Setting them from here with prlimit(2) on
+        the blocked child would save that exec, but needs CAP_SYS_RESOURCE, which containers often drop.)"""
         cpu = max(1, math.ceil(limits.cpu_s))
         size = limits.file_mb << 20
-        values = [(resource.RLIMIT_CPU, cpu, cpu + 1), (resource.RLIMIT_FSIZE, size, size),
-                  (resource.RLIMIT_NOFILE, limits.open_files, limits.open_files),
-                  (resource.RLIMIT_NPROC, limits.processes, limits.processes), (resource.RLIMIT_CORE, 0, 0)]
+        args = ["prlimit", f"--cpu={cpu}:{cpu + 1}", f"--fsize={size}:{size}",
+                f"--nofile={limits.open_files}:{limits.open_files}",
+                f"--nproc={limits.processes}:{limits.processes}", "--core=0:0"]
         if address_space:
-            # Address space over resident memory: allocators reserve more than they touch; the cgroup limit
-            # is the exact one, this catches a memory bomb where no cgroup is available.
-            space = (limits.memory_mb * 2 + 256) << 20
-            values.append((resource.RLIMIT_AS, space, space))
-        return values
-
-    @staticmethod
-    def _prlimit_command(values: list[tuple[int, int, int]]) -> list[str]:
-        """prlimit(1) sets the limits, then execs the command. (Setting them from here with prlimit(2) on the
-        blocked child would save that exec, but needs CAP_SYS_RESOURCE, which containers often drop.)"""
-        names = {resource.RLIMIT_CPU: "cpu", resource.RLIMIT_FSIZE: "fsize", resource.RLIMIT_NOFILE: "nofile",
-                 resource.RLIMIT_NPROC: "nproc", resource.RLIMIT_CORE: "core", resource.RLIMIT_AS: "as"}
-        return ["prlimit", *(f"--{names[r]}={soft}:{hard}" for r, soft, hard in values), "--"]
+            space = limits.address_space_bytes()
+            args.append(f"--as={space}:{space}")
+        return [*args, "--"]
 
     def _argv(self, command: list[str], workdir: Path, writable: bool, cwd_work: bool,
               fds: dict[str, int]) -> list[str]:
@@ -197,8 +188,7 @@ class Runner:
     def _run(self, command: list[str], workdir: Path, limits: Limits, stdin: bytes | None, writable: bool,
              cwd_work: bool, address_space: bool, group: RunGroup | None,
              cancel: threading.Event | None) -> RunResult:
-        rlimits = self._rlimits(limits, address_space)
-        full = [*self._prlimit_command(rlimits), *command]
+        full = [*self._prlimit(limits, address_space), *command]
         own_fds: list[int] = []
         child_fds: list[int] = []
         fds: dict[str, int] = {}
@@ -247,8 +237,8 @@ class Runner:
                     pipe.close()
 
     def _release(self, proc: subprocess.Popen[bytes], info_r: int, block_w: int, group: RunGroup | None) -> int:
-        """Put bwrap and its sandbox child in the cgroup, then let the command start (the child execs it
-        after reading ``--block-fd``)."""
+        """Put bwrap's sandbox child in the cgroup, then let the command start (the child execs it after
+        reading ``--block-fd``)."""
         raw = b""
         deadline = time.monotonic() + START_TIMEOUT_S
         with selectors.DefaultSelector() as sel:
@@ -264,8 +254,8 @@ class Runner:
                     break
         try:
             child = int(json.loads(raw)["child-pid"])
-            if group is not None:  # only the child: every sandboxed process descends from it, and each
-                group.add(child)     # cgroup move costs about a millisecond of RCU synchronisation
+            if group is not None:  # only the child: every sandboxed process descends from it, and a move
+                group.add(child)     # into a v1 cgroup waits for an RCU grace period
         except (ValueError, KeyError, TypeError, OSError) as exc:
             self._kill(proc)
             err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""

@@ -12,7 +12,7 @@ MAX_CODE = 1_000_000
 ErrorType = Literal["SyntaxError", "CompileError", "TestFailure", "Timeout", "MemoryLimit", "OutputLimit",
                     "RuntimeError", "SandboxError"]
 Verdict = Literal["passed", "SyntaxError", "CompileError", "TestFailure", "Timeout", "MemoryLimit", "OutputLimit",
-                  "RuntimeError", "SandboxError", "Skipped"]
+                  "RuntimeError", "Skipped"]  # a sandbox failure is a 500, never a verdict
 Files = dict[str, str]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -65,7 +66,9 @@ class Settings(ServiceSettings):
                       open_files=self.sandbox_open_files, output_kb=self.sandbox_output_kb)
 
     def compile_limits(self) -> Limits:
-        return Limits(timeout_s=self.sandbox_compile_timeout_s, cpu_s=self.sandbox_compile_timeout_s,
-                      memory_mb=self.sandbox_compile_memory_mb, processes=max(self.sandbox_processes, 64),
-                      file_mb=max(self.sandbox_file_mb, 256), open_files=max(self.sandbox_open_files, 1024),
-                      output_kb=max(self.sandbox_output_kb, 256))
+        """A run's limits, with the compile time and memory, and room for what compilers need."""
+        run = self.limits()
+        return replace(run, timeout_s=self.sandbox_compile_timeout_s, cpu_s=self.sandbox_compile_timeout_s,
+                       memory_mb=self.sandbox_compile_memory_mb, processes=max(run.processes, 64),
+                       file_mb=max(run.file_mb, 256), open_files=max(run.open_files, 1024),
+                       output_kb=max(run.output_kb, 256))
