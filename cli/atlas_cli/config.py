@@ -86,6 +86,10 @@ DERIVED_URLS = {
 }
 
 
+# Set in the environment for clients (`atlas solve`, OpenCode's config), read by no service: not a typo.
+CLIENT_ENV = {CONF_ENV, "ATLAS_API_KEY"}
+
+
 def connect_host(bind: str) -> str:
     """Where to reach a server bound to ``bind`` from this machine."""
     return "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
@@ -128,7 +132,7 @@ def gather(overrides: Mapping[str, str], conf_file: Path | None = None) -> dict[
     path = conf_file or conf_path()
     conf = read_conf(path) if path is not None else {}
     check_known(conf, str(path))
-    env = {k: v for k, v in os.environ.items() if k.startswith("ATLAS_") and v and k != CONF_ENV}
+    env = {k: v for k, v in os.environ.items() if k.startswith("ATLAS_") and v and k not in CLIENT_ENV}
     check_known(env, "the environment")
     return conf | env | {k: v for k, v in overrides.items() if v}
 

@@ -14,6 +14,7 @@ from atlas_core.errors import error_response
 
 MODEL_NAME = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII: it goes into headers, logs and the database
 MAX_TOKENS_CAP = 10_000_000
+SOLVE_MODEL = "atlas"  # what /v1/solve runs when the body names no model (rag-api ignores the name)
 
 
 class BadRequest(Exception):
@@ -70,6 +71,8 @@ def parse(raw: bytes, endpoint: str) -> Call:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     model = body.get("model")
+    if model is None and endpoint == "solve":
+        model = SOLVE_MODEL
     if not isinstance(model, str) or not MODEL_NAME.match(model):
         raise BadRequest("'model' is required and must name a model from /v1/models", "model")
     stream = body.get("stream", False)
@@ -78,10 +81,9 @@ def parse(raw: bytes, endpoint: str) -> Call:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise BadRequest("'stream_options' must be an object", "stream_options")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or
-                                   not 1 <= max_tokens <= MAX_TOKENS_CAP):
-        raise BadRequest(f"'max_tokens' must be an integer from 1 to {MAX_TOKENS_CAP}", "max_tokens")
+    if endpoint == "solve":
+        return _solve(body, raw, model, stream)
+    max_tokens = _count(body.get("max_completion_tokens", body.get("max_tokens")), "max_tokens")
     field = {"chat": "messages", "completions": "prompt", "embeddings": "input"}[endpoint]
     value = body.get(field)
     if endpoint == "chat" and (not isinstance(value, list) or not value or
@@ -96,3 +98,29 @@ def parse(raw: bytes, endpoint: str) -> Call:
     return Call(body=body, raw=raw, model=model, stream=stream and endpoint != "embeddings",
                 want_usage=bool(options and options.get("include_usage")), max_tokens=max_tokens,
                 prompt_chars=prompt_chars)
+
+
+def _count(value: Any, name: str) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or
+                              not 1 <= value <= MAX_TOKENS_CAP):
+        raise BadRequest(f"'{name}' must be an integer from 1 to {MAX_TOKENS_CAP}", name)
+    return value
+
+
+def _solve(body: dict[str, Any], raw: bytes, model: str, stream: bool) -> Call:
+    """A /v1/solve body: the proxy checks only what it routes and reserves by; rag-api validates the rest. The
+    reservation is every first-round candidate's completion budget (``budget.max_tokens * budget.k``), or
+    the proxy's default when the caller leaves either to rag-api; repairs are counted when the answer settles."""
+    problem = body.get("problem")
+    if not isinstance(problem, str) or not problem.strip():
+        raise BadRequest("'problem' is required and must be a non-empty string", "problem")
+    budget = {} if body.get("budget") is None else body["budget"]
+    if not isinstance(budget, dict):
+        raise BadRequest("'budget' must be an object", "budget")
+    per_candidate = _count(budget.get("max_tokens"), "budget.max_tokens")
+    k = _count(budget.get("k"), "budget.k")
+    max_tokens = per_candidate * k if per_candidate is not None and k is not None else None
+    # The result event carries its own usage, so there is no OpenAI usage chunk to add (want_usage).
+    return Call(body=body, raw=raw, model=model, stream=stream, want_usage=False,
+                max_tokens=min(max_tokens, MAX_TOKENS_CAP) if max_tokens is not None else None,
+                prompt_chars=len(problem))

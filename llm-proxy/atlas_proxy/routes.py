@@ -1,4 +1,5 @@
-"""The proxy's routes, explicit only (no catch-all): the three OpenAI endpoints and the model list."""
+"""The proxy's routes, explicit only (no catch-all): the three OpenAI endpoints, ATLAS's verified solve and the
+model list."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from atlas_proxy.models import ModelsUnavailable
 from atlas_proxy.state import ProxyState
 
 log = logging.getLogger("atlas.proxy")
-ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings",
+             "/v1/solve": "solve"}
 
 
 def presented_key(request: Request) -> str | None:
@@ -56,7 +58,11 @@ async def handle(request: Request, path: str) -> Response:
                                   param="model", code="model_not_found")
         if info.allowed_models is not None and call.model not in info.allowed_models:
             raise BadRequest(f"this API key may not use the model '{call.model}'", "model", status=403)
-        if (entry.route == "embed") != (path == "/v1/embeddings"):
+        if path == "/v1/solve":
+            if entry.route != "rag":
+                raise BadRequest(f"the model '{call.model}' does not run the verified pipeline; /v1/solve takes "
+                                 "model 'atlas' (or no model)", "model")
+        elif (entry.route == "embed") != (path == "/v1/embeddings"):
             wanted = "/v1/embeddings" if entry.route == "embed" else "/v1/chat/completions or /v1/completions"
             raise BadRequest(f"the model '{call.model}' is served at {wanted}", "model")
     except BadRequest as exc:
@@ -85,14 +91,11 @@ def routes() -> list[Route]:
     """Plain Starlette routes: these handlers take the raw request and build their own responses, so FastAPI's
     per-request dependency and serialisation layer would be pure overhead on the hottest path."""
 
-    async def chat(request: Request) -> Response:
-        return await handle(request, "/v1/chat/completions")
+    def endpoint(path: str) -> Route:
+        async def forwarded(request: Request) -> Response:
+            return await handle(request, path)
 
-    async def completions(request: Request) -> Response:
-        return await handle(request, "/v1/completions")
-
-    async def embeddings(request: Request) -> Response:
-        return await handle(request, "/v1/embeddings")
+        return Route(path, forwarded, methods=["POST"], name=ENDPOINTS[path])
 
     async def models(request: Request) -> Response:
         listed = await _models(request)
@@ -109,9 +112,7 @@ def routes() -> list[Route]:
         return JSONResponse(found)
 
     return [
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/v1/completions", completions, methods=["POST"]),
-        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        *(endpoint(path) for path in ENDPOINTS),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model:path}", model, methods=["GET"]),
     ]

@@ -70,6 +70,13 @@ def test_unknown_key_in_atlas_conf_is_refused_with_a_suggestion(platform_env: di
         prepare({}, conf)
 
 
+def test_a_client_api_key_in_the_environment_is_not_an_unknown_key(
+    platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATLAS_API_KEY", "sk-llm-" + "x" * 43)  # what `atlas solve` and OpenCode read
+    assert "ATLAS_API_KEY" not in prepare({}, None).values
+
+
 def test_bad_service_value_is_caught_before_anything_starts(
     platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,6 +3,10 @@
 What it does depends on the request's ``user`` field: ``slow`` waits 2 s before answering, ``long`` streams
 200 pieces over 2 s, ``tools`` streams a tool call and ``reasoning_content``, ``fail`` answers 500, ``refuse`` answers
 400 in OpenAI's shape. It records every request it receives and how many streams the client abandoned.
+
+``POST /v1/solve`` stands in for rag-api's verified solve: a fixed ``SOLVE_RESULT`` as JSON, or with ``stream``
+as progress events, a keep-alive comment, a result event and ``[DONE]``; a ``problem`` of ``refuse`` answers 400
+in OpenAI's shape.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 PIECES = ["Hello", ",", " world", "!"]
+SOLVE_USAGE = {"prompt_tokens": 30, "completion_tokens": 20, "total_tokens": 50}
+SOLVE_RESULT = {"id": "solve-fake", "code": "def add(a, b):\n    return a + b\n", "language": "python",
+                "entry_point": "add", "verified": True, "status": "passed", "stopped": "done",
+                "summary": "verified: 1/1 tests pass", "usage": SOLVE_USAGE}
 
 
 def fake_upstream(models: list[str], api_key: str, piece_delay_s: float = 0.0) -> FastAPI:
@@ -91,6 +99,28 @@ def fake_upstream(models: list[str], api_key: str, piece_delay_s: float = 0.0) -
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         return await complete(request, "completions")
+
+    @app.post("/v1/solve")
+    async def solve(request: Request) -> Response:
+        body = await request.json()
+        app.state.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": body,
+                                   "raw": await request.body()})
+        if not authorized(request):
+            return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, 401)
+        if body["problem"] == "refuse":
+            return JSONResponse({"error": {"message": "'language' must be one of python, ...",
+                                           "type": "invalid_request_error", "param": "language", "code": None}}, 400)
+        if not body.get("stream"):
+            return JSONResponse(SOLVE_RESULT)
+
+        async def events() -> AsyncIterator[bytes]:
+            for stage in ("generate", "verify"):
+                yield f"data: {json.dumps({'type': 'progress', 'stage': stage, 'message': stage + '…'})}\n\n".encode()
+            yield b": keep-alive\n\n"
+            yield f"data: {json.dumps({'type': 'result', 'result': SOLVE_RESULT, 'usage': SOLVE_USAGE})}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.post("/v1/embeddings", response_model=None)
     async def embeddings(request: Request) -> Any:

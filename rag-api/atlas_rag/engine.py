@@ -1,0 +1,465 @@
+"""The verified-generation engine: k candidates, judged in the sandbox on the tests a user has, ranked by
+agreement on tests the model writes, repaired from their failures, within a budget. rag-api's routes and the
+task-worker both drive this one copy of the logic."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from atlas_rag import prompts
+from atlas_rag.extract import COMPLETION_STOPS, add_imports, complete_code, extract_code, normalise, sanitize_python
+from atlas_rag.llm import Generation, LLMClient, Message
+from atlas_rag.problem import EQ_HELPER, Problem, Test, build_problem
+from atlas_rag.sandbox import SandboxClient
+from atlas_rag.schemas import CandidateOut, FailureOut, SolveRequest, SolveResult, TestsUsed, Timings, Tokens
+from atlas_rag.select import Candidate, Scorer, agree, choose, rank_key
+from atlas_rag.timeline import Timeline
+
+log = logging.getLogger("atlas.rag.engine")
+Progress = Callable[[dict[str, Any]], Awaitable[None]]
+PromptStyle = Literal["chat", "completion"]
+MAX_SELF_TESTS = 10
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    k: int = 5
+    max_tokens: int = 512
+    repair_rounds: int = 2
+    deadline_s: float = 120.0
+    self_tests: bool = True
+    self_test_count: int = 6
+    repair_width: int = 2  # failing candidates repaired per round
+    prompt_style: PromptStyle = "chat"
+    test_timeout_s: float = 6.0  # per test, as LiveCodeBench's harness
+
+
+@dataclass(frozen=True)
+class Budget:
+    k: int
+    max_tokens: int
+    repair_rounds: int
+    deadline_s: float
+    self_tests: bool
+
+
+def temperature(index: int, k: int) -> float:
+    """PLATFORM.md §5 as a schedule over candidates: the first is greedy (it is what k=1 gives), the rest sample
+    at 0.6, or 0.8 when k > 5 gives room for more spread. So the first k of a larger run are a smaller run."""
+    if index == 0:
+        return 0.0
+    return 0.6 if index < 5 else 0.8
+
+
+def problem_seed(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+@dataclass
+class SelfTest:
+    call: str
+    expected: str | None
+
+
+@dataclass
+class Solve:
+    """The state of one solve, readable at any point (the deadline may stop it mid-stage)."""
+
+    id: str
+    problem: Problem
+    budget: Budget
+    seed: int
+    timeline: Timeline = field(default_factory=Timeline)
+    candidates: list[Candidate] = field(default_factory=list)
+    self_tests: list[SelfTest] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    repair_rounds: int = 0
+    stopped: Literal["done", "deadline", "budget"] = "done"
+
+    def add(self, candidate: Candidate) -> Candidate:
+        if candidate.code is not None:
+            candidate.key = normalise(candidate.code, self.problem.language)
+            first = next((c for c in self.candidates if c.unique and c.key == candidate.key), None)
+            if first is not None:
+                candidate.duplicate_of = first.index
+                first.copies += 1
+        self.candidates.append(candidate)
+        return candidate
+
+    def count(self, generation: Generation) -> None:
+        self.prompt_tokens += generation.prompt_tokens
+        self.completion_tokens += generation.completion_tokens
+
+
+class Engine:
+    def __init__(self, llm: LLMClient, sandbox: SandboxClient, config: EngineConfig,
+                 scorer: Scorer | None = None) -> None:
+        self.llm = llm
+        self.sandbox = sandbox
+        self.config = config
+        self.scorer = scorer
+
+    def budget(self, request: SolveRequest) -> Budget:
+        b, c = request.budget, self.config
+        return Budget(k=b.k or c.k, max_tokens=b.max_tokens or c.max_tokens,
+                      repair_rounds=c.repair_rounds if b.repair_rounds is None else b.repair_rounds,
+                      deadline_s=b.deadline_s or c.deadline_s,
+                      self_tests=c.self_tests if b.self_tests is None else b.self_tests)
+
+    def start(self, request: SolveRequest) -> Solve:
+        """Parse the request into a solve (ProblemError for tests that cannot run as given)."""
+        return Solve(id=uuid.uuid4().hex, problem=build_problem(request), budget=self.budget(request),
+                     seed=request.seed if request.seed is not None else problem_seed(request.problem))
+
+    async def solve(self, request: SolveRequest, progress: Progress | None = None) -> tuple[Solve, SolveResult]:
+        solve = self.start(request)
+        return solve, await self.run(solve, progress)
+
+    async def run(self, solve: Solve, progress: Progress | None = None) -> SolveResult:
+        say = progress or _quiet
+        try:
+            async with asyncio.timeout(solve.budget.deadline_s):
+                await self._stages(solve, say)
+        except TimeoutError:
+            solve.stopped = "deadline"
+            await say({"stage": "deadline", "message": f"deadline of {solve.budget.deadline_s:g}s reached; "
+                                                          "choosing from what was checked"})
+        return self.result(solve)
+
+    async def _stages(self, solve: Solve, say: Progress) -> None:
+        problem, budget = solve.problem, solve.budget
+        await say({"stage": "generate", "message": f"generating {budget.k} candidate(s)"})
+        await self.generate(solve, budget.k, say)
+        await self.judge(solve, say)
+        passing = [c for c in solve.candidates if c.unique and c.public_ok]
+        if budget.self_tests and self.can_agree(problem) and len(passing) != 1 and \
+                len([c for c in solve.candidates if c.unique]) > 1:
+            await self.write_self_tests(solve, say)
+            await self.run_self_tests(solve, say)
+        for _ in range(budget.repair_rounds):
+            if not problem.tests or any(c.public_ok for c in solve.candidates if c.unique):
+                break
+            if not await self.repair(solve, say):
+                break
+        await self.score(solve)
+
+    # -- generation ---------------------------------------------------------------------------------------
+
+    async def generate(self, solve: Solve, k: int, say: Progress | None = None) -> None:
+        """Candidates ``len(sample candidates) .. k-1``, requested together; each is kept as it arrives, so a
+        deadline keeps the finished ones."""
+        say = say or _quiet
+        start = sum(1 for c in solve.candidates if c.origin == "sample")
+
+        async def one(i: int) -> None:
+            temp = temperature(i, k)
+            seed = solve.seed + i
+            variant = prompts.VARIANTS[i % len(prompts.VARIANTS)]
+            code, gen = await self._sample(solve, prompts.solution(solve.problem, variant), temp, seed)
+            c = solve.add(Candidate(index=len(solve.candidates), origin="sample", temperature=temp, seed=seed,
+                                    code=code, tokens=gen.completion_tokens))
+            await say({"stage": "generate", "candidate": c.index, "tokens": c.tokens,
+                       "message": f"candidate {c.index + 1}/{k}: " + _describe(c)})
+
+        await asyncio.gather(*(one(i) for i in range(start, k)))
+
+    async def _sample(self, solve: Solve, messages: list[Message], temp: float, seed: int | None,
+                      max_tokens: int | None = None) -> tuple[str | None, Generation]:
+        problem = solve.problem
+        limit = max_tokens or solve.budget.max_tokens
+        with solve.timeline.track("llm"):
+            if self.config.prompt_style == "completion":
+                prefix = prompts.completion_prefix(problem)
+                gen = await self.llm.complete(prefix, temperature=temp, seed=seed, max_tokens=limit,
+                                              stop=COMPLETION_STOPS)
+            else:
+                gen = await self.llm.chat(messages, temperature=temp, seed=seed, max_tokens=limit)
+        solve.count(gen)
+        if self.config.prompt_style == "completion":
+            code: str | None = complete_code(prompts.completion_prefix(problem), gen.text)
+        else:
+            code = extract_code(gen.text, problem.language, problem.entry_point)
+        if code is not None and problem.language == "python":
+            code = add_imports(sanitize_python(code, keep_main=problem.reads_stdin), problem.text)
+        return code, gen
+
+    # -- judging on the public tests -------------------------------------------------------------------------
+
+    async def judge(self, solve: Solve, say: Progress | None = None) -> None:
+        """Judge every program not judged yet on the public tests, in one sandbox call per test mode, each
+        candidate stopping at its first failure."""
+        say = say or _quiet
+        problem = solve.problem
+        todo = [c for c in solve.candidates if c.unique and c.verdict == "untested"]
+        if not todo or not problem.tests:
+            return
+        groups: dict[str, list[tuple[int, Test]]] = {}
+        for j, t in enumerate(problem.tests):
+            groups.setdefault(t.mode, []).append((j, t))
+        await say({"stage": "verify", "message": f"running {len(todo)} program(s) on {len(problem.tests)} "
+                                                  "public test(s)"})
+        results = await asyncio.gather(*(self._judge_group(solve, todo, mode, tests)
+                                         for mode, tests in groups.items()))
+        for c in todo:
+            c.public_total = len(problem.tests)
+            c.public_passed = 0
+            c.verdict = "passed"
+            for group in results:
+                verdict, passed, failure = group[c.index]
+                c.public_passed += passed
+                if verdict != "passed" and c.verdict == "passed":
+                    c.verdict, c.failure = verdict, failure
+        passing = sum(1 for c in todo if c.public_ok)
+        await say({"stage": "verify", "passing": passing,
+                   "message": f"{passing} of {len(todo)} program(s) pass every public test"})
+
+    async def _judge_group(self, solve: Solve, todo: list[Candidate], mode: str, tests: list[tuple[int, Test]]
+                           ) -> dict[int, tuple[str, int, dict[str, str | None] | None]]:
+        problem = solve.problem
+        body: dict[str, Any] = {
+            "language": problem.language, "mode": mode, "stop_on_first_failure": True,
+            "candidates": [{"id": str(c.index), "code": c.code} for c in todo],
+            "limits": {"timeout_s": self.config.test_timeout_s},
+        }
+        if mode == "assert":
+            body["tests"] = [{"code": t.code} for _, t in tests]
+            if problem.language == "python":
+                body["setup"] = EQ_HELPER
+        else:
+            body["tests"] = [{"input": t.input, "output": t.output} for _, t in tests]
+        if mode == "functional":
+            body["func_name"] = problem.entry_point
+        with solve.timeline.track("sandbox"):
+            answer = await self.sandbox.judge(body, solve.id)
+        out: dict[int, tuple[str, int, dict[str, str | None] | None]] = {}
+        for r in answer["candidates"]:
+            failure = None
+            if r.get("first_failure"):
+                f = r["first_failure"]
+                test = tests[f["test_index"]][1]
+                failure = {"test": _shown(test), "expected": f.get("expected") or test.expected,
+                           "got": f.get("got"), "error": f.get("error")}
+            out[int(r["id"])] = (r["verdict"], int(r["tests_passed"]), failure)
+        return out
+
+    # -- self-written tests and agreement ------------------------------------------------------------------
+
+    @staticmethod
+    def can_agree(problem: Problem) -> bool:
+        """Agreement runs the entry point on inputs: Python functions only (programs have no call to make)."""
+        return problem.language == "python" and not problem.reads_stdin
+
+    async def write_self_tests(self, solve: Solve, say: Progress | None = None) -> None:
+        say = say or _quiet
+        problem = solve.problem
+        with solve.timeline.track("llm"):
+            gen = await self.llm.chat(prompts.self_tests(problem, self.config.self_test_count), temperature=0.0,
+                                      seed=solve.seed, max_tokens=min(solve.budget.max_tokens, 512))
+        solve.count(gen)
+        solve.self_tests = parse_self_tests(gen.text, problem.entry_point or "")
+        await say({"stage": "self-tests", "count": len(solve.self_tests),
+                   "message": f"the model wrote {len(solve.self_tests)} usable test(s)"})
+
+    async def run_self_tests(self, solve: Solve, say: Progress | None = None) -> None:
+        """Each program's outputs on the self-written inputs, then the clusters (``select.agree``)."""
+        say = say or _quiet
+        if not solve.self_tests:
+            return
+        todo = [c for c in solve.candidates if c.unique and c.outputs is None]
+        cases = [(t.call, t.expected) for t in solve.self_tests]
+        runs = await asyncio.gather(*(self.evaluate(solve, c.code or "", cases) for c in todo))
+        for c, results in zip(todo, runs, strict=True):
+            c.outputs = tuple(r.split(":", 1)[0] if r.startswith("!") else r for r, _ in results)
+            c.self_passed = sum(1 for _, ok in results if ok)
+        agree(solve.candidates)
+        best = max((c.agreement or 0 for c in solve.candidates if c.unique), default=0)
+        await say({"stage": "agreement", "message": f"largest agreement score {best} over "
+                                                     f"{len(solve.self_tests)} self-written test(s)"})
+
+    async def evaluate(self, solve: Solve, code: str, cases: list[tuple[str, str | None]]
+                       ) -> list[tuple[str, bool]]:
+        """(repr of the result or ``!Error: message``, whether it equals the expected value) for each call,
+        run in the sandbox after the program."""
+        token = secrets.token_hex(8)
+        harness = (f"{code}\n{EQ_HELPER}\nimport json as __atlas_json\n"
+                   f"for __atlas_call, __atlas_exp in {cases!r}:\n"
+                   "    try:\n"
+                   "        __atlas_v = eval(__atlas_call)\n"
+                   "        __atlas_r = repr(__atlas_v)[:300]\n"
+                   "        __atlas_ok = __atlas_exp is not None and bool(__atlas_eq(__atlas_v, eval(__atlas_exp)))\n"
+                   "    except BaseException as __atlas_e:\n"
+                   "        __atlas_r = '!' + type(__atlas_e).__name__ + ': ' + str(__atlas_e)[:200]\n"
+                   "        __atlas_ok = False\n"
+                   f"    print({token!r} + __atlas_json.dumps([__atlas_r, __atlas_ok]), flush=True)\n")
+        body = {"code": harness, "language": "python", "timeout": min(30.0, 2.0 + len(cases))}
+        with solve.timeline.track("sandbox"):
+            answer = await self.sandbox.execute(body, solve.id)
+        found = []
+        for line in (answer.get("stdout") or "").splitlines():
+            if line.startswith(token):
+                try:
+                    value, ok = json.loads(line[len(token):])
+                    found.append((str(value), bool(ok)))
+                except (ValueError, TypeError):
+                    found.append(("!Unreadable", False))
+        error = answer.get("error_type") or "Stopped"
+        return found + [(f"!{error}", False)] * (len(cases) - len(found))
+
+    # -- repair ------------------------------------------------------------------------------------------
+
+    async def repair(self, solve: Solve, say: Progress | None = None) -> bool:
+        """One round: the best failing programs go back with their first failure; the repairs are judged.
+        False when there was nothing left to repair."""
+        say = say or _quiet
+        problem = solve.problem
+        if self.config.prompt_style == "completion":
+            return False  # a base model cannot follow a repair instruction
+        failing = sorted((c for c in solve.candidates if c.unique and not c.repaired and c.failure),
+                         key=rank_key)[: self.config.repair_width]
+        if not failing:
+            return False
+        solve.repair_rounds += 1
+        await say({"stage": "repair", "round": solve.repair_rounds,
+                   "message": f"repair round {solve.repair_rounds}: fixing {len(failing)} program(s)"})
+
+        async def fix(c: Candidate, n: int) -> None:
+            c.repaired = True
+            failure = dict(c.failure or {})
+            test = next((t for t in problem.tests if _shown(t) == failure.get("test")), None)
+            if failure.get("got") is None and test is not None and test.call and self.can_agree(problem):
+                (got, _), = await self.evaluate(solve, c.code or "", [(test.call, None)])
+                failure["got"] = None if got.startswith("!") else got
+                failure["error"] = failure.get("error") or (got[1:] if got.startswith("!") else None)
+            messages = prompts.repair(problem, c.code or "", failure.get("test") or "", failure.get("expected"),
+                                      failure.get("got"), failure.get("error"))
+            seed = solve.seed + 1000 * solve.repair_rounds + n
+            code, gen = await self._sample(solve, messages, 0.3 if n else 0.0, seed)
+            r = solve.add(Candidate(index=len(solve.candidates), origin="repair", temperature=0.3 if n else 0.0,
+                                    seed=seed, code=code, tokens=gen.completion_tokens))
+            r.extra["repairs"] = c.index
+            await say({"stage": "repair", "candidate": r.index, "message": f"repair of candidate {c.index + 1}: "
+                                                                          + _describe(r)})
+
+        await asyncio.gather(*(fix(c, n) for n, c in enumerate(failing)))
+        await self.judge(solve, say)
+        if solve.self_tests:
+            await self.run_self_tests(solve, say)
+        return True
+
+    async def score(self, solve: Solve) -> None:
+        """The pluggable scorer orders what the tests leave tied (the Geometric Lens plugs in here)."""
+        if self.scorer is None:
+            return
+        pool = [c for c in solve.candidates if c.unique]
+        if len(pool) < 2:
+            return
+        scores = await self.scorer.score(solve.problem.text, [c.code or "" for c in pool])
+        for c, s in zip(pool, scores, strict=True):
+            c.score = s
+
+    # -- the answer -------------------------------------------------------------------------------------------
+
+    def result(self, solve: Solve) -> SolveResult:
+        problem = solve.problem
+        winner = choose(solve.candidates)
+        if winner is None:
+            status = "no_code"
+        elif not problem.tests:
+            status = "unverified"
+        else:
+            status = "passed" if winner.public_ok else "failed"
+        times = solve.timeline.totals()
+        return SolveResult(
+            id=solve.id, code=winner.code if winner else None, language=problem.language,
+            entry_point=problem.entry_point, verified=status == "passed", status=status, stopped=solve.stopped,
+            summary=summary(solve, winner, status), winner=winner.index if winner else None,
+            candidates=[_out(c) for c in solve.candidates],
+            tests=TestsUsed(user=problem.count("user"), examples=problem.count("example"),
+                            self_written=len(solve.self_tests)),
+            repair_rounds=solve.repair_rounds,
+            tokens=Tokens(prompt=solve.prompt_tokens, completion=solve.completion_tokens),
+            usage={"prompt_tokens": solve.prompt_tokens, "completion_tokens": solve.completion_tokens,
+                   "total_tokens": solve.prompt_tokens + solve.completion_tokens},
+            timings=Timings(**{k: round(v, 4) for k, v in times.items()}),
+        )
+
+
+def parse_self_tests(text: str, entry: str) -> list[SelfTest]:
+    """``assert entry(...) == value`` lines from the model's answer (fenced or not), distinct calls only."""
+    from atlas_rag.problem import _split_assert  # the same reading of an assert as the problem's examples
+
+    found: list[SelfTest] = []
+    seen: set[str] = set()
+    for line in text.replace("\r\n", "\n").split("\n"):
+        line = line.strip()
+        if not line.startswith("assert "):
+            continue
+        call, expected = _split_assert(line)
+        if call and call.startswith(f"{entry}(") and call not in seen:
+            seen.add(call)
+            found.append(SelfTest(call, expected))
+        if len(found) == MAX_SELF_TESTS:
+            break
+    return found
+
+
+def summary(solve: Solve, winner: Candidate | None, status: str) -> str:
+    problem = solve.problem
+    samples = [c for c in solve.candidates if c.origin == "sample"]
+    distinct = sum(1 for c in solve.candidates if c.unique)
+    passing = sum(1 for c in solve.candidates if c.unique and c.public_ok)
+    sources = [f"{n} {what}" for n, what in ((problem.count("user"), "given"),
+                                            (problem.count("example"), "from the problem's examples")) if n]
+    if winner is None:
+        head = "no candidate contained code"
+    elif status == "passed":
+        head = f"passed all {winner.public_total} public test(s) ({', '.join(sources)})"
+    elif status == "failed":
+        head = (f"NOT verified: passed {winner.public_passed}/{winner.public_total} public test(s) "
+                f"({', '.join(sources)}); first failure: {(winner.failure or {}).get('test')}")
+    else:
+        head = "NOT verified: the request had no tests and the problem no examples"
+    parts = [head, f"chosen from {len(samples)} candidate(s), {distinct} distinct, {passing} passing"]
+    if solve.self_tests and winner is not None and winner.agreement is not None:
+        parts.append(f"{len(solve.self_tests)} self-written test(s), agreement score {winner.agreement}")
+    if solve.repair_rounds:
+        parts.append(f"{solve.repair_rounds} repair round(s)")
+    if solve.stopped != "done":
+        parts.append(f"stopped early ({solve.stopped})")
+    return "; ".join(parts)
+
+
+def _shown(test: Test) -> str:
+    if test.mode == "assert" and test.call and test.code.startswith("assert __atlas_eq("):
+        return f"assert {test.call} == {test.expected}"
+    return test.label()
+
+
+def _describe(c: Candidate) -> str:
+    if c.code is None:
+        return f"no code ({c.tokens} tokens)"
+    if c.duplicate_of is not None:
+        return f"same program as candidate {c.duplicate_of + 1} ({c.tokens} tokens)"
+    return f"{len(c.code.splitlines())} lines ({c.tokens} tokens)"
+
+
+def _out(c: Candidate) -> CandidateOut:
+    failure = FailureOut(**{k: v for k, v in c.failure.items()}) if c.failure else None
+    verdict = "no_code" if c.code is None else c.verdict
+    return CandidateOut(index=c.index, origin=c.origin, temperature=c.temperature, seed=c.seed, tokens=c.tokens,
+                        duplicate_of=c.duplicate_of, verdict=verdict, public_passed=c.public_passed,
+                        public_total=c.public_total, self_agreement=c.agreement, self_passed=c.self_passed,
+                        score=c.score, failure=failure)
+
+
+async def _quiet(event: dict[str, Any]) -> None:
+    return None

@@ -1,0 +1,269 @@
+"""rag-api's public routes (reached through the proxy, which authenticates users and sends the service
+credential): ``POST /v1/solve`` and ``POST /v1/chat/completions`` for the ``atlas`` model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from atlas_core.auth import require_service_token
+from atlas_core.errors import error_response
+from atlas_rag.engine import Engine, Solve
+from atlas_rag.llm import LLMUnavailable
+from atlas_rag.problem import ProblemError, guess_language, is_coding_problem
+from atlas_rag.prompts import FENCE_TAG
+from atlas_rag.sandbox import SandboxUnavailable
+from atlas_rag.schemas import ChatExtension, SolveRequest, SolveResult
+from atlas_rag.settings import Settings
+from atlas_rag.telemetry import Telemetry
+
+log = logging.getLogger("atlas.rag")
+KEEPALIVE_S = 10.0
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Busy(Exception):
+    pass
+
+
+class Solver:
+    """Runs solves for the routes: admission, the solve as its own task (cancelled when the client goes), and
+    one telemetry record per finished solve."""
+
+    def __init__(self, engine: Engine, telemetry: Telemetry, limit: int) -> None:
+        self.engine = engine
+        self.telemetry = telemetry
+        self.limit = limit
+        self.running = 0
+
+    def start(self, request: SolveRequest) -> Solve:
+        if self.running >= self.limit:
+            raise Busy()
+        return self.engine.start(request)  # ProblemError: bad input, before any work
+
+    async def run(self, solve: Solve, emit: Emit | None, user_id: str | None) -> SolveResult:
+        self.running += 1
+        try:
+            result = await self.engine.run(solve, emit)
+        finally:
+            self.running -= 1
+        await self.telemetry.record(result, solve.problem.text, user_id)
+        return result
+
+
+def _sse(data: Any) -> bytes:
+    return b"data: " + (data if isinstance(data, bytes) else json.dumps(data).encode()) + b"\n\n"
+
+
+def _unavailable(exc: LLMUnavailable | SandboxUnavailable) -> str:
+    return f"the {'model' if isinstance(exc, LLMUnavailable) else 'sandbox'} is unavailable: {exc}"
+
+
+async def _until_disconnected(request: Request) -> None:
+    """Returns when the client closes its connection (the body has been read: the next ASGI message is the
+    disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def run_or_cancel(request: Request, work: Awaitable[SolveResult]) -> SolveResult | None:
+    """The solve, or None when the client went away first (the solve is then cancelled: no more tokens or
+    sandbox time are spent on an answer nobody reads)."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return None if task.cancelled() else task.result()
+
+
+async def stream_events(work: Callable[[Emit], Awaitable[SolveResult]],
+                        frame: Callable[[dict[str, Any] | SolveResult], list[bytes]]) -> AsyncIterator[bytes]:
+    """Progress as it happens, a keep-alive comment when nothing happens for a while, then the answer. Closing
+    the iterator (the client left) cancels the solve."""
+    queue: asyncio.Queue[dict[str, Any] | SolveResult | BaseException] = asyncio.Queue()
+
+    async def emit(event: dict[str, Any]) -> None:
+        await queue.put(event)
+
+    async def runner() -> None:
+        try:
+            await queue.put(await work(emit))
+        except Exception as exc:  # reported in the stream: the status line has gone already
+            await queue.put(exc)
+
+    task = asyncio.ensure_future(runner())
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if isinstance(item, BaseException):
+                if isinstance(item, LLMUnavailable | SandboxUnavailable):
+                    error = {"message": _unavailable(item), "type": "service_unavailable"}
+                else:
+                    log.error("solve failed", exc_info=item)
+                    error = {"message": "internal error; the service log has details", "type": "server_error"}
+                yield _sse({"type": "error", "error": error})
+                yield _sse(b"[DONE]")
+                return
+            for chunk in frame(item):
+                yield chunk
+            if isinstance(item, SolveResult):
+                return
+    finally:
+        task.cancel()
+
+
+def router(settings: Settings) -> APIRouter:
+    api = APIRouter(dependencies=[Depends(require_service_token(settings.service_token))])
+
+    @api.post("/v1/solve", response_model=None)
+    async def solve(body: SolveRequest, request: Request) -> Response:
+        solver: Solver = request.app.state.solver
+        user = request.headers.get("x-atlas-user-id")
+        try:
+            state = solver.start(body)
+        except ProblemError as exc:
+            return error_response(400, str(exc), param=exc.field)
+        except Busy:
+            return error_response(503, "too many solves are running; retry shortly", headers={"Retry-After": "5"})
+        if body.stream:
+            def frame(item: dict[str, Any] | SolveResult) -> list[bytes]:
+                if isinstance(item, SolveResult):
+                    return [_sse({"type": "result", "result": item.model_dump(), "usage": item.usage}),
+                            _sse(b"[DONE]")]
+                return [_sse({"type": "progress", **item})]
+
+            return StreamingResponse(stream_events(lambda emit: solver.run(state, emit, user), frame),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        try:
+            result = await run_or_cancel(request, solver.run(state, None, user))
+        except (LLMUnavailable, SandboxUnavailable) as exc:
+            return error_response(503, _unavailable(exc))
+        if result is None:
+            return Response(status_code=499)
+        return JSONResponse(result.model_dump())
+
+    @api.post("/v1/chat/completions", response_model=None)
+    async def chat(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return error_response(400, "request body is not valid JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+            return error_response(400, "'messages' must be a non-empty list of message objects", param="messages")
+        try:
+            ext = ChatExtension.model_validate(body.get("atlas") or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in ("atlas", *first["loc"]))
+            return error_response(400, f"invalid value for '{where}': {first['msg']}", param=where)
+        text = last_user_text(body["messages"])
+        if text is None:
+            return error_response(400, "the last message must be the user's, with text content", param="messages")
+        model = str(body.get("model") or "atlas")
+        stream = body.get("stream") is True
+        usage_wanted = bool((body.get("stream_options") or {}).get("include_usage"))
+        solver: Solver = request.app.state.solver
+        if ext.verify is False or (ext.verify is None and not ext.tests and not is_coding_problem(text)):
+            return await plain_chat(solver, body, model, stream, usage_wanted)
+        try:
+            req = SolveRequest(problem=text, language=ext.language or guess_language(text), tests=ext.tests,
+                               entry_point=ext.entry_point, budget=ext.budget, seed=ext.seed)
+            state = solver.start(req)
+        except ProblemError as exc:
+            return error_response(400, str(exc), param=f"atlas.{exc.field}")
+        except ValidationError as exc:
+            return error_response(400, f"invalid request: {exc.errors()[0]['msg']}", param="messages")
+        except Busy:
+            return error_response(503, "too many solves are running; retry shortly", headers={"Retry-After": "5"})
+        user = request.headers.get("x-atlas-user-id")
+        chat_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if stream:
+            def frame(item: dict[str, Any] | SolveResult) -> list[bytes]:
+                def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+                    return _sse({"id": chat_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                if not isinstance(item, SolveResult):
+                    return [chunk({"role": "assistant", "reasoning_content": f"{item['message']}\n"})]
+                out = [chunk({"content": answer_text(item)}), chunk({}, "stop")]
+                if usage_wanted:
+                    out.append(_sse({"id": chat_id, "object": "chat.completion.chunk", "created": created,
+                                     "model": model, "choices": [], "usage": item.usage}))
+                return [*out, _sse(b"[DONE]")]
+
+            return StreamingResponse(stream_events(lambda emit: solver.run(state, emit, user), frame),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        try:
+            result = await run_or_cancel(request, solver.run(state, None, user))
+        except (LLMUnavailable, SandboxUnavailable) as exc:
+            return error_response(503, _unavailable(exc))
+        if result is None:
+            return Response(status_code=499)
+        return JSONResponse({
+            "id": chat_id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer_text(result)},
+                         "finish_reason": "stop"}],
+            "usage": result.usage, "atlas": result.model_dump(),
+        })
+
+    return api
+
+
+async def plain_chat(solver: Solver, body: dict[str, Any], model: str, stream: bool, usage_wanted: bool
+                     ) -> Response:
+    """Not a coding problem: the model answers alone (k = 1), in OpenAI's shape, streamed as one piece."""
+    forward = {k: v for k, v in body.items() if k not in ("atlas", "model", "stream", "stream_options")}
+    try:
+        answer = await solver.engine.llm.forward_chat(forward)
+    except LLMUnavailable as exc:
+        return error_response(503, f"the model is unavailable: {exc}")
+    answer["model"] = model
+    if not stream:
+        return JSONResponse(answer)
+    choice = (answer.get("choices") or [{}])[0]
+    content = (choice.get("message") or {}).get("content") or ""
+    base = {"id": answer.get("id", f"chatcmpl-{uuid.uuid4().hex}"), "object": "chat.completion.chunk",
+            "created": answer.get("created", int(time.time())), "model": model}
+    events = [_sse(base | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": content},
+                                        "finish_reason": None}]}),
+              _sse(base | {"choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason",
+                                                                                          "stop")}]})]
+    if usage_wanted and answer.get("usage"):
+        events.append(_sse(base | {"choices": [], "usage": answer["usage"]}))
+    events.append(_sse(b"[DONE]"))
+    return Response(b"".join(events), media_type="text/event-stream")
+
+
+def last_user_text(messages: list[Any]) -> str | None:
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "user":
+        return None
+    content = last.get("content")
+    if isinstance(content, list):  # content parts: the text ones, in order
+        content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content if isinstance(content, str) and content.strip() else None
+
+
+def answer_text(result: SolveResult) -> str:
+    """The chat answer: the selected program, then one line saying what was verified."""
+    if result.code is None:
+        return f"I could not produce code for this problem. ({result.summary})"
+    return f"```{FENCE_TAG.get(result.language, '')}\n{result.code.rstrip()}\n```\n\nVerification: {result.summary}"

@@ -1,0 +1,79 @@
+"""Choosing one candidate without the hidden tests: public tests first, then CodeT-style agreement on inputs
+the model wrote (candidates that give the same outputs form a cluster; a cluster scores its size times one plus
+the self-written expectations it meets), then a pluggable score (the Geometric Lens, later), then fewer tokens."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Origin = Literal["sample", "repair"]
+
+
+@dataclass
+class Candidate:
+    index: int
+    origin: Origin
+    temperature: float
+    seed: int | None
+    code: str | None
+    tokens: int
+    key: str = ""  # the normalised code: candidates with the same key are one program
+    duplicate_of: int | None = None
+    copies: int = 1  # samples that produced this program (itself included)
+    verdict: str = "untested"
+    public_passed: int = 0
+    public_total: int = 0
+    failure: dict[str, str | None] | None = None
+    outputs: tuple[str, ...] | None = None  # its outputs on the self-test inputs
+    self_passed: int | None = None
+    agreement: int | None = None
+    score: float | None = None
+    repaired: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def unique(self) -> bool:
+        return self.code is not None and self.duplicate_of is None
+
+    @property
+    def public_ok(self) -> bool:
+        return self.verdict == "passed"
+
+
+class Scorer(Protocol):
+    """Orders candidates the tests cannot tell apart; lower is better (an energy). None: no opinion."""
+
+    async def score(self, problem_text: str, codes: list[str]) -> list[float | None]: ...
+
+
+def agree(candidates: list[Candidate]) -> None:
+    """Fills ``agreement``: the copies of every program in the candidate's output cluster, times one plus the
+    self-written expectations the cluster meets. Programs that fail on every input form no cluster."""
+    clusters: dict[tuple[str, ...], int] = defaultdict(int)
+    for c in candidates:
+        if c.unique and c.outputs is not None and not all(o.startswith("!") for o in c.outputs):
+            clusters[c.outputs] += c.copies
+    for c in candidates:
+        if not c.unique or c.outputs is None:
+            continue
+        size = clusters.get(c.outputs, 0)
+        c.agreement = size * (1 + (c.self_passed or 0)) if size else 0
+
+
+def rank_key(c: Candidate) -> tuple[float, ...]:
+    return (
+        0 if c.code is not None else 1,
+        0 if c.public_ok else 1,
+        -c.public_passed,
+        -(c.agreement or 0),
+        c.score if c.score is not None else 0.0,
+        c.tokens,
+        c.index,
+    )
+
+
+def choose(candidates: list[Candidate]) -> Candidate | None:
+    pool = [c for c in candidates if c.unique]
+    return min(pool, key=rank_key) if pool else None

@@ -1,0 +1,142 @@
+"""rag-api's routes over HTTP: /v1/solve (JSON and SSE), chat completions for ``atlas`` (verified, streamed,
+plain conversation), the service credential, bad input, a model that is down, a client that leaves, telemetry."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from atlas_core.settings import load_settings
+from atlas_rag.app import create_app
+from atlas_rag.settings import Settings
+from atlas_rag.telemetry import SOLVES_STREAM
+from tests.conftest import TOKEN, RedisServer, ServerThread
+from tests.rag.fake_llm import fake, fenced, user_text
+
+ADD = "Write a Python function add(a, b) that returns the sum.\n>>> add(2, 3)\n5\n"
+AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Atlas-User-Id": "7"}
+
+
+@pytest.fixture
+def rag(service_env: dict[str, str], llm: ServerThread, sandbox_url: str) -> Iterator[httpx.Client]:
+    env = service_env | {"ATLAS_LLAMA_URL": llm.url, "ATLAS_SANDBOX_URL": sandbox_url}
+    with ServerThread(create_app(load_settings(Settings, environ=env))) as server, \
+            httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
+
+
+def script(body: dict[str, Any]) -> str:
+    text = user_text(body)
+    if "capital" in text:
+        return "Paris."
+    return fenced("def add(a, b):\n    return a + b")
+
+
+def events(response: httpx.Response) -> list[Any]:
+    out = []
+    for block in response.text.split("\n\n"):
+        if block.startswith("data: "):
+            data = block[6:]
+            out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+def test_solve_answers_with_verified_code(rag: httpx.Client, llm: ServerThread, redis_server: RedisServer) -> None:
+    fake(llm).script = script
+    response = rag.post("/v1/solve", json={"problem": ADD, "budget": {"k": 2}}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["verified"] and "return a + b" in body["code"] and body["usage"]["completion_tokens"] > 0
+    with redis_server.client() as r:
+        [(_, record)] = r.xrange(SOLVES_STREAM)
+    assert record[b"status"] == b"passed" and record[b"user_id"] == b"7" and record[b"k"] == b"2"
+    assert ADD.encode() not in b"".join(record.values())  # a hash of the problem, never the problem
+    metrics = rag.get("/metrics", headers=AUTH).text
+    assert 'atlas_solves_total{status="passed",stopped="done"} 1.0' in metrics
+
+
+def test_solve_streams_progress_then_the_result(rag: httpx.Client, llm: ServerThread) -> None:
+    fake(llm).script = script
+    response = rag.post("/v1/solve", json={"problem": ADD, "budget": {"k": 2}, "stream": True}, headers=AUTH)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    got = events(response)
+    stages = [e["stage"] for e in got[:-2]]
+    assert stages[0] == "generate" and "verify" in stages
+    assert got[-2]["type"] == "result" and got[-2]["result"]["verified"] and got[-2]["usage"]["total_tokens"] > 0
+    assert got[-1] == "[DONE]"
+
+
+def test_every_route_needs_the_service_credential(rag: httpx.Client) -> None:
+    for path in ("/v1/solve", "/v1/chat/completions"):
+        response = rag.post(path, json={"problem": ADD})
+        assert response.status_code == 401 and "service credential" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({}, "problem"),
+    ({"problem": ADD, "budget": {"k": 99}}, "budget.k"),
+    ({"problem": ADD, "tests": [{"assert": "assert f()", "input": "x", "output": "y"}]}, "tests.0"),
+    ({"problem": "Multiply.", "tests": [{"args": [1], "expected": 1}]}, "tests.0"),
+    ({"problem": "Print 1.", "language": "c", "tests": [{"assert": "assert 1"}]}, "tests.0"),
+    ({"problem": ADD, "language": "cobol"}, "language"),
+])
+def test_bad_requests_name_the_field(rag: httpx.Client, body: dict[str, Any], field: str) -> None:
+    response = rag.post("/v1/solve", json=body, headers=AUTH)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == field
+
+
+def test_a_model_that_is_down_is_a_503_with_the_reason(rag: httpx.Client, llm: ServerThread) -> None:
+    fake(llm).down = True
+    response = rag.post("/v1/solve", json={"problem": ADD}, headers=AUTH)
+    assert response.status_code == 503 and "model is unavailable" in response.json()["error"]["message"]
+    streamed = events(rag.post("/v1/solve", json={"problem": ADD, "stream": True}, headers=AUTH))
+    assert streamed[-2]["type"] == "error" and streamed[-1] == "[DONE]"
+
+
+def test_chat_completion_for_atlas_is_the_verified_answer(rag: httpx.Client, llm: ServerThread) -> None:
+    fake(llm).script = script
+    response = rag.post("/v1/chat/completions", headers=AUTH, json={
+        "model": "atlas", "messages": [{"role": "user", "content": ADD}], "atlas": {"budget": {"k": 2}}})
+    body = response.json()
+    content = body["choices"][0]["message"]["content"]
+    assert content.startswith("```python\n") and "return a + b" in content and "Verification: passed" in content
+    assert body["atlas"]["verified"] and body["usage"]["total_tokens"] > 0 and body["model"] == "atlas"
+
+
+def test_chat_streams_progress_as_reasoning_then_the_answer(rag: httpx.Client, llm: ServerThread) -> None:
+    fake(llm).script = script
+    response = rag.post("/v1/chat/completions", headers=AUTH, json={
+        "model": "atlas", "stream": True, "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": ADD}]})
+    got = events(response)
+    reasoning = [e["choices"][0]["delta"].get("reasoning_content") for e in got[:-4]]
+    assert reasoning and all(reasoning)
+    assert "return a + b" in got[-4]["choices"][0]["delta"]["content"]
+    assert got[-3]["choices"][0]["finish_reason"] == "stop"
+    assert got[-2]["usage"]["completion_tokens"] > 0 and got[-1] == "[DONE]"
+
+
+def test_conversation_goes_straight_to_the_model(rag: httpx.Client, llm: ServerThread) -> None:
+    fake(llm).script = script
+    response = rag.post("/v1/chat/completions", headers=AUTH, json={
+        "model": "atlas", "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+    assert response.json()["choices"][0]["message"]["content"] == "Paris."
+    assert len(fake(llm).requests) == 1  # k = 1, no sandbox, no self-tests
+
+
+def test_a_client_that_leaves_cancels_the_solve(rag: httpx.Client, llm: ServerThread) -> None:
+    fake(llm).script = lambda body: (fenced("def add(a, b):\n    return a + b"), 10.0)
+    with pytest.raises(httpx.ReadTimeout):
+        rag.post("/v1/solve", json={"problem": ADD, "budget": {"k": 2}}, headers=AUTH, timeout=1.0)
+    app = fake(llm)
+    deadline = time.monotonic() + 5
+    while app.abandoned < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # ATLAS_RAG_LLM_PARALLEL=1: the second generation was waiting and must never start
+    assert len(app.requests) == 1 and app.abandoned == 1 and app.finished == 0
