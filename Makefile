@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox
+.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,3 +42,7 @@ bench-proxy: install ## llm-proxy's added latency vs LiteLLM's proxy (JSON in be
 
 bench-sandbox: install ## the sandbox's cost per run, throughput and a 1,000-test judge (JSON in bench-results/sandbox.json)
 	@$(BIN)/python scripts/bench_sandbox.py --out bench-results/sandbox.json
+
+bench-solve: install ## raw pass@1, pass@k and selected@1 on HumanEval and MBPP with the default model (JSON in bench-results/)
+	@$(BIN)/python scripts/bench_solve.py --dataset humaneval --out bench-results/solve-humaneval.json
+	@$(BIN)/python scripts/bench_solve.py --dataset mbpp --out bench-results/solve-mbpp.json

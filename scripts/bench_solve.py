@@ -138,7 +138,9 @@ def subset(solve: Solve, k: int, with_self: bool) -> Solve:
     sub = replace(solve, candidates=[], self_tests=solve.self_tests if with_self else [],
                   prompt_tokens=0, completion_tokens=0, repair_rounds=0)
     by_key = {c.key: c for c in solve.candidates if c.unique}
-    for c in solve.candidates[:k]:
+    for c in solve.candidates:
+        if c.index >= k:
+            continue
         copy = Candidate(index=c.index, origin=c.origin, temperature=c.temperature, seed=c.seed, code=c.code,
                          tokens=c.tokens)
         sub.add(copy)

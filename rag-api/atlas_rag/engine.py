@@ -95,6 +95,21 @@ class Solve:
         self.candidates.append(candidate)
         return candidate
 
+    def settle(self) -> None:
+        """Candidates in index order, the lowest index of each program its original: parallel generations
+        finish in any order, and the answer must not depend on which came back first."""
+        self.candidates.sort(key=lambda c: c.index)
+        first: dict[str, Candidate] = {}
+        for c in self.candidates:
+            c.duplicate_of, c.copies = None, 1
+            if c.code is None:
+                continue
+            if c.key in first:
+                c.duplicate_of = first[c.key].index
+                first[c.key].copies += 1
+            else:
+                first[c.key] = c
+
     def count(self, generation: Generation) -> None:
         self.prompt_tokens += generation.prompt_tokens
         self.completion_tokens += generation.completion_tokens
@@ -165,12 +180,15 @@ class Engine:
             seed = solve.seed + i
             variant = prompts.VARIANTS[i % len(prompts.VARIANTS)]
             code, gen = await self._sample(solve, prompts.solution(solve.problem, variant), temp, seed)
-            c = solve.add(Candidate(index=len(solve.candidates), origin="sample", temperature=temp, seed=seed,
-                                    code=code, tokens=gen.completion_tokens))
+            c = solve.add(Candidate(index=i, origin="sample", temperature=temp, seed=seed, code=code,
+                                    tokens=gen.completion_tokens))
             await say({"stage": "generate", "candidate": c.index, "tokens": c.tokens,
                        "message": f"candidate {c.index + 1}/{k}: " + _describe(c)})
 
-        await asyncio.gather(*(one(i) for i in range(start, k)))
+        try:
+            await asyncio.gather(*(one(i) for i in range(start, k)))
+        finally:
+            solve.settle()
 
     async def _sample(self, solve: Solve, messages: list[Message], temp: float, seed: int | None,
                       max_tokens: int | None = None) -> tuple[str | None, Generation]:
@@ -248,6 +266,10 @@ class Engine:
                 test = tests[f["test_index"]][1]
                 failure = {"test": _shown(test), "expected": f.get("expected") or test.expected,
                            "got": f.get("got"), "error": f.get("error")}
+            elif r["verdict"] != "passed":  # it did not compile: no test ran, the compiler's words are the failure
+                test = tests[0][1]
+                failure = {"test": _shown(test), "expected": test.expected or test.output or None, "got": None,
+                           "error": (r.get("compile_output") or r["verdict"])[-2000:]}
             out[int(r["id"])] = (r["verdict"], int(r["tests_passed"]), failure)
         return out
 
@@ -331,6 +353,8 @@ class Engine:
         await say({"stage": "repair", "round": solve.repair_rounds,
                    "message": f"repair round {solve.repair_rounds}: fixing {len(failing)} program(s)"})
 
+        first_index = max(c.index for c in solve.candidates) + 1
+
         async def fix(c: Candidate, n: int) -> None:
             c.repaired = True
             failure = dict(c.failure or {})
@@ -343,13 +367,16 @@ class Engine:
                                       failure.get("got"), failure.get("error"))
             seed = solve.seed + 1000 * solve.repair_rounds + n
             code, gen = await self._sample(solve, messages, 0.3 if n else 0.0, seed)
-            r = solve.add(Candidate(index=len(solve.candidates), origin="repair", temperature=0.3 if n else 0.0,
+            r = solve.add(Candidate(index=first_index + n, origin="repair", temperature=0.3 if n else 0.0,
                                     seed=seed, code=code, tokens=gen.completion_tokens))
             r.extra["repairs"] = c.index
             await say({"stage": "repair", "candidate": r.index, "message": f"repair of candidate {c.index + 1}: "
                                                                           + _describe(r)})
 
-        await asyncio.gather(*(fix(c, n) for n, c in enumerate(failing)))
+        try:
+            await asyncio.gather(*(fix(c, n) for n, c in enumerate(failing)))
+        finally:
+            solve.settle()
         await self.judge(solve, say)
         if solve.self_tests:
             await self.run_self_tests(solve, say)

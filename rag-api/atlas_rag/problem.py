@@ -28,8 +28,12 @@ def __atlas_eq(a, b):
         return len(a) == len(b) and all(__atlas_eq(x, y) for x, y in zip(a, b))
     return a == b
 '''
-ARROW = re.compile(r"^\s*(?:>>>\s*)?(?P<call>[A-Za-z_][A-Za-z0-9_]*\(.*\))\s*"
-                   r"(?:==>|=>|==|➞|→|->|should return|returns|should be)\s*(?P<value>.+?)\s*[.,;]?\s*$")
+ARROW = re.compile(r"^\s*(?:[*\-•]\s*)?(?:for\s+)?(?:>>>\s*)?(?P<call>[A-Za-z_][A-Za-z0-9_]*\(.*\))\s*"
+                   r"(?P<op>==>|=>|==|=|➞|→|->|should return|returns|should be)\s*(?P<value>.+?)\s*[.,;]?\s*$",
+                   re.IGNORECASE)
+# "For lst = [1,2,3] the output should be 14" (a one-parameter function).
+FOR_PARAM = re.compile(r"^\s*for\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?P<arg>.+?),?\s+the output should be\s+"
+                       r"(?P<value>.+?)\s*[.,;]?\s*$", re.IGNORECASE)
 SAMPLE_HEADER = re.compile(r"^\s*(?:sample\s+|example\s+)?(input|output)(?:\s*#?\s*\d+)?\s*:?\s*$", re.IGNORECASE)
 INLINE_IO = re.compile(r"^\s*(input|output)\s*:\s*(.+)$", re.IGNORECASE)
 BUILTINS = set(dir(builtins))
@@ -156,6 +160,9 @@ def parse_examples(text: str, entry: str | None, language: str) -> list[Test]:
 def _python_examples(text: str, entry: str) -> list[Test]:
     tests: list[Test] = []
     lines = text.splitlines()
+    params = _parameters(text, entry)
+    headers = [n for n, line in enumerate(lines) if re.search(r"\bexamples?\b", line, re.IGNORECASE)]
+    examples_from = headers[-1] if headers else -1
     i = 0
     while i < len(lines):
         line = lines[i].strip()
@@ -170,6 +177,8 @@ def _python_examples(text: str, entry: str) -> list[Test]:
                     and '"""' not in lines[j] and "'''" not in lines[j]:
                 out.append(lines[j].strip())
                 j += 1
+            if not out and (m := ARROW.match(expr)):  # ">>> f(x) == y" with nothing printed below
+                expr, out = m.group("call"), [m.group("value")]
             test = _value_test(expr, " ".join(out), entry)
             if test is not None:
                 tests.append(test)
@@ -179,19 +188,51 @@ def _python_examples(text: str, entry: str) -> list[Test]:
             call, expected = _split_assert(line)
             if call and call.split("(", 1)[0] == entry and _parses(line, "exec"):
                 tests.append(Test("assert", "example", code=line, call=call, expected=expected))
-        elif (m := ARROW.match(line)) and m.group("call").startswith(f"{entry}("):
+        elif (m := ARROW.match(line)) and m.group("call").startswith(f"{entry}(") and \
+                (m.group("op") != "=" or i > examples_from):  # "f(n) = ..." above the examples is a definition
             test = _value_test(m.group("call"), m.group("value"), entry)
             if test is not None:
                 tests.append(test)
+        elif (m := FOR_PARAM.match(line)) and params == [m.group("name")]:
+            test = _value_test(f"{entry}({m.group('arg')})", m.group("value"), entry)
+            if test is not None:
+                tests.append(test)
+        elif (m := INLINE_IO.match(line)) and m.group(1).lower() == "input" and i + 1 < len(lines):
+            answer = INLINE_IO.match(lines[i + 1])
+            if answer and answer.group(1).lower() == "output":  # "Input: arr = [1, 2], k = 3" / "Output: [2]"
+                test = _value_test(f"{entry}({m.group(2)})", answer.group(2), entry)
+                if test is not None:
+                    tests.append(test)
         i += 1
     return tests
 
 
+def _parameters(text: str, entry: str) -> list[str]:
+    found = re.search(rf"def\s+{re.escape(entry)}\s*\((?P<args>[^)]*)\)", text)
+    if not found:
+        return []
+    return [a.split(":")[0].split("=")[0].strip() for a in found.group("args").split(",") if a.strip()]
+
+
 def _value_test(expr: str, value: str, entry: str) -> Test | None:
-    value = value.strip()
-    if not value or not expr.startswith(f"{entry}(") or not _parses(expr) or not _parses(value):
+    """``expr`` should give ``value``: a test only when both are closed expressions (``fib(n)`` or a value
+    naming a variable is prose, not an example). Both are re-printed from their AST, which drops comments."""
+    value = {"true": "True", "false": "False", "null": "None"}.get(value.strip(), value.strip())
+    call, expected = _closed(expr, entry), _closed(value, None)
+    if call is None or expected is None or not call.startswith(f"{entry}("):
         return None
-    return Test("assert", "example", code=f"assert __atlas_eq({expr}, {value})", call=expr, expected=value)
+    return Test("assert", "example", code=f"assert __atlas_eq({call}, {expected})", call=call, expected=expected)
+
+
+def _closed(source: str, entry: str | None) -> str | None:
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except (SyntaxError, ValueError):
+        return None
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    if names - BUILTINS - {entry}:
+        return None
+    return ast.unparse(tree)
 
 
 def _split_assert(line: str) -> tuple[str | None, str | None]:
@@ -217,7 +258,12 @@ def _split_assert(line: str) -> tuple[str | None, str | None]:
 
 
 def _is_call(node: ast.expr) -> bool:
-    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in BUILTINS
+    """A call of a named function: a user's, or one shadowing a builtin (MBPP's ``sum(10, 15)``) when no other
+    call sits inside it (``len(f(x))`` tests ``f``, not ``len``)."""
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        return False
+    nested = any(isinstance(n, ast.Call) for arg in [*node.args, *node.keywords] for n in ast.walk(arg))
+    return node.func.id not in BUILTINS or not nested
 
 
 def _parses(source: str, mode: str = "eval") -> bool:

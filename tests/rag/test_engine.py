@@ -184,3 +184,15 @@ def test_cancelling_a_solve_stops_its_generations(llm: ServerThread, sandbox_url
     while app.abandoned < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(app.requests) == 2 and app.abandoned == 2 and app.finished == 0
+
+
+def test_code_that_does_not_compile_is_repaired_from_the_compiler_message(llm: ServerThread,
+                                                                          sandbox_url: str) -> None:
+    def script(body: dict[str, Any]) -> str:
+        return fenced(RIGHT) if "fails a test" in user_text(body) else fenced("def add(a, b):\n    return a +")
+
+    fake(llm).script = script
+    result = solve(llm, sandbox_url, SolveRequest(problem=ADD, seed=3, budget=Budget(k=1, self_tests=False)))
+    assert result.candidates[0].verdict == "SyntaxError" and result.verified and result.repair_rounds == 1
+    prompt = next(user_text(b) for b in fake(llm).requests if "fails a test" in user_text(b))
+    assert "Error:" in prompt and "SyntaxError" in prompt
