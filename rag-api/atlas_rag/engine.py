@@ -297,7 +297,7 @@ class Engine:
         if not solve.self_tests:
             return
         todo = [c for c in solve.candidates if c.unique and c.outputs is None]
-        cases = [(t.call, t.expected) for t in solve.self_tests]
+        cases = [(solve.problem.call(t.call), t.expected) for t in solve.self_tests]
         runs = await asyncio.gather(*(self.evaluate(solve, c.code or "", cases) for c in todo))
         for c, results in zip(todo, runs, strict=True):
             c.outputs = tuple(r.split(":", 1)[0] if r.startswith("!") else r for r, _ in results)
@@ -360,7 +360,7 @@ class Engine:
             failure = dict(c.failure or {})
             test = next((t for t in problem.tests if _shown(t) == failure.get("test")), None)
             if failure.get("got") is None and test is not None and test.call and self.can_agree(problem):
-                (got, _), = await self.evaluate(solve, c.code or "", [(test.call, None)])
+                (got, _), = await self.evaluate(solve, c.code or "", [(problem.call(test.call), None)])
                 failure["got"] = None if got.startswith("!") else got
                 failure["error"] = failure.get("error") or (got[1:] if got.startswith("!") else None)
             messages = prompts.repair(problem, c.code or "", failure.get("test") or "", failure.get("expected"),

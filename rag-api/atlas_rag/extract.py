@@ -39,19 +39,19 @@ def extract_code(text: str, language: str, entry_point: str | None = None) -> st
     Fenced blocks win: one tagged with the language (or untagged), preferring the one that defines the entry
     point, else the longest. Without fences, the text from its first line that looks like code."""
     text = strip_reasoning(text).replace("\r\n", "\n")
-    blocks = [(tag.lower(), body) for tag, body in FENCE.findall(text)]
-    fitting = [body for tag, body in blocks if not tag or tag in TAGS.get(language, {language})]
+    blocks = [(m.group(1).lower(), m.group(2), m.group(0).endswith("```")) for m in FENCE.finditer(text)]
+    fitting = [(body, closed) for tag, body, closed in blocks if not tag or tag in TAGS.get(language, {language})]
     if fitting:
         if entry_point:
-            defining = [b for b in fitting if _defines(b, entry_point, language)]
+            defining = [b for b in fitting if _defines(b[0], entry_point, language)]
             fitting = defining or fitting
-        code = max(fitting, key=len)
+        code, closed = max(fitting, key=lambda b: len(b[0]))
     elif blocks:
         return None  # only blocks in other languages: no answer in this one
     else:
-        code = _unfenced(text, language)
+        code, closed = _unfenced(text, language), False
     code = code.strip("\n")
-    if language == "python":
+    if language == "python" and not closed:  # prose after unfenced code, or a fence cut off mid-line
         code = _parseable_prefix(code)
     return code if code.strip() else None
 
@@ -107,9 +107,11 @@ def sanitize_python(code: str, keep_main: bool) -> str:
         return code
     lines = code.split("\n")
     drop: set[int] = set()
+    keep: set[int] = set()  # a line shared with a kept statement ("import math; print(1)") stays
     for node in tree.body:
-        if _runs_something(node):
-            drop.update(range(node.lineno - 1, (node.end_lineno or node.lineno)))
+        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))]) - 1
+        (drop if _runs_something(node) else keep).update(range(start, node.end_lineno or node.lineno))
+    drop -= keep
     return "\n".join(line for i, line in enumerate(lines) if i not in drop).strip("\n") + "\n"
 
 
@@ -118,7 +120,11 @@ def add_imports(code: str, problem: str) -> str:
     chat answer dropped them."""
     wanted = [line for line in problem.splitlines() if re.match(r"^(?:import |from \S+ import )", line)]
     missing = [line for line in wanted if line not in code]
-    return "\n".join([*missing, code]) if missing else code
+    if not missing:
+        return code
+    lines = code.split("\n")
+    at = max((i + 1 for i, line in enumerate(lines) if line.startswith("from __future__ import")), default=0)
+    return "\n".join([*lines[:at], *missing, *lines[at:]])
 
 
 def _runs_something(node: ast.stmt) -> bool:

@@ -72,6 +72,11 @@ class Problem:
     language: str
     entry_point: str | None
     tests: list[Test] = field(default_factory=list)  # user tests, then the problem's own examples
+    method_of: str | None = None  # LeetCode style: the entry point is a method of this class (``Solution``)
+
+    def call(self, expr: str) -> str:
+        """A call of the entry point as the program exposes it: ``Solution().f(x)`` for LeetCode-style code."""
+        return f"{self.method_of}().{expr}" if self.method_of else expr
 
     @property
     def reads_stdin(self) -> bool:
@@ -92,11 +97,13 @@ def build_problem(request: SolveRequest) -> Problem:
             if not entry:
                 raise ProblemError(f"tests.{i}", "function-call tests need 'entry_point' (the function to call)")
             test.call = f"{entry}(*{given.args!r})"
-    examples = parse_examples(request.problem, entry, language)
+    owner = method_owner(request.problem, entry) if language == "python" else None
+    examples = parse_examples(request.problem, entry, language, owner)
     if user and examples:  # the same example given twice counts once
         seen = {(t.mode, t.code, t.input, t.output) for t in user}
         examples = [t for t in examples if (t.mode, t.code, t.input, t.output) not in seen]
-    problem = Problem(text=request.problem, language=language, entry_point=entry, tests=user + examples)
+    problem = Problem(text=request.problem, language=language, entry_point=entry, tests=user + examples,
+                      method_of=owner)
     if problem.reads_stdin and any(t.mode != "stdin" for t in user):
         raise ProblemError("entry_point", f"assert and function-call tests in {language} need the function's "
                            "name ('entry_point'), and only Python and JavaScript run asserts")
@@ -140,18 +147,29 @@ def find_entry_point(text: str, tests: list[Test], language: str) -> str | None:
         found: list[str] = re.findall(r"function\s+([A-Za-z_$][A-Za-z0-9_$]*)\s*\(", text)
         if found:
             return found[-1]
-    named = re.search(r"(?:function|method)\s+(?:named\s+|called\s+)?`?([A-Za-z_][A-Za-z0-9_]*)`?\s*(?:\(|$|[,.;:])",
-                      text, re.MULTILINE)
-    if named and named.group(1) not in {"that", "which", "to", "in", "the", "a", "an", "for", "of", "with"}:
-        return named.group(1)
+    named = re.search(r"(?:function|method)\s+(?:named|called)\s+`?([A-Za-z_][A-Za-z0-9_]*)", text) or \
+        re.search(r"(?:function|method)\s+`?([A-Za-z_][A-Za-z0-9_]*)`?\s*\(", text)
+    return named.group(1) if named else None
+
+
+def method_owner(text: str, entry: str | None) -> str | None:
+    """``Solution`` when the problem gives LeetCode-style starter code with the entry point as its method."""
+    if entry and re.search(rf"class\s+Solution\b[\s\S]*def\s+{re.escape(entry)}\s*\(\s*self\b", text):
+        return "Solution"
     return None
 
 
-def parse_examples(text: str, entry: str | None, language: str) -> list[Test]:
+def parse_examples(text: str, entry: str | None, language: str, owner: str | None = None) -> list[Test]:
     """The examples a problem statement carries, as tests: for a function, doctests (``>>> f(x)`` then the
-    value), ``f(x) == y`` / ``f(x) => y`` lines and ``assert`` lines; for a program, Input/Output samples."""
+    value), ``f(x) == y`` / ``f(x) => y`` lines and ``assert`` lines; for a program, Input/Output samples.
+    A method's examples call it on a fresh instance of its class (``owner``)."""
     if entry and language == "python":
-        return _dedupe(_python_examples(text, entry))
+        tests = _dedupe(_python_examples(text, entry))
+        if owner:
+            for t in tests:
+                if t.call and t.code.startswith("assert __atlas_eq("):
+                    t.code = f"assert __atlas_eq({owner}().{t.call}, {t.expected})"
+        return tests
     if entry and language == "javascript":
         return []
     return _dedupe(_stdin_samples(text))
@@ -320,14 +338,16 @@ CODING = re.compile(
     r"class|algorithm|code|solution)\b|\bsample input\b|\bclass Solution\b",
     re.IGNORECASE | re.MULTILINE,
 )
-LANGUAGE_HINTS = [
+# A language named outright; the first one named wins ("a Python function for a linked-list node").
+LANGUAGE_NAMES = [
     ("cpp", re.compile(r"\bc\+\+|\bcpp\b", re.IGNORECASE)),
     ("rust", re.compile(r"\brust\b", re.IGNORECASE)),
-    ("javascript", re.compile(r"\bjavascript\b|\bnode(?:\.js)?\b|\bjs\b", re.IGNORECASE)),
+    ("javascript", re.compile(r"\bjavascript\b|\bnode\.js\b", re.IGNORECASE)),
     ("bash", re.compile(r"\bbash\b|\bshell script\b", re.IGNORECASE)),
     ("c", re.compile(r"\bin C\b|\bC program\b|\bANSI C\b|#include\s*<stdio\.h>")),
     ("python", re.compile(r"\bpython\b", re.IGNORECASE)),
 ]
+LANGUAGE_HINTS = [("javascript", re.compile(r"\bjs\b|\bnode\b", re.IGNORECASE))]  # weaker: only if none is named
 
 
 def is_coding_problem(text: str) -> bool:
@@ -336,7 +356,7 @@ def is_coding_problem(text: str) -> bool:
 
 
 def guess_language(text: str) -> str:
-    for language, pattern in LANGUAGE_HINTS:
-        if pattern.search(text):
-            return language
-    return "python"
+    named = [(m.start(), language) for language, pattern in LANGUAGE_NAMES if (m := pattern.search(text))]
+    if named:
+        return min(named)[1]
+    return next((language for language, pattern in LANGUAGE_HINTS if pattern.search(text)), "python")

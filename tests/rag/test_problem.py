@@ -20,6 +20,7 @@ from atlas_rag.problem import (
     find_entry_point,
     guess_language,
     is_coding_problem,
+    method_owner,
     parse_examples,
 )
 from atlas_rag.problem import Test as ParsedTest  # imported as Test, pytest would try to collect it
@@ -31,7 +32,9 @@ DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 def run(*sources: str) -> None:
     """Execute the sources as one program in a fresh namespace (trusted text only: datasets and this file)."""
     with warnings.catch_warnings():
-        # Benchmark code from 2021 has regexes like '\w' in plain strings; that is not this code's concern.
+        # Benchmark code from 2021 has regexes like '\w' in plain strings: a DeprecationWarning in 3.11, a
+        # SyntaxWarning from 3.12, and not what these tests are about.
+        warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", SyntaxWarning)
         exec(compile("\n".join(sources), "<test>", "exec"), {})  # noqa: S102
 
@@ -95,6 +98,13 @@ def test_doctests_accept_a_correct_program_and_reject_a_wrong_one() -> None:
     wrong = "def running_sum(xs, start=0):\n    return [start + x for x in xs]\n"
     with pytest.raises(AssertionError):
         run(EQ_HELPER, wrong, tests[0].code)
+
+
+def test_doctest_values_compare_like_doctest_reads_them() -> None:
+    text = ">>> stats([0.1, 0.2])\n(0.15, 2)\n"
+    tests = parse_examples(text, "stats", "python")
+    assert failures("def stats(xs):\n    return [sum(xs) / len(xs), len(xs)]\n", tests) == []  # 0.15000000000000002
+    assert len(failures("def stats(xs):\n    return [0.1501, len(xs)]\n", tests)) == 1
 
 
 @pytest.mark.parametrize("line", [
@@ -206,9 +216,44 @@ def test_samples_need_both_halves_and_count_once() -> None:
     assert [t.mode for t in parse_examples("Input: 3\nOutput: 6\n", "twice", "c")] == ["stdin"]
 
 
-# Found while writing these tests: each line turns into a test that no program passes (NameError, SyntaxError,
-# TypeError), so the engine would reject correct code. The first four come from HumanEval/80, 76, 46 and 123.
-@pytest.mark.xfail(strict=True, reason="parse_examples: examples that no program can pass (see the ids)")
+@pytest.mark.parametrize(("text", "codes"), [
+    ("def digits(lst):\n    For lst = [1,2] the output should be 3.\n    For lst = [] the output should be 0\n",
+     ["assert __atlas_eq(digits([1, 2]), 3)", "assert __atlas_eq(digits([]), 0)"]),
+    ("def digits(lst, base):\n    For lst = [1,2] the output should be 3\n", []),  # which parameter is lst?
+    ("Example 1:\nInput: nums = [1,2,3], k = 2\nOutput: 6\n", ["assert __atlas_eq(digits(nums=[1, 2, 3], k=2), 6)"]),
+    ("Examples:\n- digits(1) => 2\n* digits(2) => null\n", ["assert __atlas_eq(digits(1), 2)",
+                                                           "assert __atlas_eq(digits(2), None)"]),
+    ("digits(n) = digits(n - 1) + 1\ndigits(0) = 0\nExamples:\ndigits(4) = 4\n", ["assert __atlas_eq(digits(4), 4)"]),
+    (">>> digits(2) == 2\nTrue\n>>> digits(3) == 3\n", ["assert __atlas_eq(digits(2) == 2, True)",
+                                                       "assert __atlas_eq(digits(3), 3)"]),
+])
+def test_other_example_shapes(text: str, codes: list[str]) -> None:
+    assert [t.code for t in parse_examples(text, "digits", "python")] == codes
+
+
+# A LeetCode statement as LiveCodeBench gives it (question, then the starter code); 180 of its 181 functional
+# problems have such examples.
+LEETCODE = """You are given an integer array nums. Return the sum of its elements.
+
+Example 1:
+
+Input: nums = [1,2,3]
+Output: 6
+
+class Solution:
+    def arraySum(self, nums: List[int]) -> int:
+        """
+
+
+def test_leetcode_examples_accept_a_solution_class() -> None:
+    entry = find_entry_point(LEETCODE, [], "python")
+    tests = parse_examples(LEETCODE, entry, "python", method_owner(LEETCODE, entry))
+    solution = "class Solution:\n    def arraySum(self, nums):\n        return sum(nums)\n"
+    assert (entry, failures(solution, tests)) == ("arraySum", [])
+
+
+# Each line once became a test that no program passes (NameError, SyntaxError, TypeError), so the engine
+# rejected correct code. The first four come from HumanEval/80, 76, 46 and 123.
 @pytest.mark.parametrize(("line", "returns"), [
     ("f(abc) => True", "True"),  # HumanEval/80: an unquoted string argument becomes a free name
     ("f(1) => true", "True"),  # HumanEval/76: JavaScript's true is a free name in Python
@@ -258,7 +303,7 @@ def test_entry_point_from_the_tests_calls_first() -> None:
     ("Write a method called bar: it returns 1.", "bar"),
     ("Add two numbers.", None),
     ("Write a function that adds two numbers.", None),
-    ("assert len(xs) == 3\n", None),  # builtins are never the entry point
+    ("Your code should pass this test:\nassert sum(10, 15) == 6\n", "sum"),  # MBPP/126 shadows a builtin
 ])
 def test_python_entry_points(text: str, entry: str | None) -> None:
     assert find_entry_point(text, [], "python") == entry
@@ -271,8 +316,6 @@ def test_javascript_entry_points() -> None:
     assert find_entry_point("def add(a, b):\n    pass\n", [], "javascript") is None
 
 
-@pytest.mark.xfail(strict=True, reason="find_entry_point: the name must be followed by '(' or punctuation, "
-                                       "so 'a function named `foo` that ...' names nothing")
 def test_a_function_named_in_a_sentence() -> None:
     assert find_entry_point("Write a function named `foo` that returns 1.", [], "python") == "foo"
 
@@ -283,8 +326,9 @@ ADD = 'def add(a, b):\n    """\n    >>> add(2, 3)\n    5\n    """\n'
 
 
 def test_user_tests_of_each_shape() -> None:
-    problem = build_problem(request(ADD, tests=[
-        {"assert": "assert 5 == add(2, 3)"}, {"input": "1 2\n", "output": "3\n"}, {"args": [[1], None], "expected": 3}]))
+    tests = [{"assert": "assert 5 == add(2, 3)"}, {"input": "1 2\n", "output": "3\n"},
+             {"args": [[1], None], "expected": 3}]
+    problem = build_problem(request(ADD, tests=tests))
     asserted, stdin, functional, example = problem.tests
     assert (asserted.mode, asserted.source, asserted.call, asserted.expected) == ("assert", "user", "add(2, 3)", "5")
     assert (stdin.mode, stdin.input, stdin.output) == ("stdin", "1 2\n", "3\n")
@@ -400,8 +444,6 @@ def test_guess_language(text: str, language: str) -> None:
     assert guess_language(text) == language
 
 
-@pytest.mark.xfail(strict=True, reason="guess_language: the word 'node' (trees, linked lists) means JavaScript, "
-                                       "and is checked before an explicit 'Python'")
 def test_guess_language_node_of_a_linked_list() -> None:
     assert guess_language("Write a Python function that deletes a node from a linked list.") == "python"
 
@@ -430,10 +472,9 @@ def mbpp() -> list[dict[str, Any]]:
 # The docstring itself is wrong: the canonical solution is right and fails the example.
 HUMANEVAL_QUIRKS = {
     "HumanEval/47": "median([-10, 4, 6, 1000, 10, 20]) is 8.0, the docstring says 15.0",
+    "HumanEval/116": "sort_array([1, 5, 2, 3, 4]) is [1, 2, 4, 3, 5] (by count of ones), the docstring says sorted",
     "HumanEval/148": 'bf("Earth", "Mercury") is ("Venus",), the docstring writes ("Venus"), a str',
 }
-# Parser bugs (see test_parsed_examples_never_reject_a_correct_program): free names, a trailing comment.
-HUMANEVAL_PARSER_BUGS = ["HumanEval/46", "HumanEval/63", "HumanEval/76", "HumanEval/80", "HumanEval/123"]
 
 
 def humaneval_failures(task_id: str) -> list[str]:
@@ -469,23 +510,12 @@ def test_every_humaneval_example_passes_the_canonical_solution() -> None:
     failed: dict[str, list[str]] = {}
     for task_id, row in humaneval().items():
         with_examples += bool(parse_examples(row["prompt"], row["entry_point"], "python"))
-        if task_id in HUMANEVAL_QUIRKS or task_id in HUMANEVAL_PARSER_BUGS:
+        if task_id in HUMANEVAL_QUIRKS:
             continue
         if f := humaneval_failures(task_id):
             failed[task_id] = f
     assert failed == {}
-    assert with_examples >= 120  # 123 of the 164 problems when this was written: a parser that finds nothing fails
-
-
-@pytest.mark.xfail(strict=True, reason="parse_examples turns these docstrings into tests the canonical solution "
-                                       "fails: free names (46, 63, 76, 80), a trailing comment (123)")
-@pytest.mark.parametrize("task_id", HUMANEVAL_PARSER_BUGS)
-def test_humaneval_examples_the_parser_gets_wrong(task_id: str) -> None:
-    assert humaneval_failures(task_id) == []
-
-
-# MBPP/126 names its function `sum`: find_entry_point never takes a builtin's name, so it finds nothing.
-MBPP_BUILTIN_NAMED = {126}
+    assert with_examples >= 140  # 148 of the 164 problems when this was written: a parser that finds nothing fails
 
 
 def mbpp_text(row: dict[str, Any]) -> str:
@@ -495,20 +525,11 @@ def mbpp_text(row: dict[str, Any]) -> str:
 def test_every_mbpp_first_test_is_found_and_passes() -> None:
     problems: dict[int, str] = {}
     for row in mbpp():
-        if row["task_id"] in MBPP_BUILTIN_NAMED:
-            continue
         entry = find_entry_point(mbpp_text(row), [], "python")
         tests = parse_examples(mbpp_text(row), entry, "python")
-        if entry is None or not re.search(rf"^def {entry}\(", row["code"], re.MULTILINE) or len(tests) != 1:
+        if entry is None or not re.search(rf"^def\s+{entry}\s*\(", row["code"], re.MULTILINE) or len(tests) != 1:
             problems[row["task_id"]] = f"entry {entry}, {len(tests)} tests"
         elif f := failures(row["code"] + "\n" + row["test_setup_code"], tests):
             problems[row["task_id"]] = f[0]
     assert problems == {}
     assert len(mbpp()) == 500
-
-
-@pytest.mark.xfail(strict=True, reason="find_entry_point ignores calls to builtin names, so a function that "
-                                       "shadows one (MBPP/126 `sum`) has no entry point")
-def test_mbpp_function_named_like_a_builtin() -> None:
-    [row] = [r for r in mbpp() if r["task_id"] in MBPP_BUILTIN_NAMED]
-    assert find_entry_point(mbpp_text(row), [], "python") == "sum"
