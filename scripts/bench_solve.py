@@ -28,6 +28,7 @@ import math
 import os
 import platform
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,15 @@ def load(dataset: str, data: Path) -> tuple[list[dict[str, Any]], Path]:
         problems.append({"id": f"mbpp/{r['task_id']}", "problem": text, "entry_point": None,
                          "hidden": {"setup": r.get("test_setup_code") or "", "test": "\n".join(r["test_list"])}})
     return problems, path
+
+
+def commit() -> str:
+    """The checkout being measured (recorded with every task, so a resumed run shows if the code changed)."""
+    git = shutil.which("git")
+    if git is None:
+        return "unknown"
+    found = subprocess.run([git, "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return found.stdout.strip() or "unknown"
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -189,7 +199,7 @@ async def run_task(engine: Engine, sandbox: SandboxClient, problem: dict[str, An
     hidden = dict(zip(codes, await hidden_verdicts(sandbox, problem, list(codes.values())), strict=True))
     samples = [bool(c.code) and hidden.get(c.key, False) for c in solve.candidates]
     record: dict[str, Any] = {
-        "id": problem["id"], "entry_point": solve.problem.entry_point,
+        "id": problem["id"], "commit": args.commit, "entry_point": solve.problem.entry_point,
         "public_tests": len(solve.problem.tests), "self_tests": len(solve.self_tests),
         "samples_pass": samples, "sample_tokens": [c.tokens for c in solve.candidates],
         "sample_seconds_total": round(t_gen, 3), "judge_seconds": round(t_judge, 3),
@@ -253,27 +263,11 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    data = Path(args.data_path or os.environ.get("ATLAS_DATA_DIR") or ROOT.parent / "shared" / "datasets")
-    problems, data_file = load(args.dataset, data)
-    if args.limit:
-        problems = problems[: args.limit]
-    model = Path(args.model) if args.model else default_chat_model()
-    assert model is not None and model.is_file(), "no model file: run make install"
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tasks_file = out.with_suffix(".tasks.jsonl")
-    done = {}
-    if tasks_file.exists():
-        for line in tasks_file.read_text().splitlines():
-            record = json.loads(line)
-            done[record["id"]] = record
+async def run_all(args: argparse.Namespace, problems: list[dict[str, Any]], done: dict[str, Any],
+                  tasks_file: Path, model: Path, config: EngineConfig) -> None:
     work = Path(tempfile.mkdtemp(prefix="atlas-bench-solve-"))
     service = Service(work)
     llama = Llama(work, model, args.threads)
-    config = EngineConfig(k=POOL, max_tokens=args.max_tokens, repair_rounds=args.repair_rounds,
-                          deadline_s=3600, self_tests=True)
-    started = time.time()
     try:
         async with httpx.AsyncClient(timeout=600) as http:
             engine = Engine(ReplayingLLM(http, llama.url, llama.key, timeout_s=600),
@@ -294,6 +288,29 @@ async def main_async(args: argparse.Namespace) -> None:
     finally:
         llama.close()
         service.close()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    data = Path(args.data_path or os.environ.get("ATLAS_DATA_DIR") or ROOT.parent / "shared" / "datasets")
+    problems, data_file = load(args.dataset, data)
+    if args.limit:
+        problems = problems[: args.limit]
+    model = Path(args.model) if args.model else default_chat_model()
+    assert model is not None and model.is_file(), "no model file: run make install"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tasks_file = out.with_suffix(".tasks.jsonl")
+    done = {}
+    if tasks_file.exists():
+        for line in tasks_file.read_text().splitlines():
+            record = json.loads(line)
+            done[record["id"]] = record
+    config = EngineConfig(k=POOL, max_tokens=args.max_tokens, repair_rounds=args.repair_rounds,
+                          deadline_s=3600, self_tests=True)
+    started = time.time()
+    args.commit = commit()
+    if not args.summarise_only:
+        await run_all(args, problems, done, tasks_file, model, config)
     records = [done[p["id"]] for p in problems if p["id"] in done]
     report = {
         "dataset": args.dataset, "data_file": str(data_file), "data_sha256": sha256(data_file),
@@ -304,10 +321,25 @@ async def main_async(args: argparse.Namespace) -> None:
                      "llama_threads": args.threads, "prompt_style": config.prompt_style},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
         "this_run_wall_s": round(time.time() - started, 1),
+        "engine_commits": sorted({r.get("commit", "unrecorded") for r in records}),
         "summary": summarise(records),
     }
     out.write_text(json.dumps(report, indent=2) + "\n")  # noqa: ASYNC240 (the run is over)
     print(json.dumps(report["summary"], indent=2))
+    print(table(report["summary"]))
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The markdown table docs/benchmarks.md quotes."""
+    if not summary.get("tasks"):
+        return "no tasks"
+    rows = ["| k | pass@k (unbiased) | oracle any-of-k | selected@1, public tests | + self-tests | + repair |",
+            "|---|---|---|---|---|---|"]
+    for k in KS:
+        cells = [f"{summary[f'pass@{k}']:.1%}", f"{summary[f'oracle@{k}']:.1%}"]
+        cells += [f"{summary[f'selected@1 k{k}/{v}']:.1%}" for v in VARIANTS]
+        rows.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -321,6 +353,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", default="bench-results/solve-humaneval.json")
+    parser.add_argument("--summarise-only", action="store_true", help="report on the tasks already run, run none")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -404,6 +404,8 @@ class Engine:
             status = "unverified"
         else:
             status = "passed" if winner.public_ok else "failed"
+        if status == "failed" and solve.stopped == "done":
+            solve.stopped = "budget"  # nothing passed and the repair rounds are spent
         times = solve.timeline.totals()
         return SolveResult(
             id=solve.id, code=winner.code if winner else None, language=problem.language,
@@ -451,8 +453,11 @@ def summary(solve: Solve, winner: Candidate | None, status: str) -> str:
     elif status == "passed":
         head = f"passed all {winner.public_total} public test(s) ({', '.join(sources)})"
     elif status == "failed":
-        head = (f"NOT verified: passed {winner.public_passed}/{winner.public_total} public test(s) "
-                f"({', '.join(sources)}); first failure: {(winner.failure or {}).get('test')}")
+        head = f"NOT verified: passed {winner.public_passed}/{len(problem.tests)} public test(s) ({', '.join(sources)})"
+        if winner.failure:
+            head += f"; first failure: {winner.failure.get('test')}"
+        elif winner.verdict == "untested":
+            head += "; not run before the deadline"
     else:
         head = "NOT verified: the request had no tests and the problem no examples"
     parts = [head, f"chosen from {len(samples)} candidate(s), {distinct} distinct, {passing} passing"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Language = Literal["python", "javascript", "c", "cpp", "rust", "bash"]
 MAX_TEXT = 200_000
@@ -65,6 +65,13 @@ class SolveRequest(Strict):
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Base seed; candidate i uses seed + i.")
     stream: bool = False
     model: str | None = Field(None, max_length=200, description="Ignored: /v1/solve always runs the pipeline.")
+
+    @field_validator("problem")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must contain the problem's text, not only whitespace")
+        return value
 
 
 class ChatExtension(Strict):

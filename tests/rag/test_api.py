@@ -79,6 +79,7 @@ def test_every_route_needs_the_service_credential(rag: httpx.Client) -> None:
 
 @pytest.mark.parametrize(("body", "field"), [
     ({}, "problem"),
+    ({"problem": "  \n "}, "problem"),
     ({"problem": ADD, "budget": {"k": 99}}, "budget.k"),
     ({"problem": ADD, "tests": [{"assert": "assert f()", "input": "x", "output": "y"}]}, "tests.0"),
     ({"problem": "Multiply.", "tests": [{"args": [1], "expected": 1}]}, "tests.0"),

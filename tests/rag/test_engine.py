@@ -117,6 +117,7 @@ def test_repair_stops_after_its_rounds(llm: ServerThread, sandbox_url: str) -> N
     result = solve(llm, sandbox_url, SolveRequest(problem=ADD, seed=7, budget=Budget(k=1, repair_rounds=2,
                                                                                      self_tests=False)))
     assert not result.verified and result.status == "failed" and result.repair_rounds <= 2
+    assert result.stopped == "budget"
     assert "NOT verified" in result.summary and result.code is not None
 
 
@@ -196,3 +197,14 @@ def test_code_that_does_not_compile_is_repaired_from_the_compiler_message(llm: S
     assert result.candidates[0].verdict == "SyntaxError" and result.verified and result.repair_rounds == 1
     prompt = next(user_text(b) for b in fake(llm).requests if "fails a test" in user_text(b))
     assert "Error:" in prompt and "SyntaxError" in prompt
+
+
+def test_a_base_model_continues_the_signature(llm: ServerThread, sandbox_url: str) -> None:
+    """prompt_style=completion: the problem as code is the prompt; the continuation is cut where it leaves
+    the function, and the program is the two together."""
+    problem = 'def add(a, b):\n    """Sum of a and b.\n    >>> add(2, 3)\n    5\n    """\n'
+    fake(llm).script = lambda body: "    return a + b\n\n\ndef unrelated():\n    pass\n"
+    result = solve(llm, sandbox_url, SolveRequest(problem=problem, budget=Budget(k=1)), prompt_style="completion")
+    sent = fake(llm).requests[0]
+    assert sent["prompt"] == problem and "\ndef " in sent["stop"]
+    assert result.verified and result.code == problem + "    return a + b\n"
