@@ -88,16 +88,14 @@ class Solve:
     def add(self, candidate: Candidate) -> Candidate:
         if candidate.code is not None:
             candidate.key = normalise(candidate.code, self.problem.language)
-            first = next((c for c in self.candidates if c.unique and c.key == candidate.key), None)
-            if first is not None:
-                candidate.duplicate_of = first.index
-                first.copies += 1
         self.candidates.append(candidate)
+        self.settle()
         return candidate
 
     def settle(self) -> None:
-        """Candidates in index order, the lowest index of each program its original: parallel generations
-        finish in any order, and the answer must not depend on which came back first."""
+        """Candidates in index order, the lowest index of each program its original (the others count as its
+        copies): parallel generations finish in any order, and the answer must not depend on which came first.
+        Judging happens after a whole round is in, so an original never changes once judged."""
         self.candidates.sort(key=lambda c: c.index)
         first: dict[str, Candidate] = {}
         for c in self.candidates:
@@ -185,10 +183,7 @@ class Engine:
             await say({"stage": "generate", "candidate": c.index, "tokens": c.tokens,
                        "message": f"candidate {c.index + 1}/{k}: " + _describe(c)})
 
-        try:
-            await asyncio.gather(*(one(i) for i in range(start, k)))
-        finally:
-            solve.settle()
+        await asyncio.gather(*(one(i) for i in range(start, k)))
 
     async def _sample(self, solve: Solve, messages: list[Message], temp: float, seed: int | None,
                       max_tokens: int | None = None) -> tuple[str | None, Generation]:
@@ -373,10 +368,7 @@ class Engine:
             await say({"stage": "repair", "candidate": r.index, "message": f"repair of candidate {c.index + 1}: "
                                                                           + _describe(r)})
 
-        try:
-            await asyncio.gather(*(fix(c, n) for n, c in enumerate(failing)))
-        finally:
-            solve.settle()
+        await asyncio.gather(*(fix(c, n) for n, c in enumerate(failing)))
         await self.judge(solve, say)
         if solve.self_tests:
             await self.run_self_tests(solve, say)

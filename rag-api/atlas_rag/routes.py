@@ -130,35 +130,52 @@ async def stream_events(work: Callable[[Emit], Awaitable[SolveResult]],
         task.cancel()
 
 
+Frame = Callable[[dict[str, Any] | SolveResult], list[bytes]]
+
+
+def begin(solver: Solver, request: SolveRequest, prefix: str = "") -> Solve | Response:
+    """The solve, or the 400/503 that refuses it before any work."""
+    try:
+        return solver.start(request)
+    except ProblemError as exc:
+        return error_response(400, str(exc), param=prefix + exc.field)
+    except Busy:
+        return error_response(503, "too many solves are running; retry shortly", headers={"Retry-After": "5"})
+
+
+async def respond(request: Request, solver: Solver, solve: Solve, stream: bool, frame: Frame,
+                  body: Callable[[SolveResult], dict[str, Any]]) -> Response:
+    """Runs the solve as an SSE stream of ``frame``s, or to one JSON ``body``; either way a client that leaves
+    cancels it."""
+    user = request.headers.get("x-atlas-user-id")
+    if stream:
+        return StreamingResponse(stream_events(lambda emit: solver.run(solve, emit, user), frame),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    try:
+        result = await run_or_cancel(request, solver.run(solve, None, user))
+    except (LLMUnavailable, SandboxUnavailable) as exc:
+        return error_response(503, _unavailable(exc))
+    if result is None:  # nobody is listening; the status is for the access log
+        return Response(status_code=499)
+    return JSONResponse(body(result))
+
+
 def router(settings: Settings) -> APIRouter:
     api = APIRouter(dependencies=[Depends(require_service_token(settings.service_token))])
 
     @api.post("/v1/solve", response_model=None)
     async def solve(body: SolveRequest, request: Request) -> Response:
         solver: Solver = request.app.state.solver
-        user = request.headers.get("x-atlas-user-id")
-        try:
-            state = solver.start(body)
-        except ProblemError as exc:
-            return error_response(400, str(exc), param=exc.field)
-        except Busy:
-            return error_response(503, "too many solves are running; retry shortly", headers={"Retry-After": "5"})
-        if body.stream:
-            def frame(item: dict[str, Any] | SolveResult) -> list[bytes]:
-                if isinstance(item, SolveResult):
-                    return [_sse({"type": "result", "result": item.model_dump(), "usage": item.usage}),
-                            _sse(b"[DONE]")]
-                return [_sse({"type": "progress", **item})]
+        state = begin(solver, body)
+        if isinstance(state, Response):
+            return state
 
-            return StreamingResponse(stream_events(lambda emit: solver.run(state, emit, user), frame),
-                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        try:
-            result = await run_or_cancel(request, solver.run(state, None, user))
-        except (LLMUnavailable, SandboxUnavailable) as exc:
-            return error_response(503, _unavailable(exc))
-        if result is None:
-            return Response(status_code=499)
-        return JSONResponse(result.model_dump())
+        def frame(item: dict[str, Any] | SolveResult) -> list[bytes]:
+            if isinstance(item, SolveResult):
+                return [_sse({"type": "result", "result": item.model_dump(), "usage": item.usage}), _sse(b"[DONE]")]
+            return [_sse({"type": "progress", **item})]
+
+        return await respond(request, solver, state, body.stream, frame, lambda result: result.model_dump())
 
     @api.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> Response:
@@ -186,43 +203,30 @@ def router(settings: Settings) -> APIRouter:
         try:
             req = SolveRequest(problem=text, language=ext.language or guess_language(text), tests=ext.tests,
                                entry_point=ext.entry_point, budget=ext.budget, seed=ext.seed)
-            state = solver.start(req)
-        except ProblemError as exc:
-            return error_response(400, str(exc), param=f"atlas.{exc.field}")
         except ValidationError as exc:
             return error_response(400, f"invalid request: {exc.errors()[0]['msg']}", param="messages")
-        except Busy:
-            return error_response(503, "too many solves are running; retry shortly", headers={"Retry-After": "5"})
-        user = request.headers.get("x-atlas-user-id")
-        chat_id = f"chatcmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
-        if stream:
-            def frame(item: dict[str, Any] | SolveResult) -> list[bytes]:
-                def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-                    return _sse({"id": chat_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-                if not isinstance(item, SolveResult):
-                    return [chunk({"role": "assistant", "reasoning_content": f"{item['message']}\n"})]
-                out = [chunk({"content": answer_text(item)}), chunk({}, "stop")]
-                if usage_wanted:
-                    out.append(_sse({"id": chat_id, "object": "chat.completion.chunk", "created": created,
-                                     "model": model, "choices": [], "usage": item.usage}))
-                return [*out, _sse(b"[DONE]")]
+        state = begin(solver, req, "atlas.")
+        if isinstance(state, Response):
+            return state
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
 
-            return StreamingResponse(stream_events(lambda emit: solver.run(state, emit, user), frame),
-                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        try:
-            result = await run_or_cancel(request, solver.run(state, None, user))
-        except (LLMUnavailable, SandboxUnavailable) as exc:
-            return error_response(503, _unavailable(exc))
-        if result is None:
-            return Response(status_code=499)
-        return JSONResponse({
-            "id": chat_id, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer_text(result)},
-                         "finish_reason": "stop"}],
-            "usage": result.usage, "atlas": result.model_dump(),
-        })
+        def frame(item: dict[str, Any] | SolveResult) -> list[bytes]:
+            def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+                return _sse(base | {"object": "chat.completion.chunk",
+                                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            if not isinstance(item, SolveResult):
+                return [chunk({"role": "assistant", "reasoning_content": f"{item['message']}\n"})]
+            out = [chunk({"content": answer_text(item)}), chunk({}, "stop")]
+            if usage_wanted:
+                out.append(_sse(base | {"object": "chat.completion.chunk", "choices": [], "usage": item.usage}))
+            return [*out, _sse(b"[DONE]")]
+
+        def completion(result: SolveResult) -> dict[str, Any]:
+            message = {"role": "assistant", "content": answer_text(result)}
+            return base | {"object": "chat.completion", "usage": result.usage, "atlas": result.model_dump(),
+                           "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+
+        return await respond(request, solver, state, stream, frame, completion)
 
     return api
 
