@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import random
 import secrets
 import shutil
 import subprocess
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ from atlas_rag.llm import Generation, LLMClient, Message
 from atlas_rag.sandbox import SandboxClient
 from atlas_rag.schemas import Budget, SolveRequest
 from atlas_rag.select import Candidate, agree, choose
+from atlas_rag.timeline import Timeline
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = 10
@@ -104,12 +107,13 @@ class ReplayingLLM(LLMClient):
         self.seen: dict[str, Generation] = {}
 
     async def chat(self, messages: list[Message], *, temperature: float, seed: int | None, max_tokens: int,
-                   stop: list[str] | None = None) -> Generation:
+                   stop: list[str] | None = None, timeline: Timeline | None = None) -> Generation:
         key = json.dumps([messages, temperature, seed, max_tokens, stop])
         if key not in self.seen:
-            self.seen = {key: await super().chat(messages, temperature=temperature, seed=seed,
-                                                 max_tokens=max_tokens, stop=stop)} | \
-                (self.seen if len(self.seen) < 200 else {})
+            self.seen[key] = await super().chat(messages, temperature=temperature, seed=seed, max_tokens=max_tokens,
+                                                stop=stop, timeline=timeline)
+            while len(self.seen) > 200:  # one task's worth is all that can repeat
+                self.seen.pop(next(iter(self.seen)))
         return self.seen[key]
 
 
@@ -182,16 +186,17 @@ async def run_task(engine: Engine, sandbox: SandboxClient, problem: dict[str, An
     request = SolveRequest(problem=problem["problem"], entry_point=problem["entry_point"], seed=args.seed,
                            budget=Budget(k=POOL, max_tokens=args.max_tokens, repair_rounds=args.repair_rounds))
     solve = engine.start(request)
+    solve.deadline = time.monotonic() + 3600
     started = time.monotonic()
     await engine.generate(solve, POOL)
     t_gen = time.monotonic() - started
     await engine.judge(solve)
     t_judge = time.monotonic() - started - t_gen
-    self_tokens = solve.prompt_tokens + solve.completion_tokens
-    if engine.can_agree(solve.problem):
+    before = solve.prompt_tokens, solve.completion_tokens
+    if engine.can_agree(solve.problem):  # always written here; each k charges them only where a solve would
         await engine.write_self_tests(solve)
         await engine.run_self_tests(solve)
-    self_tokens = solve.prompt_tokens + solve.completion_tokens - self_tokens
+    self_tokens = [solve.prompt_tokens - before[0], solve.completion_tokens - before[1]]
     t_self = time.monotonic() - started - t_gen - t_judge
     pool_times = solve.timeline.totals()
 
@@ -199,28 +204,24 @@ async def run_task(engine: Engine, sandbox: SandboxClient, problem: dict[str, An
     hidden = dict(zip(codes, await hidden_verdicts(sandbox, problem, list(codes.values())), strict=True))
     samples = [bool(c.code) and hidden.get(c.key, False) for c in solve.candidates]
     record: dict[str, Any] = {
-        "id": problem["id"], "commit": args.commit, "entry_point": solve.problem.entry_point,
-        "public_tests": len(solve.problem.tests), "self_tests": len(solve.self_tests),
-        "samples_pass": samples, "sample_tokens": [c.tokens for c in solve.candidates],
+        "id": problem["id"], "commit": args.commit, "settings": args.task_settings,
+        "entry_point": solve.problem.entry_point, "public_tests": len(solve.problem.tests),
+        "self_tests": len(solve.self_tests), "samples_pass": samples,
+        "sample_tokens": [c.tokens for c in solve.candidates], "sample_prompt_tokens": before[0],
         "sample_seconds_total": round(t_gen, 3), "judge_seconds": round(t_judge, 3),
         "self_test_seconds": round(t_self, 3), "self_test_tokens": self_tokens,
-        "pool_prompt_tokens": solve.prompt_tokens, "pool_completion_tokens": solve.completion_tokens,
         "pool_timeline": {k: round(v, 4) for k, v in pool_times.items()},
         "selected": {},
     }
     for k in KS:
         for variant in VARIANTS:
-            sub = subset(solve, k, with_self=variant != "public" and k > 1)
-            repair_tokens, repair_seconds = 0, 0.0
-            if variant == "public+self+repair" and sub.problem.tests:
-                t0 = time.monotonic()
-                for _ in range(args.repair_rounds):
-                    if any(c.public_ok for c in sub.candidates if c.unique):
-                        break
-                    if not await engine.repair(sub):
-                        break
-                repair_seconds = time.monotonic() - t0
-                repair_tokens = sub.prompt_tokens + sub.completion_tokens
+            sub = subset(solve, k, with_self=False)
+            wrote_self = variant != "public" and engine.wants_self_tests(sub)
+            if wrote_self:
+                sub = subset(solve, k, with_self=True)
+            t0 = time.monotonic()
+            if variant == "public+self+repair":
+                await engine.repair_rounds(sub, args.repair_rounds)
             winner = choose(sub.candidates)
             passed = False
             if winner is not None and winner.code:
@@ -228,10 +229,18 @@ async def run_task(engine: Engine, sandbox: SandboxClient, problem: dict[str, An
                     (await hidden_verdicts(sandbox, problem, [winner.code]))[0]
             record["selected"][f"k{k}/{variant}"] = {
                 "winner": winner.index if winner else None, "public_ok": bool(winner and winner.public_ok),
-                "hidden_pass": passed, "repair_rounds": sub.repair_rounds, "repair_tokens": repair_tokens,
-                "repair_seconds": round(repair_seconds, 3)}
+                "hidden_pass": passed, "self_tests_used": wrote_self, "repair_rounds": sub.repair_rounds,
+                "repair_tokens": [sub.prompt_tokens, sub.completion_tokens],
+                "repair_seconds": round(time.monotonic() - t0, 3)}
     record["wall_seconds"] = round(time.monotonic() - started, 3)
     return record
+
+
+def bootstrap(values: list[float], rounds: int = 2000) -> list[float]:
+    """95 % percentile interval of the mean, resampling tasks (seeded: the report is reproducible)."""
+    rng = random.Random(0)  # noqa: S311 (resampling, not secrets)
+    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(rounds))
+    return [round(means[int(0.025 * rounds)], 4), round(means[int(0.975 * rounds) - 1], 4)]
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -239,22 +248,24 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     if not n:
         return {"tasks": 0}
     out: dict[str, Any] = {"tasks": n}
-    out["raw_pass@1"] = sum(r["samples_pass"][0] for r in records) / n
+    raw = [float(r["samples_pass"][0]) for r in records]
+    out["raw_pass@1"], out["raw_pass@1 ci95"] = sum(raw) / n, bootstrap(raw)
     for k in KS:
-        out[f"pass@{k}"] = sum(pass_at_k(POOL, sum(r["samples_pass"]), k) for r in records) / n
+        out[f"pool pass@{k}"] = sum(pass_at_k(POOL, sum(r["samples_pass"]), k) for r in records) / n
         out[f"oracle@{k}"] = sum(any(r["samples_pass"][:k]) for r in records) / n
         for variant in VARIANTS:
             key = f"k{k}/{variant}"
-            out[f"selected@1 {key}"] = sum(r["selected"][key]["hidden_pass"] for r in records) / n
-            sel_tokens = [sum(r["sample_tokens"][:k]) + (r["self_test_tokens"] if "self" in variant and k > 1
-                                                          else 0) + r["selected"][key]["repair_tokens"]
+            chosen = [float(r["selected"][key]["hidden_pass"]) for r in records]
+            out[f"selected@1 {key}"], out[f"selected@1 {key} ci95"] = sum(chosen) / n, bootstrap(chosen)
+            completion = [sum(r["sample_tokens"][:k]) + r["selected"][key]["repair_tokens"][1] +
+                          (r["self_test_tokens"][1] if r["selected"][key]["self_tests_used"] else 0)
                           for r in records]
-            out[f"completion+repair tokens/task {key}"] = round(sum(sel_tokens) / n, 1)
+            out[f"completion tokens/task {key}"] = round(sum(completion) / n, 1)
     total = sum(r["pool_timeline"]["total_s"] for r in records)
     out["pool_wall_s/task"] = round(total / n, 3)
     out["pool_llm_share"] = round(sum(r["pool_timeline"]["llm_s"] for r in records) / total, 4)
     out["pool_sandbox_share"] = round(sum(r["pool_timeline"]["sandbox_s"] for r in records) / total, 4)
-    out["overhead_share"] = round(sum(r["pool_timeline"]["overhead_s"] for r in records) / total, 4)
+    out["overhead_share"] = round(sum(r["pool_timeline"]["overhead_s"] for r in records) / total, 6)
     out["wall_s/task (everything, incl. hidden judging and repairs)"] = round(
         sum(r["wall_seconds"] for r in records) / n, 3)
     gen = sum(r["sample_seconds_total"] for r in records)
@@ -300,10 +311,15 @@ async def main_async(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tasks_file = out.with_suffix(".tasks.jsonl")
+    args.task_settings = {"seed": args.seed, "max_tokens": args.max_tokens, "repair_rounds": args.repair_rounds,
+                          "model": model.name, "model_bytes": model.stat().st_size}
     done = {}
     if tasks_file.exists():
         for line in tasks_file.read_text().splitlines():
             record = json.loads(line)
+            if record.get("settings") != args.task_settings:
+                raise SystemExit(f"{tasks_file} holds tasks run with other settings ({record.get('settings')}); "
+                                 "use another --out or delete it")
             done[record["id"]] = record
     config = EngineConfig(k=POOL, max_tokens=args.max_tokens, repair_rounds=args.repair_rounds,
                           deadline_s=3600, self_tests=True)
@@ -320,6 +336,7 @@ async def main_async(args: argparse.Namespace) -> None:
                      "seed": args.seed, "temperatures": "candidate 0: 0.0; 1-4: 0.6; 5-9: 0.8",
                      "llama_threads": args.threads, "prompt_style": config.prompt_style},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+        "versions": {name: version(name) for name in ("llama_cpp_python", "atlas-rag-api", "atlas-sandbox")},
         "this_run_wall_s": round(time.time() - started, 1),
         "engine_commits": sorted({r.get("commit", "unrecorded") for r in records}),
         "summary": summarise(records),
@@ -333,10 +350,10 @@ def table(summary: dict[str, Any]) -> str:
     """The markdown table docs/benchmarks.md quotes."""
     if not summary.get("tasks"):
         return "no tasks"
-    rows = ["| k | pass@k (unbiased) | oracle any-of-k | selected@1, public tests | + self-tests | + repair |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| k | pool pass@k (unbiased) | oracle@k (any of the first k) | selected@1, public tests | + self-tests "
+            "| + self-tests + repair |", "|---|---|---|---|---|---|"]
     for k in KS:
-        cells = [f"{summary[f'pass@{k}']:.1%}", f"{summary[f'oracle@{k}']:.1%}"]
+        cells = [f"{summary[f'pool pass@{k}']:.1%}", f"{summary[f'oracle@{k}']:.1%}"]
         cells += [f"{summary[f'selected@1 k{k}/{v}']:.1%}" for v in VARIANTS]
         rows.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(rows)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,9 +17,9 @@ from typing import Any, Literal
 
 from atlas_rag import prompts
 from atlas_rag.extract import COMPLETION_STOPS, add_imports, complete_code, extract_code, normalise, sanitize_python
-from atlas_rag.llm import Generation, LLMClient, Message
-from atlas_rag.problem import EQ_HELPER, Problem, Test, build_problem
-from atlas_rag.sandbox import SandboxClient
+from atlas_rag.llm import Generation, LLMClient, LLMUnavailable, Message
+from atlas_rag.problem import EQ_HELPER, Problem, Test, build_problem, closed, split_assert
+from atlas_rag.sandbox import SandboxClient, SandboxUnavailable
 from atlas_rag.schemas import CandidateOut, FailureOut, SolveRequest, SolveResult, TestsUsed, Timings, Tokens
 from atlas_rag.select import Candidate, Scorer, agree, choose, rank_key
 from atlas_rag.timeline import Timeline
@@ -43,7 +44,9 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
-class Budget:
+class SolveBudget:
+    """A request's budget with the service's defaults filled in."""
+
     k: int
     max_tokens: int
     repair_rounds: int
@@ -51,9 +54,15 @@ class Budget:
     self_tests: bool
 
 
-def temperature(index: int, k: int) -> float:
-    """PLATFORM.md §5 as a schedule over candidates: the first is greedy (it is what k=1 gives), the rest sample
-    at 0.6, or 0.8 when k > 5 gives room for more spread. So the first k of a larger run are a smaller run."""
+
+async def _quiet(event: dict[str, Any]) -> None:
+    return None
+
+
+def temperature(index: int) -> float:
+    """PLATFORM.md §5 as a schedule over candidates: the first is greedy (it is what k=1 gives), the next four
+    sample at 0.6 (k <= 5), further ones at 0.8 (k > 5). It depends on the index alone, so with one
+    generation at a time the first k candidates of a larger run are exactly a run with budget k."""
     if index == 0:
         return 0.0
     return 0.6 if index < 5 else 0.8
@@ -69,15 +78,52 @@ class SelfTest:
     expected: str | None
 
 
+@dataclass(frozen=True)
+class CallResult:
+    shown: str  # the result's repr (cut to 300 characters) or "!Error: message"
+    key: str  # what agreement compares: a hash of the full result with tuples as lists, or "!Error"
+    ok: bool  # equal to the expected value
+
+
+# Runs inside the sandbox after the program. The token comes from stdin, so the program cannot print it.
+HARNESS = """
+def __atlas_check(__atlas_cases):
+    import hashlib, json, sys
+    __atlas_mark = "\\x1e" + sys.stdin.readline().strip()
+    def __atlas_plain(v):
+        if isinstance(v, (list, tuple)):
+            return [__atlas_plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: __atlas_plain(x) for k, x in v.items()}
+        return v
+    for __atlas_i, (__atlas_call, __atlas_exp) in enumerate(__atlas_cases):
+        try:
+            __atlas_v = eval(__atlas_call, globals())
+            __atlas_shown = repr(__atlas_v)[:300]
+            __atlas_key = hashlib.sha256(repr(__atlas_plain(__atlas_v)).encode()).hexdigest()[:24]
+        except BaseException as __atlas_e:
+            __atlas_shown = "!" + type(__atlas_e).__name__ + ": " + str(__atlas_e)[:200]
+            __atlas_key = "!" + type(__atlas_e).__name__
+            __atlas_ok = False
+        else:
+            try:
+                __atlas_ok = __atlas_exp is not None and bool(__atlas_eq(__atlas_v, eval(__atlas_exp, globals())))
+            except BaseException:
+                __atlas_ok = False
+        print("\\n" + __atlas_mark + json.dumps([__atlas_i, __atlas_shown, __atlas_key, __atlas_ok]), flush=True)
+"""
+
+
 @dataclass
 class Solve:
     """The state of one solve, readable at any point (the deadline may stop it mid-stage)."""
 
     id: str
     problem: Problem
-    budget: Budget
+    budget: SolveBudget
     seed: int
     timeline: Timeline = field(default_factory=Timeline)
+    deadline: float = float("inf")  # time.monotonic() when the budget's wall clock runs out
     candidates: list[Candidate] = field(default_factory=list)
     self_tests: list[SelfTest] = field(default_factory=list)
     prompt_tokens: int = 0
@@ -104,9 +150,12 @@ class Solve:
                 continue
             if c.key in first:
                 c.duplicate_of = first[c.key].index
-                first[c.key].copies += 1
+                first[c.key].copies += c.origin == "sample"  # votes are independent samples, not repairs
             else:
                 first[c.key] = c
+
+    def remaining(self) -> float:
+        return max(0.5, self.deadline - time.monotonic())
 
     def count(self, generation: Generation) -> None:
         self.prompt_tokens += generation.prompt_tokens
@@ -121,9 +170,9 @@ class Engine:
         self.config = config
         self.scorer = scorer
 
-    def budget(self, request: SolveRequest) -> Budget:
+    def budget(self, request: SolveRequest) -> SolveBudget:
         b, c = request.budget, self.config
-        return Budget(k=b.k or c.k, max_tokens=b.max_tokens or c.max_tokens,
+        return SolveBudget(k=b.k or c.k, max_tokens=b.max_tokens or c.max_tokens,
                       repair_rounds=c.repair_rounds if b.repair_rounds is None else b.repair_rounds,
                       deadline_s=b.deadline_s or c.deadline_s,
                       self_tests=c.self_tests if b.self_tests is None else b.self_tests)
@@ -139,6 +188,7 @@ class Engine:
 
     async def run(self, solve: Solve, progress: Progress | None = None) -> SolveResult:
         say = progress or _quiet
+        solve.deadline = time.monotonic() + solve.budget.deadline_s
         try:
             async with asyncio.timeout(solve.budget.deadline_s):
                 await self._stages(solve, say)
@@ -149,68 +199,81 @@ class Engine:
         return self.result(solve)
 
     async def _stages(self, solve: Solve, say: Progress) -> None:
-        problem, budget = solve.problem, solve.budget
+        budget = solve.budget
         await say({"stage": "generate", "message": f"generating {budget.k} candidate(s)"})
         await self.generate(solve, budget.k, say)
         await self.judge(solve, say)
-        passing = [c for c in solve.candidates if c.unique and c.public_ok]
-        if budget.self_tests and self.can_agree(problem) and len(passing) != 1 and \
-                len([c for c in solve.candidates if c.unique]) > 1:
+        if budget.self_tests and self.wants_self_tests(solve):
             await self.write_self_tests(solve, say)
             await self.run_self_tests(solve, say)
-        for _ in range(budget.repair_rounds):
-            if not problem.tests or any(c.public_ok for c in solve.candidates if c.unique):
-                break
-            if not await self.repair(solve, say):
-                break
+        await self.repair_rounds(solve, budget.repair_rounds, say)
         await self.score(solve)
+
+    def wants_self_tests(self, solve: Solve) -> bool:
+        """Self-written tests can only help when the public tests leave a choice: no program passes them, or
+        several do, and there is more than one program."""
+        distinct = [c for c in solve.candidates if c.unique]
+        passing = sum(1 for c in distinct if c.public_ok)
+        return self.can_agree(solve.problem) and passing != 1 and len(distinct) > 1
+
+    async def repair_rounds(self, solve: Solve, rounds: int, say: Progress = _quiet) -> None:
+        """Up to ``rounds`` repair rounds while public tests exist and nothing passes them."""
+        for _ in range(rounds):
+            if not solve.problem.tests or any(c.public_ok for c in solve.candidates if c.unique):
+                return
+            if not await self.repair(solve, say):
+                return
 
     # -- generation ---------------------------------------------------------------------------------------
 
-    async def generate(self, solve: Solve, k: int, say: Progress | None = None) -> None:
+    async def generate(self, solve: Solve, k: int, say: Progress = _quiet) -> None:
         """Candidates ``len(sample candidates) .. k-1``, requested together; each is kept as it arrives, so a
-        deadline keeps the finished ones."""
-        say = say or _quiet
+        deadline keeps the finished ones. A failed request costs its candidate, not the solve, unless every
+        request failed."""
         start = sum(1 for c in solve.candidates if c.origin == "sample")
+        failures: list[LLMUnavailable] = []
 
         async def one(i: int) -> None:
-            temp = temperature(i, k)
-            seed = solve.seed + i
+            temp, seed = temperature(i), solve.seed + i
             variant = prompts.VARIANTS[i % len(prompts.VARIANTS)]
-            code, gen = await self._sample(solve, prompts.solution(solve.problem, variant), temp, seed)
+            try:
+                code, gen = await self._sample(solve, prompts.solution(solve.problem, variant), temp, seed)
+            except LLMUnavailable as exc:
+                failures.append(exc)
+                return
             c = solve.add(Candidate(index=i, origin="sample", temperature=temp, seed=seed, code=code,
                                     tokens=gen.completion_tokens))
             await say({"stage": "generate", "candidate": c.index, "tokens": c.tokens,
                        "message": f"candidate {c.index + 1}/{k}: " + _describe(c)})
 
         await asyncio.gather(*(one(i) for i in range(start, k)))
+        if failures and len(failures) == k - start:
+            raise failures[0]
 
     async def _sample(self, solve: Solve, messages: list[Message], temp: float, seed: int | None,
                       max_tokens: int | None = None) -> tuple[str | None, Generation]:
         problem = solve.problem
         limit = max_tokens or solve.budget.max_tokens
-        with solve.timeline.track("llm"):
-            if self.config.prompt_style == "completion":
-                prefix = prompts.completion_prefix(problem)
-                gen = await self.llm.complete(prefix, temperature=temp, seed=seed, max_tokens=limit,
-                                              stop=COMPLETION_STOPS)
-            else:
-                gen = await self.llm.chat(messages, temperature=temp, seed=seed, max_tokens=limit)
+        if self.config.prompt_style == "completion":
+            gen = await self.llm.complete(prompts.completion_prefix(problem), temperature=temp, seed=seed,
+                                          max_tokens=limit, stop=COMPLETION_STOPS, timeline=solve.timeline)
+        else:
+            gen = await self.llm.chat(messages, temperature=temp, seed=seed, max_tokens=limit,
+                                      timeline=solve.timeline)
         solve.count(gen)
         if self.config.prompt_style == "completion":
             code: str | None = complete_code(prompts.completion_prefix(problem), gen.text)
         else:
             code = extract_code(gen.text, problem.language, problem.entry_point)
         if code is not None and problem.language == "python":
-            code = add_imports(sanitize_python(code, keep_main=problem.reads_stdin), problem.text)
+            code = add_imports(sanitize_python(code, problem.reads_stdin, problem.entry_point), problem.text)
         return code, gen
 
     # -- judging on the public tests -------------------------------------------------------------------------
 
-    async def judge(self, solve: Solve, say: Progress | None = None) -> None:
+    async def judge(self, solve: Solve, say: Progress = _quiet) -> None:
         """Judge every program not judged yet on the public tests, in one sandbox call per test mode, each
         candidate stopping at its first failure."""
-        say = say or _quiet
         problem = solve.problem
         todo = [c for c in solve.candidates if c.unique and c.verdict == "untested"]
         if not todo or not problem.tests:
@@ -221,12 +284,16 @@ class Engine:
         await say({"stage": "verify", "message": f"running {len(todo)} program(s) on {len(problem.tests)} "
                                                   "public test(s)"})
         results = await asyncio.gather(*(self._judge_group(solve, todo, mode, tests)
-                                         for mode, tests in groups.items()))
+                                         for mode, tests in groups.items()), return_exceptions=True)
+        for outcome in results:
+            if isinstance(outcome, BaseException):
+                raise outcome  # the sandbox failed: a verdict on nothing
         for c in todo:
             c.public_total = len(problem.tests)
             c.public_passed = 0
             c.verdict = "passed"
             for group in results:
+                assert not isinstance(group, BaseException)
                 verdict, passed, failure = group[c.index]
                 c.public_passed += passed
                 if verdict != "passed" and c.verdict == "passed":
@@ -242,6 +309,7 @@ class Engine:
             "language": problem.language, "mode": mode, "stop_on_first_failure": True,
             "candidates": [{"id": str(c.index), "code": c.code} for c in todo],
             "limits": {"timeout_s": self.config.test_timeout_s},
+            "deadline_s": min(3600.0, solve.remaining()),  # the sandbox stops too when the solve runs out
         }
         if mode == "assert":
             body["tests"] = [{"code": t.code} for _, t in tests]
@@ -251,8 +319,7 @@ class Engine:
             body["tests"] = [{"input": t.input, "output": t.output} for _, t in tests]
         if mode == "functional":
             body["func_name"] = problem.entry_point
-        with solve.timeline.track("sandbox"):
-            answer = await self.sandbox.judge(body, solve.id)
+        answer = await self.sandbox.judge(body, solve.id, solve.timeline)
         out: dict[int, tuple[str, int, dict[str, str | None] | None]] = {}
         for r in answer["candidates"]:
             failure = None
@@ -275,68 +342,66 @@ class Engine:
         """Agreement runs the entry point on inputs: Python functions only (programs have no call to make)."""
         return problem.language == "python" and not problem.reads_stdin
 
-    async def write_self_tests(self, solve: Solve, say: Progress | None = None) -> None:
-        say = say or _quiet
+    async def write_self_tests(self, solve: Solve, say: Progress = _quiet) -> None:
         problem = solve.problem
-        with solve.timeline.track("llm"):
-            gen = await self.llm.chat(prompts.self_tests(problem, self.config.self_test_count), temperature=0.0,
-                                      seed=solve.seed, max_tokens=min(solve.budget.max_tokens, 512))
+        gen = await self.llm.chat(prompts.self_tests(problem, self.config.self_test_count), temperature=0.0,
+                                  seed=solve.seed, max_tokens=min(solve.budget.max_tokens, 512),
+                                  timeline=solve.timeline)
         solve.count(gen)
         solve.self_tests = parse_self_tests(gen.text, problem.entry_point or "")
         await say({"stage": "self-tests", "count": len(solve.self_tests),
                    "message": f"the model wrote {len(solve.self_tests)} usable test(s)"})
 
-    async def run_self_tests(self, solve: Solve, say: Progress | None = None) -> None:
-        """Each program's outputs on the self-written inputs, then the clusters (``select.agree``)."""
-        say = say or _quiet
+    async def run_self_tests(self, solve: Solve, say: Progress = _quiet) -> None:
+        """Each program's outputs on the self-written inputs, then the clusters (``select.agree``). A program
+        the sandbox could not run joins no cluster."""
         if not solve.self_tests:
             return
         todo = [c for c in solve.candidates if c.unique and c.outputs is None]
         cases = [(solve.problem.call(t.call), t.expected) for t in solve.self_tests]
-        runs = await asyncio.gather(*(self.evaluate(solve, c.code or "", cases) for c in todo))
+        runs = await asyncio.gather(*(self.evaluate(solve, c.code or "", cases) for c in todo),
+                                    return_exceptions=True)
         for c, results in zip(todo, runs, strict=True):
-            c.outputs = tuple(r.split(":", 1)[0] if r.startswith("!") else r for r, _ in results)
-            c.self_passed = sum(1 for _, ok in results if ok)
+            if isinstance(results, BaseException):
+                if not isinstance(results, SandboxUnavailable):
+                    raise results
+                continue
+            c.outputs = tuple(r.key for r in results)
+            c.self_passed = sum(1 for r in results if r.ok)
         agree(solve.candidates)
         best = max((c.agreement or 0 for c in solve.candidates if c.unique), default=0)
         await say({"stage": "agreement", "message": f"largest agreement score {best} over "
                                                      f"{len(solve.self_tests)} self-written test(s)"})
 
-    async def evaluate(self, solve: Solve, code: str, cases: list[tuple[str, str | None]]
-                       ) -> list[tuple[str, bool]]:
-        """(repr of the result or ``!Error: message``, whether it equals the expected value) for each call,
-        run in the sandbox after the program."""
+    async def evaluate(self, solve: Solve, code: str, cases: list[tuple[str, str | None]]) -> list[CallResult]:
+        """Each call run in the sandbox after the program: what it gave (or ``!Error: message``), a key that
+        compares results as the tests do (tuples as lists, the whole value hashed), and whether it equals the
+        expected value. Results travel as indexed lines behind a random token, so output the program prints
+        itself cannot shift or forge them (it never sees the token: the harness reads it from stdin)."""
         token = secrets.token_hex(8)
-        harness = (f"{code}\n{EQ_HELPER}\nimport json as __atlas_json\n"
-                   f"for __atlas_call, __atlas_exp in {cases!r}:\n"
-                   "    try:\n"
-                   "        __atlas_v = eval(__atlas_call)\n"
-                   "        __atlas_r = repr(__atlas_v)[:300]\n"
-                   "        __atlas_ok = __atlas_exp is not None and bool(__atlas_eq(__atlas_v, eval(__atlas_exp)))\n"
-                   "    except BaseException as __atlas_e:\n"
-                   "        __atlas_r = '!' + type(__atlas_e).__name__ + ': ' + str(__atlas_e)[:200]\n"
-                   "        __atlas_ok = False\n"
-                   f"    print({token!r} + __atlas_json.dumps([__atlas_r, __atlas_ok]), flush=True)\n")
-        body = {"code": harness, "language": "python", "timeout": min(30.0, 2.0 + len(cases))}
-        with solve.timeline.track("sandbox"):
-            answer = await self.sandbox.execute(body, solve.id)
-        found = []
-        for line in (answer.get("stdout") or "").splitlines():
-            if line.startswith(token):
-                try:
-                    value, ok = json.loads(line[len(token):])
-                    found.append((str(value), bool(ok)))
-                except (ValueError, TypeError):
-                    found.append(("!Unreadable", False))
-        error = answer.get("error_type") or "Stopped"
-        return found + [(f"!{error}", False)] * (len(cases) - len(found))
+        harness = f"{code}\n{EQ_HELPER}\n{HARNESS}\n__atlas_check({cases!r})\n"
+        body = {"code": harness, "language": "python", "stdin": token + "\n",
+                "timeout": min(30.0, 2.0 + len(cases), solve.remaining())}
+        answer = await self.sandbox.execute(body, solve.id, solve.timeline)
+        found: dict[int, CallResult] = {}
+        marker = f"\x1e{token}"
+        for line in (answer.get("stdout") or "").split("\n"):
+            at = line.find(marker)
+            if at < 0:
+                continue
+            try:
+                index, shown, key, ok = json.loads(line[at + len(marker):])
+                found[int(index)] = CallResult(str(shown), str(key), ok is True)
+            except (ValueError, TypeError):
+                continue
+        missing = "!" + (answer.get("error_type") or "Stopped")
+        return [found.get(i, CallResult(missing, missing, False)) for i in range(len(cases))]
 
     # -- repair ------------------------------------------------------------------------------------------
 
-    async def repair(self, solve: Solve, say: Progress | None = None) -> bool:
+    async def repair(self, solve: Solve, say: Progress = _quiet) -> bool:
         """One round: the best failing programs go back with their first failure; the repairs are judged.
         False when there was nothing left to repair."""
-        say = say or _quiet
         problem = solve.problem
         if self.config.prompt_style == "completion":
             return False  # a base model cannot follow a repair instruction
@@ -347,7 +412,6 @@ class Engine:
         solve.repair_rounds += 1
         await say({"stage": "repair", "round": solve.repair_rounds,
                    "message": f"repair round {solve.repair_rounds}: fixing {len(failing)} program(s)"})
-
         first_index = max(c.index for c in solve.candidates) + 1
 
         async def fix(c: Candidate, n: int) -> None:
@@ -355,7 +419,8 @@ class Engine:
             failure = dict(c.failure or {})
             test = next((t for t in problem.tests if _shown(t) == failure.get("test")), None)
             if failure.get("got") is None and test is not None and test.call and self.can_agree(problem):
-                (got, _), = await self.evaluate(solve, c.code or "", [(problem.call(test.call), None)])
+                # An assert only says AssertionError: what the call really gave is what helps a repair.
+                got = (await self.evaluate(solve, c.code or "", [(problem.call(test.call), None)]))[0].shown
                 failure["got"] = None if got.startswith("!") else got
                 failure["error"] = failure.get("error") or (got[1:] if got.startswith("!") else None)
             messages = prompts.repair(problem, c.code or "", failure.get("test") or "", failure.get("expected"),
@@ -368,7 +433,10 @@ class Engine:
             await say({"stage": "repair", "candidate": r.index, "message": f"repair of candidate {c.index + 1}: "
                                                                           + _describe(r)})
 
-        await asyncio.gather(*(fix(c, n) for n, c in enumerate(failing)))
+        outcomes = await asyncio.gather(*(fix(c, n) for n, c in enumerate(failing)), return_exceptions=True)
+        for outcome in outcomes:  # a repair the model or sandbox could not make is skipped, not fatal
+            if isinstance(outcome, BaseException) and not isinstance(outcome, LLMUnavailable | SandboxUnavailable):
+                raise outcome
         await self.judge(solve, say)
         if solve.self_tests:
             await self.run_self_tests(solve, say)
@@ -415,18 +483,17 @@ class Engine:
 
 
 def parse_self_tests(text: str, entry: str) -> list[SelfTest]:
-    """``assert entry(...) == value`` lines from the model's answer (fenced or not), distinct calls only."""
-    from atlas_rag.problem import _split_assert  # the same reading of an assert as the problem's examples
-
+    """``assert entry(...) == value`` lines from the model's answer (fenced or not): distinct calls whose call
+    and value are closed expressions (``f(n)`` or ``== expected`` naming a variable test nothing)."""
     found: list[SelfTest] = []
-    seen: set[str] = set()
     for line in text.replace("\r\n", "\n").split("\n"):
         line = line.strip()
         if not line.startswith("assert "):
             continue
-        call, expected = _split_assert(line)
-        if call and call.startswith(f"{entry}(") and call not in seen:
-            seen.add(call)
+        call, expected = split_assert(line)
+        call = closed(call, entry) if call else None
+        expected = closed(expected, None) if expected else None
+        if call and expected and call.startswith(f"{entry}(") and all(t.call != call for t in found):
             found.append(SelfTest(call, expected))
         if len(found) == MAX_SELF_TESTS:
             break
@@ -477,13 +544,9 @@ def _describe(c: Candidate) -> str:
 
 
 def _out(c: Candidate) -> CandidateOut:
-    failure = FailureOut(**{k: v for k, v in c.failure.items()}) if c.failure else None
+    failure = FailureOut(**c.failure) if c.failure else None
     verdict = "no_code" if c.code is None else c.verdict
     return CandidateOut(index=c.index, origin=c.origin, temperature=c.temperature, seed=c.seed, tokens=c.tokens,
                         duplicate_of=c.duplicate_of, verdict=verdict, public_passed=c.public_passed,
                         public_total=c.public_total, self_agreement=c.agreement, self_passed=c.self_passed,
                         score=c.score, failure=failure)
-
-
-async def _quiet(event: dict[str, Any]) -> None:
-    return None

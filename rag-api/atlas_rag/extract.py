@@ -89,28 +89,29 @@ def _parseable_prefix(code: str) -> str:
         candidate = "\n".join(lines[:end])
         try:
             ast.parse(candidate)
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         return candidate
     return code
 
 
-def sanitize_python(code: str, keep_main: bool) -> str:
-    """Top-level statements a function answer must not run when imported by the tests: example calls, prints,
-    asserts and ``if __name__ == "__main__"`` blocks (models often add wrong examples, or read stdin there).
-    Programs that read stdin (``keep_main``) are left whole. Code that does not parse is left as it is."""
+def sanitize_python(code: str, keep_main: bool, entry: str | None = None) -> str:
+    """What a function answer must not run when the tests import it: asserts, ``if __name__ == "__main__"``
+    blocks, and top-level calls of ``print``, ``input``, ``main`` or the entry point itself (models add wrong
+    examples, or read stdin there). Module-level setup (tables filled by loops, ``sys.setrecursionlimit``)
+    stays. Programs that read stdin (``keep_main``) and code that does not parse are left as they are."""
     if keep_main:
         return code
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return code
     lines = code.split("\n")
     drop: set[int] = set()
     keep: set[int] = set()  # a line shared with a kept statement ("import math; print(1)") stays
     for node in tree.body:
         start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))]) - 1
-        (drop if _runs_something(node) else keep).update(range(start, node.end_lineno or node.lineno))
+        (drop if _runs_something(node, entry) else keep).update(range(start, node.end_lineno or node.lineno))
     drop -= keep
     return "\n".join(line for i, line in enumerate(lines) if i not in drop).strip("\n") + "\n"
 
@@ -127,11 +128,13 @@ def add_imports(code: str, problem: str) -> str:
     return "\n".join([*lines[:at], *missing, *lines[at:]])
 
 
-def _runs_something(node: ast.stmt) -> bool:
-    if isinstance(node, ast.Expr) and not isinstance(node.value, ast.Constant):
+def _runs_something(node: ast.stmt, entry: str | None) -> bool:
+    if isinstance(node, ast.Assert):
         return True
-    if isinstance(node, ast.Assert | ast.For | ast.While):
-        return True
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        func = node.value.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        return name in {"print", "input", "main", "pprint", entry}
     if isinstance(node, ast.If):
         test = ast.unparse(node.test).replace("'", '"')
         return "__name__" in test and "__main__" in test
@@ -144,6 +147,6 @@ def normalise(code: str, language: str) -> str:
     if language == "python":
         try:
             return ast.dump(ast.parse(code))
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             pass
     return " ".join(code.split())

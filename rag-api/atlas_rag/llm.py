@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from atlas_rag.timeline import Timeline
 
 Message = dict[str, str]
 
@@ -39,16 +42,18 @@ class LLMClient:
         self._slots = asyncio.Semaphore(parallel)
 
     async def chat(self, messages: list[Message], *, temperature: float, seed: int | None, max_tokens: int,
-                   stop: list[str] | None = None) -> Generation:
+                   stop: list[str] | None = None, timeline: Timeline | None = None) -> Generation:
         body: dict[str, Any] = {"messages": messages}
-        return await self._call("/v1/chat/completions", body, temperature, seed, max_tokens, stop)
+        return await self._call("/v1/chat/completions", body, temperature, seed, max_tokens, stop, timeline)
 
     async def complete(self, prompt: str, *, temperature: float, seed: int | None, max_tokens: int,
-                       stop: list[str] | None = None) -> Generation:
-        return await self._call("/v1/completions", {"prompt": prompt}, temperature, seed, max_tokens, stop)
+                       stop: list[str] | None = None, timeline: Timeline | None = None) -> Generation:
+        return await self._call("/v1/completions", {"prompt": prompt}, temperature, seed, max_tokens, stop,
+                                timeline)
 
     async def _call(self, path: str, body: dict[str, Any], temperature: float, seed: int | None, max_tokens: int,
-                    stop: list[str] | None) -> Generation:
+                    stop: list[str] | None, timeline: Timeline | None) -> Generation:
+        """``timeline`` counts the request's time in the model, not its wait for a free slot."""
         body = body | {"temperature": temperature, "max_tokens": max_tokens, "stream": False}
         if self._model:
             body["model"] = self._model
@@ -59,8 +64,9 @@ class LLMClient:
         async with self._slots:
             started = time.monotonic()
             try:
-                response = await self._http.post(f"{self._url}{path}", json=body, headers=self._headers,
-                                                 timeout=self._timeout)
+                with timeline.track("llm") if timeline else nullcontext():
+                    response = await self._http.post(f"{self._url}{path}", json=body, headers=self._headers,
+                                                     timeout=self._timeout)
             except httpx.TimeoutException:
                 raise LLMUnavailable(f"llama-server did not answer within {self._timeout:g}s") from None
             except httpx.HTTPError as exc:
@@ -84,12 +90,18 @@ class LLMClient:
         body = body | {"stream": False}
         if self._model:
             body["model"] = self._model
-        try:
-            response = await self._http.post(f"{self._url}/v1/chat/completions", json=body, headers=self._headers,
-                                             timeout=self._timeout)
-        except httpx.HTTPError as exc:
-            raise LLMUnavailable(f"llama-server is unreachable ({type(exc).__name__})") from None
+        async with self._slots:
+            try:
+                response = await self._http.post(f"{self._url}/v1/chat/completions", json=body,
+                                                 headers=self._headers, timeout=self._timeout)
+            except httpx.HTTPError as exc:
+                raise LLMUnavailable(f"llama-server is unreachable ({type(exc).__name__})") from None
         if response.status_code != 200:
             raise LLMUnavailable(f"llama-server answered {response.status_code}")
-        answer: dict[str, Any] = response.json()
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise LLMUnavailable("llama-server answered something that is not a completion")
         return answer

@@ -99,9 +99,10 @@ def build_problem(request: SolveRequest) -> Problem:
             test.call = f"{entry}(*{given.args!r})"
     owner = method_owner(request.problem, entry) if language == "python" else None
     examples = parse_examples(request.problem, entry, language, owner)
-    if user and examples:  # the same example given twice counts once
-        seen = {(t.mode, t.code, t.input, t.output) for t in user}
-        examples = [t for t in examples if (t.mode, t.code, t.input, t.output) not in seen]
+    if user and examples:  # the same example given twice counts once, however it is written
+        seen = {(t.mode, t.code, t.input, t.output) for t in user} | {(t.call, t.expected) for t in user if t.call}
+        examples = [t for t in examples if (t.mode, t.code, t.input, t.output) not in seen and
+                    (t.call is None or (t.call, t.expected) not in seen)]
     problem = Problem(text=request.problem, language=language, entry_point=entry, tests=user + examples,
                       method_of=owner)
     if problem.reads_stdin and any(t.mode != "stdin" for t in user):
@@ -115,7 +116,7 @@ def _user_test(test: TestIn, index: int, language: str) -> Test:
         if language not in ASSERT_LANGUAGES:
             raise ProblemError(f"tests.{index}", f"assert tests run in Python and JavaScript, not {language}; "
                                "give stdin tests ({'input': ..., 'output': ...}) instead")
-        call, expected = _split_assert(test.assert_) if language == "python" else (None, None)
+        call, expected = split_assert(test.assert_) if language == "python" else (None, None)
         return Test("assert", "user", code=test.assert_, call=call, expected=expected)
     if test.args is not None:
         if language != "python":
@@ -137,7 +138,7 @@ def find_entry_point(text: str, tests: list[Test], language: str) -> str | None:
         if public:
             return public[-1]
         for line in text.splitlines():
-            call, _ = _split_assert(line.strip()) if line.strip().startswith("assert ") else (None, None)
+            call, _ = split_assert(line.strip()) if line.strip().startswith("assert ") else (None, None)
             if call:
                 return call.split("(", 1)[0]
         doctest = re.search(r"^\s*>>>\s*([A-Za-z_][A-Za-z0-9_]*)\(", text, re.MULTILINE)
@@ -203,7 +204,7 @@ def _python_examples(text: str, entry: str) -> list[Test]:
             i = j
             continue
         if line.startswith("assert "):
-            call, expected = _split_assert(line)
+            call, expected = split_assert(line)
             if call and call.split("(", 1)[0] == entry and _parses(line, "exec"):
                 tests.append(Test("assert", "example", code=line, call=call, expected=expected))
         elif (m := ARROW.match(line)) and m.group("call").startswith(f"{entry}(") and \
@@ -236,29 +237,33 @@ def _value_test(expr: str, value: str, entry: str) -> Test | None:
     """``expr`` should give ``value``: a test only when both are closed expressions (``fib(n)`` or a value
     naming a variable is prose, not an example). Both are re-printed from their AST, which drops comments."""
     value = {"true": "True", "false": "False", "null": "None"}.get(value.strip(), value.strip())
-    call, expected = _closed(expr, entry), _closed(value, None)
+    call, expected = closed(expr, entry), closed(value, None)
     if call is None or expected is None or not call.startswith(f"{entry}("):
         return None
     return Test("assert", "example", code=f"assert __atlas_eq({call}, {expected})", call=call, expected=expected)
 
 
-def _closed(source: str, entry: str | None) -> str | None:
+def closed(source: str, entry: str | None) -> str | None:
+    """``source`` re-printed from its AST (comments dropped) when it is an expression naming nothing but
+    builtins and ``entry``; None otherwise."""
     try:
         tree = ast.parse(source.strip(), mode="eval")
-    except (SyntaxError, ValueError):
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        return None if names - BUILTINS - {entry} else ast.unparse(tree)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # deeply nested input is not an example
         return None
-    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    if names - BUILTINS - {entry}:
-        return None
-    return ast.unparse(tree)
 
 
-def _split_assert(line: str) -> tuple[str | None, str | None]:
+def split_assert(line: str) -> tuple[str | None, str | None]:
     """``assert f(x) == y`` → (``f(x)``, ``y``); ``assert f(x)`` → (``f(x)``, ``True``)."""
     try:
         node = ast.parse(line.strip()).body[0]
-    except (SyntaxError, ValueError, IndexError):
+        return _assert_parts(node)
+    except (SyntaxError, ValueError, IndexError, RecursionError, MemoryError):
         return None, None
+
+
+def _assert_parts(node: ast.stmt) -> tuple[str | None, str | None]:
     if not isinstance(node, ast.Assert):
         return None, None
     test = node.test
@@ -287,7 +292,7 @@ def _is_call(node: ast.expr) -> bool:
 def _parses(source: str, mode: str = "eval") -> bool:
     try:
         ast.parse(source, mode=mode)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     return True
 

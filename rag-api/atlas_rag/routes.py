@@ -28,6 +28,7 @@ from atlas_rag.telemetry import Telemetry
 
 log = logging.getLogger("atlas.rag")
 KEEPALIVE_S = 10.0
+SLOT_GRACE_S = 30.0  # past a solve's deadline, its admission slot is free whatever happened to its task
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -43,19 +44,30 @@ class Solver:
         self.engine = engine
         self.telemetry = telemetry
         self.limit = limit
-        self.running = 0
+        # Admitted solves and when their slot expires at the latest: a solve whose task never got to run
+        # (its client left at once) cannot hold a slot past its own deadline.
+        self._slots: dict[str, float] = {}
+
+    @property
+    def running(self) -> int:
+        now = time.monotonic()
+        self._slots = {k: until for k, until in self._slots.items() if until > now}
+        return len(self._slots)
 
     def start(self, request: SolveRequest) -> Solve:
+        """Admit and parse a solve (Busy, or ProblemError for bad input, before any work). The slot is taken
+        here, so a burst of requests cannot all pass before any of them runs; ``run`` gives it back."""
         if self.running >= self.limit:
             raise Busy()
-        return self.engine.start(request)  # ProblemError: bad input, before any work
+        solve = self.engine.start(request)
+        self._slots[solve.id] = time.monotonic() + solve.budget.deadline_s + SLOT_GRACE_S
+        return solve
 
     async def run(self, solve: Solve, emit: Emit | None, user_id: str | None) -> SolveResult:
-        self.running += 1
         try:
             result = await self.engine.run(solve, emit)
         finally:
-            self.running -= 1
+            self._slots.pop(solve.id, None)
         await self.telemetry.record(result, solve.problem.text, user_id)
         return result
 
@@ -196,7 +208,8 @@ def router(settings: Settings) -> APIRouter:
             return error_response(400, "the last message must be the user's, with text content", param="messages")
         model = str(body.get("model") or "atlas")
         stream = body.get("stream") is True
-        usage_wanted = bool((body.get("stream_options") or {}).get("include_usage"))
+        options = body.get("stream_options")
+        usage_wanted = isinstance(options, dict) and options.get("include_usage") is True
         solver: Solver = request.app.state.solver
         if ext.verify is False or (ext.verify is None and not ext.tests and not is_coding_problem(text)):
             return await plain_chat(solver, body, model, stream, usage_wanted)
@@ -262,7 +275,8 @@ def last_user_text(messages: list[Any]) -> str | None:
         return None
     content = last.get("content")
     if isinstance(content, list):  # content parts: the text ones, in order
-        content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        content = "\n".join(p["text"] for p in content
+                            if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str))
     return content if isinstance(content, str) and content.strip() else None
 
 

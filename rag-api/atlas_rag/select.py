@@ -62,13 +62,19 @@ def agree(candidates: list[Candidate]) -> None:
         c.agreement = size * (1 + (c.self_passed or 0)) if size else 0
 
 
+# How far a failing program got, best first: it ran and answered wrongly, it crashed or ran out, it never ran.
+# (The count of tests passed is no measure: the sandbox stops each candidate at its first failure, and tests
+# run in parallel, so how many others finished first depends on timing.)
+PROGRESS = {"passed": 0, "TestFailure": 1, "OutputLimit": 2, "RuntimeError": 2, "Timeout": 2, "MemoryLimit": 2,
+            "untested": 3, "Skipped": 3, "CompileError": 4, "SyntaxError": 4}
+
+
 def rank_key(c: Candidate) -> tuple[float, ...]:
+    """Selection order over distinct programs: lower sorts first."""
     return (
-        0 if c.code is not None else 1,
-        0 if c.public_ok else 1,
-        -c.public_passed,
+        PROGRESS.get(c.verdict, 3),
         -(c.agreement or 0),
-        c.score if c.score is not None else 0.0,
+        c.score is None, c.score or 0.0,  # a scorer's "no opinion" ranks after every opinion
         c.tokens,
         c.index,
     )

@@ -36,7 +36,10 @@ def fake_llm(api_key: str) -> FastAPI:
             return JSONResponse({"error": {"message": "loading"}}, 503)
         body = await request.json()
         app.state.requests.append(body)
-        out = app.state.script(body)
+        try:
+            out = app.state.script(body)
+        except RuntimeError:
+            return JSONResponse({"error": {"message": "failed"}}, 500)
         text, delay = out if isinstance(out, tuple) else (out, 0.0)
         until = time.monotonic() + delay
         while time.monotonic() < until:  # a client that hangs up abandons the generation, as llama.cpp's does

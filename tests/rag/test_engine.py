@@ -37,8 +37,7 @@ def by_seed(answers: dict[int, str], default: str = "no code here") -> Any:
 
 
 def test_temperature_schedule_makes_smaller_runs_prefixes_of_larger_ones() -> None:
-    assert [temperature(i, 10) for i in range(10)] == [0.0] + [0.6] * 4 + [0.8] * 5
-    assert [temperature(i, 5) for i in range(5)] == [0.0] + [0.6] * 4
+    assert [temperature(i) for i in range(10)] == [0.0] + [0.6] * 4 + [0.8] * 5
 
 
 def test_the_candidate_passing_the_public_test_wins(llm: ServerThread, sandbox_url: str) -> None:
@@ -88,10 +87,28 @@ def test_self_tests_break_a_tie_by_agreement(llm: ServerThread, sandbox_url: str
     assert any(e["stage"] == "agreement" for e in events)
 
 
-def test_parse_self_tests_keeps_distinct_calls_of_the_entry_point() -> None:
-    text = "```python\nassert f(1) == 2\nassert f(1) == 3\nassert g(2) == 1\nassert f(2)\nassert not f(3)\n```"
+def test_parse_self_tests_keeps_distinct_closed_calls_of_the_entry_point() -> None:
+    text = ("```python\nassert f(1) == 2\nassert f(1) == 3\nassert g(2) == 1\nassert f(2)\nassert not f(3)\n"
+            "assert f(n) == 1\nassert f(4) == expected\nassert f(5) == 5 # five\n```")
     found = [(t.call, t.expected) for t in parse_self_tests(text, "f")]
-    assert found == [("f(1)", "2"), ("f(2)", "True"), ("f(3)", "False")]
+    assert found == [("f(1)", "2"), ("f(2)", "True"), ("f(3)", "False"), ("f(5)", "5")]
+
+
+def test_results_of_calls_stay_in_their_slots_whatever_the_program_prints(llm: ServerThread,
+                                                                          sandbox_url: str) -> None:
+    """The program prints without newlines and prints a fake result line; an expected value that cannot be
+    evaluated spoils only its own check, never the output it is compared with."""
+    code = ("def f(x):\n    if x == 2:\n        print('dbg', end='')\n"
+            "    if x == 3:\n        print('\\x1e' + 'forged[0, \"99\", \"k\", true]')\n    return (x, x * 10)\n")
+    cases = [("f(1)", "(1, 10)"), ("f(2)", "[2, 20]"), ("f(3)", "undefined_name"), ("f(4)", None)]
+
+    async def work(engine: Engine) -> list[Any]:
+        return await engine.evaluate(engine.start(SolveRequest(problem=ADD)), code, cases)
+
+    results = run_engine(llm.url, sandbox_url, work)
+    assert [r.shown for r in results] == ["(1, 10)", "(2, 20)", "(3, 30)", "(4, 40)"]
+    assert [r.ok for r in results] == [True, True, False, False]
+    assert results[1].key != results[0].key and len({r.key for r in results}) == 4
 
 
 def test_repair_gets_the_failing_code_and_its_failure(llm: ServerThread, sandbox_url: str) -> None:
@@ -167,6 +184,17 @@ def test_time_is_split_into_model_sandbox_and_overhead(llm: ServerThread, sandbo
     assert t.llm_s + t.sandbox_s <= t.total_s + 0.01
     assert result.tokens.completion > 0 and result.usage["total_tokens"] == result.tokens.prompt + \
         result.tokens.completion
+
+
+def test_one_failed_generation_costs_its_candidate_not_the_solve(llm: ServerThread, sandbox_url: str) -> None:
+    def script(body: dict[str, Any]) -> str:
+        if body.get("seed") == 101:
+            raise RuntimeError("the fake llama-server fails this one request")
+        return fenced(RIGHT)
+
+    fake(llm).script = script
+    result = solve(llm, sandbox_url, SolveRequest(problem=ADD, seed=100, budget=Budget(k=3, self_tests=False)))
+    assert result.verified and [c.index for c in result.candidates] == [0, 2]
 
 
 def test_cancelling_a_solve_stops_its_generations(llm: ServerThread, sandbox_url: str) -> None:

@@ -175,16 +175,23 @@ if LIMIT > 5:
 
 
 def test_sanitize_keeps_definitions_and_drops_what_runs() -> None:
-    clean = sanitize_python(ANSWER, keep_main=False)
+    clean = sanitize_python(ANSWER, keep_main=False, entry="f")
     top = [type(node).__name__ for node in ast.parse(clean).body]
-    assert top == ["Expr", "Import", "ImportFrom", "Assign", "FunctionDef", "ClassDef", "If"]
+    assert top == ["Expr", "Import", "ImportFrom", "Assign", "FunctionDef", "ClassDef", "For", "While", "If"]
     assert "@lru_cache(maxsize=None)" in clean
-    assert "__main__" not in clean
-    assert "print" not in clean
+    assert "__main__" not in clean and "assert" not in clean and "print(f(1))" not in clean
     namespace: dict[str, object] = {}
     # Our own text; the original would call input() and fail its assert.
     exec(compile(clean, "<clean>", "exec"), namespace)  # noqa: S102
     assert namespace["LIMIT"] == 5
+
+
+def test_sanitize_keeps_module_level_setup() -> None:
+    code = "import sys\nsys.setrecursionlimit(10**6)\nFACT = [1] * 20\nfor i in range(1, 20):\n" \
+           "    FACT[i] = FACT[i - 1] * i\ndef f(n):\n    return FACT[n]\nprint(f(5))\n"
+    namespace: dict[str, object] = {}
+    exec(compile(sanitize_python(code, keep_main=False, entry="f"), "<clean>", "exec"), namespace)  # noqa: S102
+    assert namespace["f"](5) == 120  # type: ignore[operator]
 
 
 def test_sanitize_leaves_programs_and_unparsable_code_alone() -> None:

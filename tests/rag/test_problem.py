@@ -326,17 +326,22 @@ ADD = 'def add(a, b):\n    """\n    >>> add(2, 3)\n    5\n    """\n'
 
 
 def test_user_tests_of_each_shape() -> None:
-    tests = [{"assert": "assert 5 == add(2, 3)"}, {"input": "1 2\n", "output": "3\n"},
+    tests = [{"assert": "assert 6 == add(2, 4)"}, {"input": "1 2\n", "output": "3\n"},
              {"args": [[1], None], "expected": 3}]
     problem = build_problem(request(ADD, tests=tests))
     asserted, stdin, functional, example = problem.tests
-    assert (asserted.mode, asserted.source, asserted.call, asserted.expected) == ("assert", "user", "add(2, 3)", "5")
+    assert (asserted.mode, asserted.source, asserted.call, asserted.expected) == ("assert", "user", "add(2, 4)", "6")
     assert (stdin.mode, stdin.input, stdin.output) == ("stdin", "1 2\n", "3\n")
     assert (functional.mode, functional.input, functional.output) == ("functional", "[1]\nnull\n", "3")
     assert (functional.call, functional.expected) == ("add(*[[1], None])", "3")
     assert (example.source, example.code) == ("example", "assert __atlas_eq(add(2, 3), 5)")
     assert (problem.entry_point, problem.reads_stdin) == ("add", False)
     assert (problem.count("user"), problem.count("example"), problem.count("self")) == (3, 1, 0)
+
+
+def test_an_example_the_user_also_gave_counts_once_however_written() -> None:
+    problem = build_problem(request(ADD, tests=[{"assert": "assert 5 == add(2, 3)"}]))
+    assert [t.source for t in problem.tests] == ["user"]
 
 
 def test_explicit_entry_point_wins() -> None:
