@@ -1,6 +1,6 @@
 """The verified-generation engine: k candidates, judged in the sandbox on the tests a user has, ranked by
-agreement on tests the model writes, repaired from their failures, within a budget. rag-api's routes and the
-task-worker both drive this one copy of the logic."""
+agreement on tests the model writes, repaired from their failures, within a budget. One copy of the logic:
+rag-api's routes drive it, and the task-worker is meant to drive the same code."""
 
 from __future__ import annotations
 
