@@ -250,21 +250,21 @@ class Engine:
         if failures and len(failures) == k - start:
             raise failures[0]
 
-    async def _sample(self, solve: Solve, messages: list[Message], temp: float, seed: int | None,
-                      max_tokens: int | None = None) -> tuple[str | None, Generation]:
+    async def _sample(self, solve: Solve, messages: list[Message], temp: float, seed: int | None
+                      ) -> tuple[str | None, Generation]:
         problem = solve.problem
-        limit = max_tokens or solve.budget.max_tokens
+        limit = solve.budget.max_tokens
+        code: str | None
         if self.config.prompt_style == "completion":
-            gen = await self.llm.complete(prompts.completion_prefix(problem), temperature=temp, seed=seed,
-                                          max_tokens=limit, stop=COMPLETION_STOPS, timeline=solve.timeline)
+            prefix = prompts.completion_prefix(problem)
+            gen = await self.llm.complete(prefix, temperature=temp, seed=seed, max_tokens=limit,
+                                          stop=COMPLETION_STOPS, timeline=solve.timeline)
+            code = complete_code(prefix, gen.text)
         else:
             gen = await self.llm.chat(messages, temperature=temp, seed=seed, max_tokens=limit,
                                       timeline=solve.timeline)
-        solve.count(gen)
-        if self.config.prompt_style == "completion":
-            code: str | None = complete_code(prompts.completion_prefix(problem), gen.text)
-        else:
             code = extract_code(gen.text, problem.language, problem.entry_point)
+        solve.count(gen)
         if code is not None and problem.language == "python":
             code = add_imports(sanitize_python(code, problem.reads_stdin, problem.entry_point), problem.text)
         return code, gen

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from atlas_core.http import json_object
 from atlas_rag.timeline import Timeline
 
 Message = dict[str, str]
@@ -53,16 +54,34 @@ class LLMClient:
 
     async def _call(self, path: str, body: dict[str, Any], temperature: float, seed: int | None, max_tokens: int,
                     stop: list[str] | None, timeline: Timeline | None) -> Generation:
-        """``timeline`` counts the request's time in the model, not its wait for a free slot."""
-        body = body | {"temperature": temperature, "max_tokens": max_tokens, "stream": False}
-        if self._model:
-            body["model"] = self._model
+        body = body | {"temperature": temperature, "max_tokens": max_tokens}
         if seed is not None:
             body["seed"] = seed
         if stop:
             body["stop"] = stop
+        started = time.monotonic()
+        data = await self._post(path, body, timeline)
+        try:
+            choice = data["choices"][0]
+            text = choice["message"]["content"] if "message" in choice else choice["text"]
+            usage = data.get("usage") or {}
+        except (KeyError, IndexError, TypeError):
+            raise LLMUnavailable("llama-server answered something that is not a completion") from None
+        return Generation(text=text or "", prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                          completion_tokens=int(usage.get("completion_tokens") or 0),
+                          finish_reason=choice.get("finish_reason"), seconds=time.monotonic() - started)
+
+    async def forward_chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A plain chat completion (the request is not a coding problem): the model's answer as it is."""
+        return await self._post("/v1/chat/completions", body, None)
+
+    async def _post(self, path: str, body: dict[str, Any], timeline: Timeline | None) -> dict[str, Any]:
+        """One non-streaming request in a free slot; ``timeline`` counts its time in the model, not the wait
+        for the slot."""
+        body = body | {"stream": False}
+        if self._model:
+            body["model"] = self._model
         async with self._slots:
-            started = time.monotonic()
             try:
                 with timeline.track("llm") if timeline else nullcontext():
                     response = await self._http.post(f"{self._url}{path}", json=body, headers=self._headers,
@@ -71,37 +90,9 @@ class LLMClient:
                 raise LLMUnavailable(f"llama-server did not answer within {self._timeout:g}s") from None
             except httpx.HTTPError as exc:
                 raise LLMUnavailable(f"llama-server is unreachable ({type(exc).__name__})") from None
-            seconds = time.monotonic() - started
         if response.status_code != 200:
             raise LLMUnavailable(f"llama-server answered {response.status_code}")
-        try:
-            data = response.json()
-            choice = data["choices"][0]
-            text = choice["message"]["content"] if "message" in choice else choice["text"]
-            usage = data.get("usage") or {}
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise LLMUnavailable("llama-server answered something that is not a completion") from None
-        return Generation(text=text or "", prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                          completion_tokens=int(usage.get("completion_tokens") or 0),
-                          finish_reason=choice.get("finish_reason"), seconds=seconds)
-
-    async def forward_chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A plain chat completion (the request is not a coding problem): the model's answer as it is."""
-        body = body | {"stream": False}
-        if self._model:
-            body["model"] = self._model
-        async with self._slots:
-            try:
-                response = await self._http.post(f"{self._url}/v1/chat/completions", json=body,
-                                                 headers=self._headers, timeout=self._timeout)
-            except httpx.HTTPError as exc:
-                raise LLMUnavailable(f"llama-server is unreachable ({type(exc).__name__})") from None
-        if response.status_code != 200:
-            raise LLMUnavailable(f"llama-server answered {response.status_code}")
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
+        answer = json_object(response)
+        if answer is None:
             raise LLMUnavailable("llama-server answered something that is not a completion")
         return answer

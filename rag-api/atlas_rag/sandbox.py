@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from atlas_core.capability import mint, signing_key
+from atlas_core.http import json_object
 from atlas_rag.timeline import Timeline
 
 RETRIES = 3  # a sandbox that is full answers 503 with Retry-After: wait and try again this many times
@@ -61,11 +62,8 @@ class SandboxClient:
             except (ValueError, KeyError, TypeError):
                 message = f"status {response.status_code}"
             raise SandboxUnavailable(f"the sandbox refused the run: {message}")
-        try:
-            result = response.json()
-        except ValueError:
-            result = None
-        if not isinstance(result, dict):
+        result = json_object(response)
+        if result is None:
             raise SandboxUnavailable("the sandbox answered something that is not a result")
         return result
 
