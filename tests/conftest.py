@@ -140,3 +140,25 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def sandbox_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real sandbox service for the whole session (rag-api's and the task-worker's tests judge in it)."""
+    from atlas_core.settings import load_settings
+    from atlas_sandbox.app import create_app as sandbox_app
+    from atlas_sandbox.settings import Settings as SandboxSettings
+    from tests.sandbox.conftest import sandbox_env
+
+    settings = load_settings(SandboxSettings, environ=sandbox_env(redis_server, tmp_path_factory.mktemp("sbx")))
+    with ServerThread(sandbox_app(settings)) as server:
+        yield server.url
+
+
+@pytest.fixture
+def llm() -> Iterator[ServerThread]:
+    """The scripted llama-server (tests/rag/fake_llm.py) on a real socket."""
+    from tests.rag.fake_llm import fake_llm
+
+    with ServerThread(fake_llm(LLAMA_KEY)) as server:
+        yield server

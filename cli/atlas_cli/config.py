@@ -59,6 +59,10 @@ class RunnerSettings(AtlasSettings):
     redis_port: Port = Field(
         6380, description="Port of the Redis that atlas up starts (not 6379, which a system Redis may hold)."
     )
+    worker_count: int = Field(
+        2, ge=0, le=64,
+        description="task-workers atlas up starts (worker i serves health on ATLAS_WORKER_PORT + i - 1); two, so "
+        "a crashed worker's task is taken over without waiting for a restart.")
     up_timeout_s: float = Field(300.0, gt=0, description="How long atlas up waits for every service to be ready.")
     stop_timeout_s: float = Field(
         10.0, gt=0, description="How long a stopping service gets after SIGTERM before it is killed."

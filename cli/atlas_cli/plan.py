@@ -159,7 +159,6 @@ def build_plan(config: RunConfig) -> list[ServiceSpec]:
     for name, settings in config.services.items():
         cls = type(settings)
         port, host = settings.port, settings.host
-        url = f"http://{connect_host(host)}:{port}"
         if isinstance(settings, EmbedSettings):
             embed = settings.embed_model_path
             if embed is not None and embed.suffix == ".gguf":
@@ -172,12 +171,16 @@ def build_plan(config: RunConfig) -> list[ServiceSpec]:
                 )
         module = SERVICE_MODULES[name]
         env = _base_env(config) | config.env_for(cls) | (_OFFLINE_HF if name == "embedding-server" else {})
-        specs.append(ServiceSpec(
-            name=name, argv=[sys.executable, "-m", module], env=env, host=host, port=port, url=url,
-            probe="http", probe_url=f"{url}/readyz",
-            # The credential that unlocks the reasons on /readyz (the embedding server's is the model key).
-            probe_token=config.values["ATLAS_LLAMA_API_KEY" if name == "embedding-server" else "ATLAS_SERVICE_TOKEN"],
-        ))
+        # The credential that unlocks the reasons on /readyz (the embedding server's is the model key).
+        token = config.values["ATLAS_LLAMA_API_KEY" if name == "embedding-server" else "ATLAS_SERVICE_TOKEN"]
+        copies = runner.worker_count if name == "task-worker" else 1
+        for i in range(copies):  # task-workers side by side: task-worker, task-worker-2, ... on port, port + 1, ...
+            url = f"http://{connect_host(host)}:{port + i}"
+            specs.append(ServiceSpec(
+                name=name if i == 0 else f"{name}-{i + 1}", argv=[sys.executable, "-m", module],
+                env=env | ({"ATLAS_WORKER_PORT": str(port + i)} if i else {}), host=host, port=port + i, url=url,
+                probe="http", probe_url=f"{url}/readyz", probe_token=token,
+            ))
     return specs
 
 

@@ -114,6 +114,54 @@ class Forwarder:
         return ClosingStreamingResponse(self._relay(upstream, call, info, admission, reserved, started),
                                         status_code=upstream.status, headers=out_headers)
 
+    async def relay(self, request: Request, body: bytes, info: KeyInfo, extra_headers: dict[str, str]) -> Response:
+        """A task-API call to rag-api as it is (method, path, query, body), answered as rag-api answers it;
+        the event stream passes through as it comes. Tasks meter their tokens when they finish (the worker
+        writes the usage), so nothing is counted here."""
+        base, token = self._targets["rag"]
+        headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "identity",
+                   "X-Request-Id": request.state.request_id, "X-Atlas-User-Id": str(info.user_id),
+                   "X-Atlas-Key-Id": str(info.key_id)}
+        if body:
+            headers["Content-Type"] = "application/json"
+        if "last-event-id" in request.headers:
+            headers["Last-Event-ID"] = request.headers["last-event-id"][:64]
+        query = f"?{request.url.query}" if request.url.query else ""
+        try:
+            upstream = await self._http.request(request.method, f"{base}{request.url.path}{query}", data=body or None,
+                                                headers=headers)
+        except TimeoutError:
+            return error_response(504, "rag-api did not answer in time")
+        except aiohttp.ClientError as exc:
+            return error_response(503, f"rag-api is unavailable ({type(exc).__name__}); try again shortly")
+        out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP} | extra_headers
+        if upstream.content_type != "text/event-stream" or upstream.status >= 400:
+            try:
+                content = await upstream.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return error_response(502, f"rag-api broke off its answer ({type(exc).__name__})")
+            finally:
+                upstream.release()
+            if upstream.status >= 400:
+                return _upstream_error(upstream.status, content, "rag-api", extra_headers)
+            return Response(content, status_code=upstream.status, headers=out_headers)
+
+        async def events() -> AsyncIterator[bytes]:
+            finished = False
+            try:
+                async for chunk in upstream.content.iter_any():
+                    yield chunk
+                finished = True
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("task event stream broke off: %s", type(exc).__name__)
+            finally:
+                if finished:
+                    upstream.release()
+                else:
+                    upstream.close()
+
+        return ClosingStreamingResponse(events(), status_code=upstream.status, headers=out_headers)
+
     async def _relay(self, upstream: aiohttp.ClientResponse, call: Call, info: KeyInfo, admission: str | None,
                      reserved: int, started: float) -> AsyncIterator[bytes]:
         buffer, usage, pieces, last_data = b"", None, 0, b""

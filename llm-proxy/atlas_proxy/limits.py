@@ -142,5 +142,9 @@ class Limiter:
         keys = _keys(info.key_id)[1:]
         pipe.evalsha(self._finish.sha, len(keys), *keys, request_id, reserved, actual)
 
+    async def release(self, info: KeyInfo, request_id: str) -> None:
+        """Free an admitted request's concurrency slot at once (it reserved no tokens)."""
+        await self._finish(keys=_keys(info.key_id)[1:], args=[request_id, 0, 0])
+
     async def reload(self) -> None:
         await self._finish.registered_client.script_load(FINISH)

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from atlas_core.errors import error_response
 from atlas_core.schemas import KeyInfo
-from atlas_proxy.calls import BadRequest, parse, read_body
+from atlas_proxy.calls import SOLVE_MODEL, BadRequest, parse, read_body
 from atlas_proxy.keys import KeyRejected, PortalUnavailable
 from atlas_proxy.models import ModelsUnavailable
 from atlas_proxy.state import ProxyState
@@ -87,6 +87,39 @@ async def handle(request: Request, path: str) -> Response:
     return await state.forwarder.forward(request, path, call, entry, info, admission, reserve, limit_headers)
 
 
+async def handle_task(request: Request) -> Response:
+    """The task API: authenticated and rate-limited like any request (one request each; a stream of events
+    holds no concurrency slot), then relayed to rag-api with the key's owner, who alone may see the task."""
+    state: ProxyState = request.app.state.proxy
+    try:
+        info = await authenticate(request, state)
+        if info.allowed_models is not None and SOLVE_MODEL not in info.allowed_models:
+            raise BadRequest(f"this API key may not use the model '{SOLVE_MODEL}', which runs tasks", status=403)
+        body = await read_body(request, state.settings.proxy_max_body_bytes) if request.method == "POST" else b""
+    except BadRequest as exc:
+        return exc.response()
+    admission = uuid.uuid4().hex
+    headers: dict[str, str] = {}
+    try:
+        decision = await state.limiter.admit(info, admission, 0)
+        if decision.admitted:
+            await state.limiter.release(info, admission)
+    except RedisError as exc:
+        if not state.settings.proxy_fail_open:
+            return error_response(503, "rate limiting is unavailable (Redis is down); try again shortly")
+        log.warning("Redis down, serving without limits (ATLAS_PROXY_FAIL_OPEN): %s", exc)
+    else:
+        headers = decision.headers(info)
+        if not decision.admitted:
+            return error_response(429, f"rate limit reached for this key: {decision.reason}", headers=headers,
+                                  code="rate_limit_exceeded")
+    return await state.forwarder.relay(request, body, info, headers)
+
+
+TASK_ROUTES = [("/v1/tasks", ["POST", "GET"]), ("/v1/tasks/{task_id}", ["GET", "DELETE"]),
+               ("/v1/tasks/{task_id}/events", ["GET"]), ("/v1/queue/stats", ["GET"])]
+
+
 def routes() -> list[Route]:
     """Plain Starlette routes: these handlers take the raw request and build their own responses, so FastAPI's
     per-request dependency and serialisation layer would be pure overhead on the hottest path."""
@@ -113,6 +146,7 @@ def routes() -> list[Route]:
 
     return [
         *(endpoint(path) for path in ENDPOINTS),
+        *(Route(path, handle_task, methods=methods) for path, methods in TASK_ROUTES),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model:path}", model, methods=["GET"]),
     ]

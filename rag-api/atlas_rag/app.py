@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from redis.exceptions import RedisError
 
 from atlas_core.app import open_clients, service_app
 from atlas_core.health import http_check, llama_check
+from atlas_core.queue import TaskQueue
+from atlas_rag import tasks
 from atlas_rag.engine import Engine, EngineConfig
 from atlas_rag.llm import LLMClient
 from atlas_rag.routes import Solver, router
 from atlas_rag.sandbox import SandboxClient
-from atlas_rag.settings import Settings
+from atlas_rag.settings import EngineSettings, Settings
+from atlas_rag.tasks import TaskService
 from atlas_rag.telemetry import Telemetry
 
+log = logging.getLogger("atlas.rag")
 
-def engine_config(settings: Settings) -> EngineConfig:
+
+async def warn_unsafe_redis(queue: TaskQueue) -> None:
+    """Tasks live in Redis: an evicting or non-persistent Redis loses them. Say so at start (not fatal: a
+    managed Redis may hide its settings, and a development Redis may be deliberately volatile)."""
+    try:
+        policy = await queue.redis_policy()
+    except RedisError:
+        return
+    if policy["maxmemory_policy"] not in ("noeviction", ""):
+        log.warning("Redis maxmemory-policy is %s: queued tasks can be evicted; set noeviction",
+                    policy["maxmemory_policy"])
+    if policy["appendonly"] == "no":
+        log.warning("Redis runs without AOF (appendonly no): a restart can lose queued tasks")
+
+
+def engine_config(settings: EngineSettings) -> EngineConfig:
     return EngineConfig(k=settings.rag_k, max_tokens=settings.rag_max_tokens,
                         repair_rounds=settings.rag_repair_rounds, deadline_s=settings.rag_deadline_s,
                         self_tests=settings.rag_self_tests, prompt_style=settings.rag_prompt_style)
@@ -37,8 +58,12 @@ def create_app(settings: Settings) -> FastAPI:
             engine = Engine(llm, sandbox, engine_config(settings))
             app.state.solver = Solver(engine, Telemetry(app.state.redis, app.state.metrics.registry),
                                       settings.rag_max_concurrent)
+            queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s, max_queued=settings.task_max_queued)
+            app.state.tasks = TaskService(queue, engine, settings)
+            await warn_unsafe_redis(queue)
             yield
 
     app = service_app("rag-api", settings.service_token, lifespan)
     app.include_router(router(settings))
+    app.include_router(tasks.router(settings))
     return app

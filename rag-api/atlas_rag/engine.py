@@ -28,6 +28,7 @@ log = logging.getLogger("atlas.rag.engine")
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
 PromptStyle = Literal["chat", "completion"]
 MAX_SELF_TESTS = 10
+CARRIED_BASE = 1000  # indices of programs carried over from an earlier attempt (after any new sample)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class Solve:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     repair_rounds: int = 0
+    heat: float = 0.0  # added to every sample's temperature (the task-worker raises it over attempts)
     stopped: Literal["done", "deadline", "budget"] = "done"
 
     def add(self, candidate: Candidate) -> Candidate:
@@ -209,6 +211,14 @@ class Engine:
         await self.repair_rounds(solve, budget.repair_rounds, say)
         await self.score(solve)
 
+    def carry(self, solve: Solve, programs: list[tuple[str, dict[str, str | None] | None]]) -> None:
+        """Programs that failed an earlier attempt, with their failures, join this one: they are judged again
+        with the new samples, and the repair rounds start from the best of them (its code and what failed)."""
+        for n, (code, failure) in enumerate(programs):
+            c = solve.add(Candidate(index=CARRIED_BASE + n, origin="carried", temperature=0.0, seed=None, code=code,
+                                    tokens=0))
+            c.extra["failure_before"] = failure
+
     def wants_self_tests(self, solve: Solve) -> bool:
         """Self-written tests can only help when the public tests leave a choice: no program passes them, or
         several do, and there is more than one program."""
@@ -234,7 +244,7 @@ class Engine:
         failures: list[LLMUnavailable] = []
 
         async def one(i: int) -> None:
-            temp, seed = temperature(i), solve.seed + i
+            temp, seed = min(1.0, round(temperature(i) + solve.heat, 3)), solve.seed + i
             variant = prompts.VARIANTS[i % len(prompts.VARIANTS)]
             try:
                 code, gen = await self._sample(solve, prompts.solution(solve.problem, variant), temp, seed)

@@ -21,6 +21,11 @@ class SandboxUnavailable(Exception):
     """The sandbox could not judge (down, overloaded, or it failed itself): never a verdict on the code."""
 
 
+class SandboxRefused(SandboxUnavailable):
+    """The sandbox will not run this at all (a 4xx: a language it lacks, limits it does not allow): trying
+    again cannot help."""
+
+
 class SandboxClient:
     def __init__(self, http: httpx.AsyncClient, url: str, signing_secret: str, *, issuer: str = "rag-api",
                  timeout_s: float = 300.0, parallel: int = 4) -> None:
@@ -61,7 +66,8 @@ class SandboxClient:
                 message = response.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = f"status {response.status_code}"
-            raise SandboxUnavailable(f"the sandbox refused the run: {message}")
+            refused = SandboxRefused if 400 <= response.status_code < 500 else SandboxUnavailable
+            raise refused(f"the sandbox refused the run: {message}")
         result = json_object(response)
         if result is None:
             raise SandboxUnavailable("the sandbox answered something that is not a result")

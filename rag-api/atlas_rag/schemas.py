@@ -94,7 +94,7 @@ class FailureOut(BaseModel):
 
 class CandidateOut(BaseModel):
     index: int
-    origin: Literal["sample", "repair"]
+    origin: Literal["sample", "repair", "carried"]
     temperature: float
     seed: int | None
     tokens: int
@@ -142,3 +142,47 @@ class SolveResult(BaseModel):
     tokens: Tokens
     usage: dict[str, int]  # OpenAI's shape of ``tokens`` (prompt_tokens, completion_tokens, total_tokens): metering
     timings: Timings
+
+
+class TaskBudget(Strict):
+    """What each attempt of a task may spend; unset fields take the service's defaults (ATLAS_RAG_*). The
+    task's wall clock is its ``deadline_s``."""
+
+    k: int | None = Field(None, ge=1, le=MAX_K, description="Candidates of the first attempt (later ones get more).")
+    max_tokens: int | None = Field(None, ge=16, le=8192, description="Completion tokens per candidate.")
+    repair_rounds: int | None = Field(None, ge=0, le=5, description="Repair rounds within each attempt.")
+    self_tests: bool | None = Field(None, description="Let the model write tests to rank candidates by.")
+
+
+class TaskRequest(Strict):
+    """``POST /v1/tasks``: a problem for the durable verify-repair loop."""
+
+    prompt: str = Field(min_length=1, max_length=MAX_TEXT, description="The problem statement (and signature).")
+    language: Language = "python"
+    tests: list[TestIn] = Field(default_factory=list, max_length=1000)
+    entry_point: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200)
+    priority: Literal["p0", "p1", "p2"] = "p1"
+    max_attempts: int | None = Field(None, ge=1, le=20, description="Attempts before MAX_ATTEMPTS (default "
+                                     "ATLAS_TASK_MAX_ATTEMPTS).")
+    deadline_s: float | None = Field(None, gt=0, le=86400, description="Wall-clock limit from submission "
+                                     "(default ATLAS_TASK_DEADLINE_S).")
+    project_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,200}$",
+                                   description="The project the task belongs to (kept with the task).")
+    budget: TaskBudget = Field(default_factory=TaskBudget)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Base seed of the first attempt.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must contain the problem's text, not only whitespace")
+        return value
+
+    def attempt(self, k: int, deadline_s: float, seed: int, min_repairs: int = 0) -> SolveRequest:
+        """The solve one attempt runs (at least ``min_repairs`` repair rounds, whatever the budget says)."""
+        b = self.budget
+        repairs = None if b.repair_rounds is None else max(min_repairs, b.repair_rounds)
+        return SolveRequest(problem=self.prompt, language=self.language, tests=self.tests,
+                            entry_point=self.entry_point, seed=seed,
+                            budget=Budget(k=k, max_tokens=b.max_tokens, repair_rounds=repairs,
+                                          deadline_s=deadline_s, self_tests=b.self_tests))

@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Origin = Literal["sample", "repair"]
+Origin = Literal["sample", "repair", "carried"]
 
 
 @dataclass

@@ -1,7 +1,11 @@
-"""task-worker app factory: the worker's health and metrics endpoints (probes and Prometheus need them)."""
+"""task-worker app factory: the consumer runs in the app's lifespan; the app serves health and metrics
+(probes and Prometheus need them). SIGTERM ends the lifespan: running tasks get the grace period, then go back
+to the queue."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -9,7 +13,21 @@ from fastapi import FastAPI
 
 from atlas_core.app import open_clients, service_app
 from atlas_core.health import http_check, llama_check
+from atlas_core.queue import TaskQueue
+from atlas_rag.app import engine_config
+from atlas_rag.engine import Engine
+from atlas_rag.llm import LLMClient
+from atlas_rag.sandbox import SandboxClient
+from atlas_worker.loop import VerifyRepair
 from atlas_worker.settings import Settings
+from atlas_worker.worker import Worker, WorkerConfig
+
+log = logging.getLogger("atlas.worker")
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(concurrency=settings.worker_concurrency, visibility_s=settings.worker_visibility_s,
+                        max_deliveries=settings.worker_max_deliveries, backoff_s=settings.worker_retry_backoff_s)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -19,6 +37,21 @@ def create_app(settings: Settings) -> FastAPI:
             http = await open_clients(app, settings, stack)
             app.state.readiness["llama-server"] = llama_check(http, settings.llama_url)
             app.state.readiness["sandbox"] = http_check(http, f"{settings.sandbox_url}/livez")
-            yield
+            llm = LLMClient(http, settings.llama_url, settings.llama_api_key.get_secret_value(),
+                            timeout_s=settings.rag_llm_timeout_s, parallel=settings.rag_llm_parallel)
+            sandbox = SandboxClient(http, settings.sandbox_url, settings.sandbox_signing_key.get_secret_value(),
+                                    issuer="task-worker")
+            queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s)
+            worker = Worker(queue, VerifyRepair(Engine(llm, sandbox, engine_config(settings))),
+                            worker_config(settings))
+            app.state.worker = worker
+            loop = asyncio.create_task(worker.run())
+            log.info("worker %s serving the task queue (%d at a time)", worker.name, settings.worker_concurrency)
+            try:
+                yield
+            finally:
+                await worker.stop(settings.worker_shutdown_grace_s)
+                loop.cancel()
+                await asyncio.gather(loop, return_exceptions=True)
 
     return service_app("task-worker", settings.service_token, lifespan)

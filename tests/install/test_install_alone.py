@@ -26,6 +26,8 @@ DISTRIBUTIONS = {
     "llama-server": ("atlas_llama.embed", ["atlas-embed-server"], NO_KEY),
     "benchmark": ("atlas_bench", ["atlas-bench", "--version"], "atlas-bench 0.1.0"),
 }
+# Sibling distributions one needs (pip cannot resolve them from an index: they are local directories).
+NEEDS = {"task-worker": ["rag-api"]}  # the worker runs rag-api's engine
 
 
 @pytest.mark.parametrize("directory", sorted(DISTRIBUTIONS))
@@ -36,7 +38,8 @@ def test_distribution_installs_alone(directory: str, tmp_path: Path) -> None:
     python = venv / "bin" / "python"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", str(python), "install", "--quiet",
-         "-c", str(REPO / "constraints.txt"), str(REPO / "core"), str(REPO / directory)],
+         "-c", str(REPO / "constraints.txt"), str(REPO / "core"),
+         *(str(REPO / d) for d in NEEDS.get(directory, [])), str(REPO / directory)],
         capture_output=True, text=True, timeout=600,
     )
     assert install.returncode == 0, install.stderr[-3000:]

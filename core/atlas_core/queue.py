@@ -1,0 +1,474 @@
+"""The durable task queue on Redis Streams, shared by rag-api (submit, read, cancel, stats) and the task-workers
+(consume, heartbeat, reclaim, retry, finish).
+
+Layout (one Redis; every multi-key step is a Lua script, so it is atomic):
+
+- ``atlas:tasks:p0|p1|p2``: one stream per priority, consumer group ``task-workers``. An entry is only a
+  task id; it stays in the stream while the task is queued or running and is acknowledged *and deleted*
+  once the result is stored, so the streams' length is the work in the system (the bound counts it).
+- ``atlas:task:{id}``: the task's record (a hash); ``...:attempts`` (a list of JSON attempts and
+  interruptions); ``...:events`` (a stream the SSE endpoint follows). All three expire ``ttl_s`` after the
+  last change.
+- ``atlas:tasks:delayed``: tasks waiting out a retry backoff (a sorted set by due time, ``priority|id``).
+- ``atlas:tasks:dead``: the dead-letter stream, with the reason.
+- ``atlas:tasks:owner:{user}``: the owner's task ids by submission time (for listing).
+- ``atlas:tasks:metrics:{YYYY-MM-DD}``: per-day counters for the dashboard (kept 40 days).
+
+A worker holding an entry refreshes its idle time (heartbeat); an entry idle longer than the visibility timeout
+belongs to a worker that stopped, and another worker takes it over with XAUTOCLAIM. Results are written once:
+a record that is already finished ignores later writes, so a task run twice still has exactly one result."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+Priority = Literal["p0", "p1", "p2"]
+PRIORITIES: tuple[Priority, ...] = ("p0", "p1", "p2")
+GROUP = "task-workers"
+DELAYED = "atlas:tasks:delayed"
+DEAD = "atlas:tasks:dead"
+DEAD_MAXLEN = 10_000
+EVENTS_MAXLEN = 2_000  # per task: enough for every progress line of a long task, bounded all the same
+METRICS_TTL_S = 40 * 86400
+TERMINAL = ("succeeded", "failed", "cancelled", "dead")
+StopReason = Literal["SUCCESS", "MAX_ATTEMPTS", "DEADLINE", "CANCELLED", "UNRECOVERABLE"]
+# Priority reading order by turn: under a full load p0, p1 and p2 get 4:2:1 of the reads, so p2 is never starved.
+TURNS: tuple[tuple[Priority, ...], ...] = (
+    ("p0", "p1", "p2"), ("p0", "p1", "p2"), ("p1", "p0", "p2"), ("p0", "p1", "p2"),
+    ("p0", "p1", "p2"), ("p1", "p0", "p2"), ("p2", "p0", "p1"),
+)
+
+
+def stream_key(priority: str) -> str:
+    return f"atlas:tasks:{priority}"
+
+
+def record_key(task_id: str) -> str:
+    return f"atlas:task:{task_id}"
+
+
+def events_key(task_id: str) -> str:
+    return f"atlas:task:{task_id}:events"
+
+
+def attempts_key(task_id: str) -> str:
+    return f"atlas:task:{task_id}:attempts"
+
+
+def owner_key(owner: str) -> str:
+    return f"atlas:tasks:owner:{owner}"
+
+
+def metrics_key(when: float | None = None) -> str:
+    day = datetime.fromtimestamp(when if when is not None else time.time(), UTC).strftime("%Y-%m-%d")
+    return f"atlas:tasks:metrics:{day}"
+
+
+class QueueFull(Exception):
+    def __init__(self, queued: int, limit: int) -> None:
+        super().__init__(f"the task queue is full ({queued} tasks waiting or running, limit {limit})")
+        self.queued = queued
+        self.limit = limit
+
+
+# KEYS: stream, record, events, metrics, owner index, p0, p1, p2, delayed
+# ARGV: task id, limit, ttl, now, owner-index cutoff, event data, then the record's field/value pairs
+SUBMIT = """
+local n = redis.call('XLEN', KEYS[6]) + redis.call('XLEN', KEYS[7]) + redis.call('XLEN', KEYS[8])
+    + redis.call('ZCARD', KEYS[9])
+if n >= tonumber(ARGV[2]) then return -1 - n end
+local ttl = tonumber(ARGV[3])
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+local entry = redis.call('XADD', KEYS[1], '*', 'id', ARGV[1])
+redis.call('HSET', KEYS[2], 'entry', entry)
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'type', 'queued', 'data', ARGV[6])
+redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('HINCRBY', KEYS[4], 'submitted', 1)
+redis.call('EXPIRE', KEYS[4], 3456000)
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[5])
+redis.call('EXPIRE', KEYS[5], ttl)
+return n + 1
+"""
+
+# A worker takes a delivered entry. KEYS: record, events, attempts. ARGV: consumer, now, entry, ttl.
+# Returns {state, deliveries, previous worker, previous status, record, attempts}; state is run, skip (finished)
+# or gone (expired).
+BEGIN = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'gone', 0, '', ''} end
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'dead' then
+    return {'skip', 0, '', status}
+end
+local previous = redis.call('HGET', KEYS[1], 'worker') or ''
+local deliveries = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'entry', ARGV[3], 'heartbeat', ARGV[2])
+redis.call('HSETNX', KEYS[1], 'started_at', ARGV[2])
+local ttl = tonumber(ARGV[4])
+if status == 'running' then
+    local note = cjson.encode({kind='interruption', worker=previous, reclaimed_by=ARGV[1], at=tonumber(ARGV[2]),
+        message='worker ' .. previous .. ' stopped while running this task; ' .. ARGV[1] .. ' took it over'})
+    redis.call('RPUSH', KEYS[3], note)
+    redis.call('EXPIRE', KEYS[3], ttl)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'type', 'interrupted', 'data', note)
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'type', 'started',
+    'data', cjson.encode({worker=ARGV[1], delivery=deliveries}))
+return {'run', deliveries, previous, status, redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[3], 0, -1)}
+"""
+
+# Keep an entry: reset its idle time if this consumer still holds it. KEYS: stream, record.
+# ARGV: group, consumer, entry, now. Returns {held (0/1), cancel flag}.
+HEARTBEAT = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+local held = 0
+if pending[1] and pending[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+    redis.call('HSET', KEYS[2], 'heartbeat', ARGV[4])
+    held = 1
+end
+return {held, redis.call('HGET', KEYS[2], 'cancel') or '0'}
+"""
+
+# Store the outcome once. KEYS: stream, record, events, attempts, metrics, dead.
+# ARGV: group, entry, ttl, status, event data, dead-letter data ('' = none), metric increments (JSON),
+# then the record's field/value pairs. Returns 1 when written, 0 when the task was already finished.
+FINISH = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+local status = redis.call('HGET', KEYS[2], 'status')
+if (not status) or status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'dead' then
+    return 0
+end
+local ttl = tonumber(ARGV[3])
+redis.call('HSET', KEYS[2], 'status', ARGV[4], unpack(ARGV, 8))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'type', 'done', 'data', ARGV[5])
+if ARGV[6] ~= '' then
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', 10000, '*', 'data', ARGV[6])
+end
+for _, key in ipairs({KEYS[2], KEYS[3], KEYS[4]}) do redis.call('EXPIRE', key, ttl) end
+for field, by in pairs(cjson.decode(ARGV[7])) do redis.call('HINCRBY', KEYS[5], field, by) end
+redis.call('EXPIRE', KEYS[5], 3456000)
+return 1
+"""
+
+# Back off and try again later. KEYS: stream, record, events, delayed.
+# ARGV: group, entry, due, member, event, counted (1: this delivery counts toward the limit), last error.
+RETRY = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if redis.call('HGET', KEYS[2], 'status') ~= 'running' then return 0 end
+if ARGV[6] ~= '1' then
+    redis.call('HINCRBY', KEYS[2], 'deliveries', -1)
+    redis.call('HINCRBY', KEYS[2], 'outages', 1)
+end
+redis.call('HSET', KEYS[2], 'status', 'queued', 'entry', '', 'worker', '', 'last_error', ARGV[7])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'type', 'retry', 'data', ARGV[5])
+return 1
+"""
+
+# Move due retries back into their streams. KEYS: delayed. ARGV: now, how many.
+PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+    local sep = string.find(member, '|', 1, true)
+    local priority, id = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
+    redis.call('ZREM', KEYS[1], member)
+    local record = 'atlas:task:' .. id
+    if redis.call('HGET', record, 'status') == 'queued' then
+        local entry = redis.call('XADD', 'atlas:tasks:' .. priority, '*', 'id', id)
+        redis.call('HSET', record, 'entry', entry)
+    end
+end
+return #due
+"""
+
+# Cancel. KEYS: record, events, delayed, metrics. ARGV: now, ttl. Returns the status after the call.
+CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return '' end
+if status == 'running' then
+    if redis.call('HGET', KEYS[1], 'cancel') ~= '1' then
+        redis.call('HSET', KEYS[1], 'cancel', '1')
+        redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'type', 'cancelling', 'data', '{}')
+    end
+    return 'cancelling'
+end
+if status ~= 'queued' then return status end
+local priority = redis.call('HGET', KEYS[1], 'priority')
+local id = redis.call('HGET', KEYS[1], 'id')
+local entry = redis.call('HGET', KEYS[1], 'entry')
+if entry and entry ~= '' then redis.call('XDEL', 'atlas:tasks:' .. priority, entry) end
+redis.call('ZREM', KEYS[3], priority .. '|' .. id)
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'stop_reason', 'CANCELLED', 'finished_at', ARGV[1], 'cancel', '1')
+local data = cjson.encode({status='cancelled', stop_reason='CANCELLED'})
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'type', 'done', 'data', data)
+redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
+return 'cancelled'
+"""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    priority: Priority
+    entry: str
+    task_id: str
+    reclaimed: bool = False
+
+
+@dataclass(frozen=True)
+class Begun:
+    state: Literal["run", "skip", "gone"]
+    deliveries: int
+    previous_worker: str
+    previous_status: str
+    record: dict[str, str]
+    history: list[dict[str, Any]]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode(raw: dict[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+class TaskQueue:
+    """Every queue operation; ``redis`` is a client with ``decode_responses=False`` (the services' default)."""
+
+    def __init__(self, redis: Redis, *, ttl_s: int = 7 * 86400, max_queued: int = 10_000) -> None:
+        self.redis = redis
+        self.ttl_s = ttl_s
+        self.max_queued = max_queued
+        self._scripts = {name: redis.register_script(body) for name, body in (
+            ("submit", SUBMIT), ("begin", BEGIN), ("heartbeat", HEARTBEAT), ("finish", FINISH),
+            ("retry", RETRY), ("promote", PROMOTE), ("cancel", CANCEL))}
+        self._turn = 0
+        self.groups_ready = False
+
+    async def ensure_groups(self) -> None:
+        """Create the consumer group on each stream (from the start, so nothing queued before is skipped).
+        Consumers call it again after a NOGROUP error: a Redis that restarted without its data."""
+        for priority in PRIORITIES:
+            try:
+                await self.redis.xgroup_create(stream_key(priority), GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self.groups_ready = True
+
+    # -- the API side ---------------------------------------------------------------------------------------
+
+    async def submit(self, spec: dict[str, Any], *, owner: str, priority: Priority, deadline_s: float,
+                     max_attempts: int, key_id: str = "") -> str:
+        """Queue a task; QueueFull when the bound is reached (nothing is written then)."""
+        task_id = uuid.uuid4().hex
+        now = time.time()
+        fields = {"id": task_id, "owner": owner, "key_id": key_id, "priority": priority, "status": "queued",
+                  "spec": json.dumps(spec), "submitted_at": repr(now), "deadline_at": repr(now + deadline_s),
+                  "max_attempts": str(max_attempts), "deliveries": "0", "cancel": "0"}
+        keys = [stream_key(priority), record_key(task_id), events_key(task_id), metrics_key(now),
+                owner_key(owner), *(stream_key(p) for p in PRIORITIES), DELAYED]
+        event = json.dumps({"priority": priority})
+        args: list[str | int] = [task_id, self.max_queued, self.ttl_s, repr(now), repr(now - self.ttl_s), event,
+                *(x for pair in fields.items() for x in pair)]
+        queued = int(await self._scripts["submit"](keys=keys, args=args))
+        if queued < 0:
+            raise QueueFull(-queued - 1, self.max_queued)
+        return task_id
+
+    async def record(self, task_id: str) -> dict[str, str] | None:
+        raw = await self.redis.hgetall(record_key(task_id))
+        return _decode(raw) if raw else None
+
+    async def attempts(self, task_id: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in await self.redis.lrange(attempts_key(task_id), 0, -1)]
+
+    async def owned(self, owner: str, limit: int) -> list[str]:
+        return [_text(x) for x in await self.redis.zrevrange(owner_key(owner), 0, limit - 1)]
+
+    async def events(self, task_id: str, after: str = "0", block_ms: int | None = None
+                     ) -> list[tuple[str, str, dict[str, Any]]]:
+        """Events after the stream id ``after``: (id, type, data). With ``block_ms``, waits that long for one."""
+        answer: Any = await self.redis.xread({events_key(task_id): after}, count=100, block=block_ms)
+        out = []
+        for _, entries in answer or []:
+            for entry_id, fields in entries:
+                f = _decode(fields)
+                out.append((_text(entry_id), f.get("type", ""), json.loads(f.get("data") or "{}")))
+        return out
+
+    async def cancel(self, task_id: str) -> str:
+        """The status after the request: cancelled (it had not started), cancelling (the worker stops it within
+        about a second), or the finished status it already had; '' when there is no such task."""
+        now = time.time()
+        keys = [record_key(task_id), events_key(task_id), DELAYED, metrics_key(now)]
+        return _text(await self._scripts["cancel"](keys=keys, args=[repr(now), self.ttl_s]))
+
+    async def stats(self) -> dict[str, Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in PRIORITIES:
+                pipe.xlen(stream_key(p))
+            for p in PRIORITIES:
+                pipe.xpending(stream_key(p), GROUP)
+            pipe.zcard(DELAYED)
+            pipe.xlen(DEAD)
+            pipe.hgetall(metrics_key())
+            for p in PRIORITIES:
+                pipe.xinfo_consumers(stream_key(p), GROUP)
+            answers = await pipe.execute(raise_on_error=False)
+        lengths, pending = answers[0:3], answers[3:6]
+        running = {p: int(x["pending"]) if isinstance(x, dict) else 0 for p, x in zip(PRIORITIES, pending, strict=True)}
+        workers: dict[str, float] = {}
+        for consumers in answers[9:12]:
+            for c in consumers if isinstance(consumers, list) else []:
+                name = _text(c["name"])
+                workers[name] = min(workers.get(name, float("inf")), int(c["idle"]) / 1000)
+        return {
+            "queued": {p: int(n) - running[p] for p, n in zip(PRIORITIES, lengths, strict=True)},
+            "running": sum(running.values()),
+            "retrying": int(answers[6]),
+            "dead_letter": int(answers[7]),
+            "limit": self.max_queued,
+            "today": {k: int(v) for k, v in _decode(answers[8] or {}).items()},
+            "consumers": [{"name": n, "idle_s": round(s, 1)} for n, s in sorted(workers.items())],
+        }
+
+    # -- the worker side ------------------------------------------------------------------------------------
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        """Up to ``count`` new entries, priorities read in the order of this turn (see TURNS); waits up to
+        ``block_ms`` when every stream is empty."""
+        order = TURNS[self._turn % len(TURNS)]
+        self._turn += 1
+        found: list[Delivery] = []
+        for priority in order:
+            answer = await self.redis.xreadgroup(GROUP, consumer, {stream_key(priority): ">"},
+                                                 count=count - len(found))
+            found += self._deliveries(priority, answer)
+            if len(found) >= count:
+                return found
+        if found or block_ms <= 0:
+            return found
+        await self._wait(block_ms)
+        return found
+
+    async def _wait(self, block_ms: int) -> None:
+        """Sleep until an entry newer than what the group has delivered arrives (no lost wake-up: the ids are
+        the group's own last-delivered ones, not ``$``)."""
+        after: dict[str, str] = {}
+        for priority in PRIORITIES:
+            groups = await self.redis.xinfo_groups(stream_key(priority))
+            mine = next((g for g in groups if _text(g["name"]) == GROUP), None)
+            after[stream_key(priority)] = _text(mine["last-delivered-id"]) if mine else "0"
+        await self.redis.xread(after, count=1, block=block_ms)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _deliveries(priority: Priority, answer: Any, reclaimed: bool = False) -> list[Delivery]:
+        out = []
+        for _, entries in answer or []:
+            for entry_id, fields in entries:
+                if fields:  # a deleted entry still pending comes back empty
+                    out.append(Delivery(priority, _text(entry_id), _text(fields[b"id"]), reclaimed))
+        return out
+
+    async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[Delivery]:
+        """Entries idle past the visibility timeout (their worker stopped): now this consumer's."""
+        found: list[Delivery] = []
+        for priority in PRIORITIES:
+            if len(found) >= count:
+                break
+            answer = await self.redis.xautoclaim(stream_key(priority), GROUP, consumer, min_idle_ms,
+                                                 start_id="0-0", count=count - len(found))
+            found += self._deliveries(priority, [(None, answer[1])], reclaimed=True)
+        return found
+
+    async def promote(self, limit: int = 100) -> int:
+        return int(await self._scripts["promote"](keys=[DELAYED], args=[repr(time.time()), limit]))
+
+    async def begin(self, delivery: Delivery, consumer: str) -> Begun:
+        tid = delivery.task_id
+        answer = await self._scripts["begin"](keys=[record_key(tid), events_key(tid), attempts_key(tid)],
+                                              args=[consumer, repr(time.time()), delivery.entry, self.ttl_s])
+        flat = answer[4] if len(answer) > 4 else []
+        record = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        history = [json.loads(x) for x in (answer[5] if len(answer) > 5 else [])]
+        return Begun(_text(answer[0]), int(answer[1]), _text(answer[2]), _text(answer[3]),  # type: ignore[arg-type]
+                     record, history)
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Drop an entry whose task needs nothing more (finished or cancelled before it started, or expired)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream_key(delivery.priority), GROUP, delivery.entry)
+            pipe.xdel(stream_key(delivery.priority), delivery.entry)
+            await pipe.execute()
+
+    async def heartbeat(self, delivery: Delivery, consumer: str) -> tuple[bool, bool]:
+        """(still held by this consumer, cancellation requested)."""
+        held, cancel = await self._scripts["heartbeat"](
+            keys=[stream_key(delivery.priority), record_key(delivery.task_id)],
+            args=[GROUP, consumer, delivery.entry, repr(time.time())])
+        return bool(int(held)), _text(cancel) == "1"
+
+    async def event(self, task_id: str, kind: str, data: dict[str, Any]) -> None:
+        await self.redis.xadd(events_key(task_id), {"type": kind, "data": json.dumps(data)},
+                              maxlen=EVENTS_MAXLEN, approximate=True)
+
+    async def add_attempt(self, task_id: str, attempt: dict[str, Any]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(attempts_key(task_id), json.dumps(attempt))
+            pipe.expire(attempts_key(task_id), self.ttl_s)
+            await pipe.execute()
+
+    async def finish(self, delivery: Delivery, status: str, fields: dict[str, str], event: dict[str, Any],
+                     counts: dict[str, int], dead_letter: dict[str, Any] | None = None) -> bool:
+        """Acknowledge the entry and store the outcome, once: False when the task had finished already."""
+        tid = delivery.task_id
+        fields = {"finished_at": repr(time.time()), **fields}
+        keys = [stream_key(delivery.priority), record_key(tid), events_key(tid), attempts_key(tid), metrics_key(),
+                DEAD]
+        args: list[str | int] = [GROUP, delivery.entry, self.ttl_s, status, json.dumps(event),
+                json.dumps(dead_letter) if dead_letter else "", json.dumps(counts),
+                *(x for pair in fields.items() for x in pair)]
+        return bool(await self._scripts["finish"](keys=keys, args=args))
+
+    async def retry(self, delivery: Delivery, delay_s: float, event: dict[str, Any], *, counted: bool,
+                    error: str) -> bool:
+        """Back off ``delay_s`` and queue again. A delivery that is not ``counted`` (a dependency was down)
+        does not bring the task closer to the dead-letter stream."""
+        tid = delivery.task_id
+        keys = [stream_key(delivery.priority), record_key(tid), events_key(tid), DELAYED]
+        args = [GROUP, delivery.entry, repr(time.time() + delay_s), f"{delivery.priority}|{tid}", json.dumps(event),
+                "1" if counted else "0", error]
+        return bool(await self._scripts["retry"](keys=keys, args=args))
+
+    async def hand_back(self, delivery: Delivery, consumer: str) -> None:
+        """Give a task back at shutdown: it counts as not delivered, and its entry looks long idle, so the next
+        reclaim by any worker takes it at once."""
+        tid = delivery.task_id
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xclaim(stream_key(delivery.priority), GROUP, consumer, 0, [delivery.entry], idle=10**9,
+                        justid=True)
+            pipe.hincrby(record_key(tid), "deliveries", -1)
+            pipe.hset(record_key(tid), mapping={"status": "queued", "worker": ""})
+            pipe.xadd(events_key(tid), {"type": "handed_back", "data": json.dumps({"worker": consumer})},
+                      maxlen=EVENTS_MAXLEN, approximate=True)
+            await pipe.execute()
+
+    async def redis_policy(self) -> dict[str, str]:
+        """The settings that make Redis safe for a queue: noeviction, and persistence (AOF)."""
+        policy = await self.redis.config_get("maxmemory-policy")
+        aof = await self.redis.config_get("appendonly")
+        return {"maxmemory_policy": _text(next(iter(policy.values()), "")),
+                "appendonly": _text(next(iter(aof.values()), ""))}

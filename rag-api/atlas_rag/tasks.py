@@ -1,0 +1,212 @@
+"""The durable task API (reached through the proxy, which authenticates the key and names its owner in
+``X-Atlas-User-Id``): submit, read, follow, cancel, list, and the queue's numbers. A task belongs to the owner of
+the key that submitted it; anyone else gets 404, as if it did not exist."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from redis.exceptions import RedisError
+
+from atlas_core.auth import require_service_token
+from atlas_core.errors import error_response
+from atlas_core.queue import TERMINAL, QueueFull, TaskQueue
+from atlas_rag.engine import Engine
+from atlas_rag.problem import ProblemError
+from atlas_rag.schemas import TaskRequest
+from atlas_rag.settings import Settings
+
+log = logging.getLogger("atlas.rag.tasks")
+FOLLOW_BLOCK_MS = 10_000  # how long one read of a task's events waits (a keep-alive goes out after each)
+UNAVAILABLE = "the task store (Redis) is unavailable; retry shortly"
+FLOATS = ("submitted_at", "started_at", "finished_at", "deadline_at")
+INTS = ("max_attempts", "deliveries", "attempts_made", "prompt_tokens", "completion_tokens")
+
+
+class TaskService:
+    def __init__(self, queue: TaskQueue, engine: Engine, settings: Settings) -> None:
+        self.queue = queue
+        self.engine = engine
+        self.settings = settings
+
+
+def view(record: dict[str, str], attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A task as its owner sees it (no internal fields such as the stream entry or the owner's ids)."""
+    spec = json.loads(record.get("spec") or "{}")
+    out: dict[str, Any] = {
+        "task_id": record["id"], "status": record.get("status"), "priority": record.get("priority"),
+        "stop_reason": record.get("stop_reason") or None, "message": record.get("message") or None,
+        "cancel_requested": record.get("cancel") == "1" and record.get("status") == "running",
+        "project_id": spec.get("project_id"), "language": spec.get("language"),
+    }
+    for key in FLOATS:
+        out[key] = float(record[key]) if record.get(key) else None
+    for key in INTS:
+        out[key] = int(record.get(key) or 0)
+    out["last_error"] = record.get("last_error") or None
+    out["result"] = json.loads(record["result"]) if record.get("result") else None
+    if attempts is not None:
+        out["attempts"] = attempts
+    return out
+
+
+def _owner(request: Request) -> str | Response:
+    owner = request.headers.get("x-atlas-user-id", "").strip()
+    if not owner:
+        return error_response(400, "X-Atlas-User-Id is required: tasks belong to a user (the proxy sets it)",
+                              param="X-Atlas-User-Id")
+    return owner
+
+
+def router(settings: Settings) -> APIRouter:
+    api = APIRouter(dependencies=[Depends(require_service_token(settings.service_token))])
+
+    async def owned(request: Request, task_id: str) -> dict[str, str] | Response:
+        """The task's record if the caller owns it; a 404 (the same for absent and foreign tasks) otherwise."""
+        owner = _owner(request)
+        if isinstance(owner, Response):
+            return owner
+        service: TaskService = request.app.state.tasks
+        record = await service.queue.record(task_id) if len(task_id) <= 64 else None
+        if record is None or record.get("owner") != owner:
+            return error_response(404, f"no task '{task_id[:64]}' for this key's owner", param="task_id",
+                                  code="task_not_found")
+        return record
+
+    @api.post("/v1/tasks", response_model=None, status_code=202)
+    async def submit(body: TaskRequest, request: Request) -> Response:
+        owner = _owner(request)
+        if isinstance(owner, Response):
+            return owner
+        service: TaskService = request.app.state.tasks
+        s = service.settings
+        try:  # the same parse the worker does: a task that cannot run is refused now, not after queueing
+            problem = service.engine.start(body.attempt(body.budget.k or s.rag_k, s.rag_deadline_s, 0)).problem
+        except ProblemError as exc:
+            return error_response(400, str(exc), param=exc.field.replace("problem", "prompt", 1))
+        if not problem.tests:
+            return error_response(400, "a task needs tests to verify against: give 'tests', or put examples "
+                                  "(doctests, asserts, Input/Output samples) in the prompt", param="tests")
+        deadline_s = body.deadline_s or s.task_deadline_s
+        try:
+            task_id = await service.queue.submit(
+                body.model_dump(mode="json", by_alias=True), owner=owner, priority=body.priority,
+                deadline_s=deadline_s, max_attempts=body.max_attempts or s.task_max_attempts,
+                key_id=request.headers.get("x-atlas-key-id", ""))
+        except QueueFull as exc:
+            return error_response(429, f"{exc}; retry later", code="queue_full", headers={"Retry-After": "10"})
+        except RedisError:
+            return error_response(503, UNAVAILABLE)
+        return JSONResponse({"task_id": task_id, "status": "queued", "priority": body.priority,
+                             "deadline_at": time.time() + deadline_s},
+                            status_code=202, headers={"Location": f"/v1/tasks/{task_id}"})
+
+    @api.get("/v1/tasks", response_model=None)
+    async def listing(request: Request, limit: int = Query(20, ge=1, le=100)) -> Response:
+        owner = _owner(request)
+        if isinstance(owner, Response):
+            return owner
+        queue: TaskQueue = request.app.state.tasks.queue
+        try:
+            records = [await queue.record(t) for t in await queue.owned(owner, limit)]
+        except RedisError:
+            return error_response(503, UNAVAILABLE)
+        return JSONResponse({"object": "list", "data": [view(r) for r in records if r and r.get("owner") == owner]})
+
+    @api.get("/v1/tasks/{task_id}", response_model=None)
+    async def read(task_id: str, request: Request) -> Response:
+        try:
+            record = await owned(request, task_id)
+            if isinstance(record, Response):
+                return record
+            attempts = await request.app.state.tasks.queue.attempts(task_id)
+        except RedisError:
+            return error_response(503, UNAVAILABLE)
+        return JSONResponse(view(record, attempts))
+
+    @api.delete("/v1/tasks/{task_id}", response_model=None)
+    async def cancel(task_id: str, request: Request) -> Response:
+        try:
+            record = await owned(request, task_id)
+            if isinstance(record, Response):
+                return record
+            status = await request.app.state.tasks.queue.cancel(task_id)
+        except RedisError:
+            return error_response(503, UNAVAILABLE)
+        if status in TERMINAL and status != "cancelled":
+            return error_response(409, f"task '{task_id}' has already finished ({status}); nothing to cancel",
+                                  param="task_id", code="task_finished")
+        message = ("cancelled before it started" if status == "cancelled" else
+                   "the running attempt stops within about a second")
+        return JSONResponse({"task_id": task_id, "status": status, "message": message},
+                            status_code=200 if status == "cancelled" else 202)
+
+    @api.get("/v1/tasks/{task_id}/events", response_model=None)
+    async def events(task_id: str, request: Request) -> Response:
+        try:
+            record = await owned(request, task_id)
+        except RedisError:
+            return error_response(503, UNAVAILABLE)
+        if isinstance(record, Response):
+            return record
+        start = request.headers.get("last-event-id", "0")
+        return StreamingResponse(follow(request.app.state.tasks.queue, task_id, start),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @api.get("/v1/queue/stats", response_model=None)
+    async def stats(request: Request) -> Response:
+        queue: TaskQueue = request.app.state.tasks.queue
+        try:
+            numbers = await queue.stats()
+        except RedisError:
+            return error_response(503, UNAVAILABLE)
+        try:
+            numbers["redis"] = await queue.redis_policy()
+        except RedisError:  # a managed Redis may refuse CONFIG GET
+            numbers["redis"] = None
+        return JSONResponse(numbers)
+
+    return api
+
+
+async def follow(queue: TaskQueue, task_id: str, after: str) -> AsyncIterator[bytes]:
+    """Every event after ``after`` (all of them at first; a reconnecting client sends Last-Event-ID), then new
+    ones as they come, until ``done``. Redis going away is said in a comment and retried, not ended on."""
+    if not after.replace("-", "").isdigit():
+        after = "0"
+    while True:
+        try:
+            batch = await queue.events(task_id, after, block_ms=FOLLOW_BLOCK_MS)
+        except RedisError:
+            yield b": the task store is unavailable; retrying\n\n"
+            await asyncio.sleep(1.0)
+            continue
+        if not batch:
+            yield b": keep-alive\n\n"
+            try:
+                record = await queue.record(task_id)
+            except RedisError:
+                continue
+            # Finished: its done event is in the stream (read on), unless the events expired first.
+            if (record is None or record.get("status") in TERMINAL) and not await queue.events(task_id, after):
+                yield _event(after, "done", {"status": (record or {}).get("status", "expired")})
+                return
+            continue
+        for entry_id, kind, data in batch:
+            yield _event(entry_id, kind, data)
+            after = entry_id
+            if kind == "done":
+                return
+
+
+def _event(entry_id: str, kind: str, data: dict[str, Any]) -> bytes:
+    return f"id: {entry_id}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+

@@ -1,0 +1,138 @@
+"""The verify-repair ("ralph") loop of one task, on rag-api's engine (one copy of the generation, judging and
+repair logic).
+
+Each attempt is a whole verified solve on the task's own tests (or the examples in its prompt): k candidates,
+judged in the sandbox, self-tests when the tests leave a choice, repair rounds. An attempt that fails hands its
+best failing programs, with what failed, to the next one, whose repair rounds start from them; the next attempt
+also samples more candidates (k x n) at a higher temperature (+0.15 per attempt, at most +0.4) with new seeds.
+The loop ends with SUCCESS (an attempt's answer passes every test), MAX_ATTEMPTS, DEADLINE, or UNRECOVERABLE
+(the task cannot run as given, or the sandbox refuses its language). Cancellation stops the attempt in flight
+(the worker cancels this coroutine)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from atlas_core.queue import StopReason
+from atlas_rag.engine import Engine, problem_seed
+from atlas_rag.problem import ProblemError
+from atlas_rag.sandbox import SandboxRefused
+from atlas_rag.schemas import MAX_K, TaskRequest
+from atlas_rag.select import rank_key
+
+HEAT_STEP = 0.15
+HEAT_CAP = 0.4
+SEED_STEP = 7919  # a prime: attempt n's seeds never repeat attempt m's
+CARRY = 2  # failing programs handed from one attempt to the next
+Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class TaskContext:
+    """What a handler gets: the task, its history so far (a reclaimed task resumes after its last finished
+    attempt), its deadline (epoch seconds), and ``emit`` for its event stream."""
+
+    task_id: str
+    spec: dict[str, Any]
+    record: dict[str, str]
+    history: list[dict[str, Any]]
+    worker: str
+    emit: Emit
+    record_attempt: Callable[[dict[str, Any]], Awaitable[None]]
+    deadline_at: float = float("inf")
+    max_attempts: int = 1
+
+
+@dataclass
+class Outcome:
+    status: Literal["succeeded", "failed"]
+    stop_reason: StopReason
+    message: str
+    result: dict[str, Any] | None = None
+    attempts: int = 0
+    tokens: dict[str, int] = field(default_factory=lambda: {"prompt": 0, "completion": 0})
+
+
+def schedule(k: int, seed: int, n: int) -> tuple[int, float, int]:
+    """Attempt ``n`` (from 1): candidates, temperature added to the engine's schedule, base seed."""
+    return min(MAX_K, k * n), min(HEAT_CAP, round(HEAT_STEP * (n - 1), 3)), seed + SEED_STEP * (n - 1)
+
+
+def progress_of(ctx: TaskContext, n: int) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    """The engine's progress lines as the task's events, tagged with the attempt."""
+    async def progress(event: dict[str, Any]) -> None:
+        await ctx.emit("progress", {"n": n, **event})
+    return progress
+
+
+class VerifyRepair:
+    """The production handler: ``await VerifyRepair(engine)(ctx)``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def __call__(self, ctx: TaskContext) -> Outcome:
+        task = TaskRequest.model_validate(ctx.spec)
+        done = [a for a in ctx.history if a.get("kind") == "attempt"]
+        tokens = {"prompt": sum(a["tokens"]["prompt"] for a in done),
+                  "completion": sum(a["tokens"]["completion"] for a in done)}
+        carried: list[dict[str, Any]] = done[-1]["failing"] if done else []
+        last = done[-1] if done else None
+        k = task.budget.k or self.engine.config.k
+        seed = task.seed if task.seed is not None else problem_seed(task.prompt)
+
+        def end(status: Literal["succeeded", "failed"], reason: StopReason, message: str) -> Outcome:
+            result = None if last is None else {
+                "code": last["code"], "language": task.language, "verified": last["verified"],
+                "summary": last["summary"], "attempt": last["n"]}
+            return Outcome(status, reason, message, result, len(done), tokens)
+
+        for n in range(len(done) + 1, ctx.max_attempts + 1):
+            remaining = ctx.deadline_at - time.time()
+            if remaining <= 0:
+                return end("failed", "DEADLINE", f"the deadline passed after {len(done)} attempt(s)")
+            k_n, heat, seed_n = schedule(k, seed, n)
+            try:
+                # Failing code from before is worth nothing unless it goes back with its failures: a repair round.
+                solve = self.engine.start(task.attempt(k_n, min(3600.0, remaining), seed_n, 1 if carried else 0))
+            except ProblemError as exc:
+                return end("failed", "UNRECOVERABLE", f"the task cannot run as given: {exc}")
+            if not solve.problem.tests:
+                return end("failed", "UNRECOVERABLE", "there is nothing to verify against: give tests, or "
+                                                      "examples in the prompt")
+            solve.heat = heat
+            self.engine.carry(solve, [(p["code"], p["failure"]) for p in carried])
+            await ctx.emit("attempt", {"n": n, "k": k_n, "heat": heat, "carried": len(carried),
+                                       "message": f"attempt {n}/{ctx.max_attempts}: {k_n} candidate(s)"
+                                                  + (f", repairing {len(carried)} from before" if carried else "")})
+            started = time.time()
+
+            try:
+                result = await self.engine.run(solve, progress_of(ctx, n))
+            except SandboxRefused as exc:
+                return end("failed", "UNRECOVERABLE", str(exc))
+            failing = sorted((c for c in solve.candidates if c.unique and not c.public_ok and c.failure),
+                             key=rank_key)[:CARRY]
+            last = {
+                "kind": "attempt", "n": n, "worker": ctx.worker, "started_at": started, "finished_at": time.time(),
+                "k": k_n, "heat": heat, "seed": seed_n, "status": result.status, "verified": result.verified,
+                "stopped": result.stopped, "summary": result.summary, "code": result.code,
+                "candidates": [c.model_dump(exclude_none=True) for c in result.candidates],
+                "tokens": {"prompt": result.tokens.prompt, "completion": result.tokens.completion},
+                "failing": [{"index": c.index, "code": c.code, "failure": c.failure} for c in failing],
+            }
+            done.append(last)
+            tokens = {"prompt": tokens["prompt"] + result.tokens.prompt,
+                      "completion": tokens["completion"] + result.tokens.completion}
+            await ctx.record_attempt(last)
+            await ctx.emit("passed" if result.verified else "failed",
+                           {"n": n, "status": result.status, "summary": result.summary})
+            if result.verified:
+                return end("succeeded", "SUCCESS", f"verified on attempt {n}: {result.summary}")
+            if result.stopped == "deadline":
+                return end("failed", "DEADLINE", f"the deadline passed during attempt {n}")
+            carried = last["failing"] or carried
+        return end("failed", "MAX_ATTEMPTS", f"no answer passed every test in {len(done)} attempt(s)")

@@ -1,0 +1,288 @@
+"""The consumer: reads the priority streams, runs tasks through a handler, keeps their entries alive while they
+run, takes over tasks of workers that stopped, retries with backoff, dead-letters what keeps failing, and stores
+each result once.
+
+Delivery is at least once; the result is exactly once (``TaskQueue.finish`` ignores a second outcome). A task's
+entry is acknowledged only after its outcome is stored, so a worker killed at any point loses nothing: its
+entries go idle, and after the visibility timeout another worker reclaims them and resumes after the last
+finished attempt. A handler that raises is retried with exponential backoff until ``max_deliveries``; a task
+delivered that many times (crashes, or workers dying under it) goes to the dead-letter stream with the reason.
+A dependency that is down (model, sandbox) is retried without counting: the task's deadline bounds it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from atlas_core.queue import Delivery, TaskQueue
+from atlas_core.schemas import USAGE_STREAM
+from atlas_rag.llm import LLMUnavailable
+from atlas_rag.sandbox import SandboxRefused, SandboxUnavailable
+from atlas_worker.loop import Outcome, TaskContext
+
+log = logging.getLogger("atlas.worker")
+Handler = Callable[[TaskContext], Coroutine[Any, Any, Outcome]]
+BACKOFF_CAP_S = 60.0
+USAGE_MAXLEN = 1_000_000
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    concurrency: int = 1
+    visibility_s: float = 60.0  # an entry idle this long belongs to a worker that stopped
+    max_deliveries: int = 3
+    backoff_s: float = 2.0
+    block_ms: int = 1000
+
+
+def consumer_name() -> str:
+    """Unique per process and readable in the stats: host, pid and a few random characters."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class Running:
+    delivery: Delivery
+    task: asyncio.Task[None]
+    work: asyncio.Task[Outcome] | None = None
+    cancel_requested: bool = False
+    lost: bool = False
+    hand_back: bool = False
+
+
+class Worker:
+    def __init__(self, queue: TaskQueue, handler: Handler, config: WorkerConfig, name: str | None = None) -> None:
+        self.queue = queue
+        self.handler = handler
+        self.config = config
+        self.name = name or consumer_name()
+        self.running: dict[str, Running] = {}
+        self.served = 0
+        self._stopping = asyncio.Event()
+        self._beat_s = min(1.0, config.visibility_s / 3)  # also how soon a cancellation is noticed
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until ``stop``. Redis going away pauses the loop (with backoff) rather than ending it: the
+        client reconnects by itself when Redis is back."""
+        outage = 0
+        maintain_at = 0.0
+        while not self._stopping.is_set():
+            try:
+                if not self.queue.groups_ready:
+                    await self.queue.ensure_groups()
+                found: list[Delivery] = []
+                if time.monotonic() >= maintain_at:
+                    await self.queue.promote()
+                    if self.free:
+                        found = await self.queue.reclaim(self.name, int(self.config.visibility_s * 1000), self.free)
+                    maintain_at = time.monotonic() + max(0.2, min(5.0, self.config.visibility_s / 4))
+                if self.free - len(found) > 0:
+                    block = 0 if found else self.config.block_ms
+                    found += await self.queue.read(self.name, self.free - len(found), block)
+                if outage:
+                    log.info("Redis is back; serving again")
+                    outage = 0
+            except RedisError as exc:
+                if "NOGROUP" in str(exc):
+                    self.queue.groups_ready = False
+                if not outage:
+                    log.warning("Redis unavailable (%s: %s); retrying", type(exc).__name__, str(exc)[:200])
+                outage += 1
+                await self._pause(min(5.0, 0.2 * 2 ** min(outage, 5)))
+                continue
+            for delivery in found:
+                self._start(delivery)
+            if not self.free:
+                await asyncio.wait({r.task for r in self.running.values()}, timeout=self.config.block_ms / 1000,
+                                   return_when=asyncio.FIRST_COMPLETED)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.config.concurrency - len(self.running))
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _start(self, delivery: Delivery) -> None:
+        task = asyncio.create_task(self._serve(delivery))
+        self.running[delivery.entry] = Running(delivery, task)
+        task.add_done_callback(lambda _: self.running.pop(delivery.entry, None))
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop reading; give running tasks ``grace_s`` to finish, then hand the rest back (another worker
+        resumes them after their last finished attempt)."""
+        self._stopping.set()
+        tasks = [r.task for r in self.running.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_s)
+        for r in list(self.running.values()):
+            r.hand_back = True
+            if r.work is not None:
+                r.work.cancel()
+        await asyncio.gather(*(r.task for r in list(self.running.values())), return_exceptions=True)
+
+    # -- one task -------------------------------------------------------------------------------------------
+
+    async def _serve(self, d: Delivery) -> None:
+        try:
+            await self._serve_task(d)
+        except RedisError as exc:
+            log.warning("lost Redis while serving task %s (%s)", d.task_id, type(exc).__name__)
+            await self._requeue_after_outage(d)
+        except Exception:
+            log.exception("worker error on task %s; it will be reclaimed", d.task_id)
+
+    async def _requeue_after_outage(self, d: Delivery) -> None:
+        """Redis went away mid-task: once it is back, queue the task again at once without counting the
+        delivery (the outage was not the task's fault). If Redis stays away, the entry is still pending and is
+        reclaimed after the visibility timeout."""
+        for attempt in range(10):
+            await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+            try:
+                await self.queue.retry(d, 0.0, {"delay_s": 0, "error": "Redis was unavailable", "counted": False},
+                                       counted=False, error="Redis was unavailable")
+                return
+            except RedisError:
+                continue
+
+    async def _serve_task(self, d: Delivery) -> None:
+        begun = await self.queue.begin(d, self.name)
+        if begun.state != "run":
+            await self.queue.ack(d)
+            return
+        record, me = begun.record, self.running[d.entry]
+        if begun.deliveries > self.config.max_deliveries:
+            why = record.get("last_error") or "its worker stopped while running it"
+            await self._finish(d, record, "dead", Outcome(
+                "failed", "UNRECOVERABLE", f"delivered {begun.deliveries - 1} times without finishing; last "
+                f"failure: {why}"), dead=True)
+            return
+
+        async def emit(kind: str, data: dict[str, Any]) -> None:
+            await self.queue.event(d.task_id, kind, data)
+
+        async def record_attempt(attempt: dict[str, Any]) -> None:
+            await self.queue.add_attempt(d.task_id, attempt)
+
+        ctx = TaskContext(task_id=d.task_id, spec=_json(record.get("spec")), record=record, history=begun.history,
+                          worker=self.name, emit=emit, record_attempt=record_attempt,
+                          deadline_at=float(record.get("deadline_at") or "inf"),
+                          max_attempts=int(record.get("max_attempts") or 1))
+        me.work = asyncio.create_task(self.handler(ctx))
+        keeper = asyncio.create_task(self._keep(d, me))
+        try:
+            outcome = await me.work
+        except asyncio.CancelledError:
+            if me.hand_back:
+                await self.queue.hand_back(d, self.name)
+                return
+            if me.lost:
+                return  # another worker took the task over; its outcome is the one stored
+            if not me.cancel_requested:
+                raise
+            outcome = Outcome("failed", "CANCELLED", "cancelled by its owner")
+        except RedisError:
+            raise  # not the handler's fault: see _serve
+        except (LLMUnavailable, SandboxUnavailable) as exc:
+            if isinstance(exc, SandboxRefused):
+                outcome = Outcome("failed", "UNRECOVERABLE", str(exc))
+            else:
+                await self._retry(d, record, f"{type(exc).__name__}: {exc}", counted=False)
+                return
+        except Exception as exc:
+            log.exception("handler failed on task %s (delivery %d)", d.task_id, begun.deliveries)
+            error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            if begun.deliveries >= self.config.max_deliveries:
+                await self._finish(d, record, "dead", Outcome(
+                    "failed", "UNRECOVERABLE", f"the handler failed on all {begun.deliveries} deliveries; last "
+                    f"error: {error}"), dead=True)
+            else:
+                await self._retry(d, record, error, counted=True, deliveries=begun.deliveries)
+            return
+        finally:
+            keeper.cancel()
+        status = "cancelled" if outcome.stop_reason == "CANCELLED" else outcome.status
+        await self._finish(d, record, status, outcome)
+
+    async def _keep(self, d: Delivery, me: Running) -> None:
+        """Heartbeats while the task runs; a cancellation request, or another worker owning the entry, stops it."""
+        while True:
+            await asyncio.sleep(self._beat_s)
+            try:
+                held, cancel = await self.queue.heartbeat(d, self.name)
+            except RedisError:
+                continue  # the entry is safe in Redis; the next beat tries again
+            if (cancel or not held) and me.work is not None:
+                me.cancel_requested, me.lost = cancel, not held
+                me.work.cancel()
+                return
+
+    async def _retry(self, d: Delivery, record: dict[str, str], error: str, *, counted: bool,
+                     deliveries: int = 1) -> None:
+        outages = int(record.get("outages") or 0)
+        step = deliveries if counted else outages + 1
+        delay = min(BACKOFF_CAP_S, self.config.backoff_s * 2 ** (step - 1))
+        log.warning("task %s will be retried in %.1fs: %s", d.task_id, delay, error)
+        await self.queue.retry(d, delay, {"delay_s": delay, "error": error, "counted": counted}, counted=counted,
+                               error=error)
+
+    async def _finish(self, d: Delivery, record: dict[str, str], status: str, outcome: Outcome, *,
+                      dead: bool = False) -> None:
+        """Store the outcome (retrying while Redis is away: the work is done and should not be redone)."""
+        fields = {"stop_reason": outcome.stop_reason, "message": outcome.message,
+                  "result": _dumps(outcome.result), "attempts_made": str(outcome.attempts),
+                  "prompt_tokens": str(outcome.tokens["prompt"]),
+                  "completion_tokens": str(outcome.tokens["completion"])}
+        submitted = float(record.get("submitted_at") or time.time())
+        counts = {status: 1, "attempts": outcome.attempts,
+                  "tokens": outcome.tokens["prompt"] + outcome.tokens["completion"],
+                  "duration_ms": int((time.time() - submitted) * 1000)}
+        event = {"status": status, "stop_reason": outcome.stop_reason, "message": outcome.message}
+        dead_letter = {"id": d.task_id, "priority": d.priority, "owner": record.get("owner", ""),
+                       "reason": outcome.message, "at": time.time()} if dead else None
+        for attempt in range(8):
+            try:
+                written = await self.queue.finish(d, status, fields, event, counts, dead_letter)
+                break
+            except RedisError:
+                if attempt == 7:
+                    raise
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+        self.served += 1
+        if written and record.get("key_id") and (outcome.tokens["prompt"] or outcome.tokens["completion"]):
+            await self._meter(record, outcome, submitted)
+
+    async def _meter(self, record: dict[str, str], outcome: Outcome, submitted: float) -> None:
+        """A task's tokens count against its key like a request's (the proxy's usage stream)."""
+        usage = {"ts": submitted, "key_id": record["key_id"], "user_id": record.get("owner", ""),
+                 "model": "atlas", "status": 200, "prompt_tokens": outcome.tokens["prompt"],
+                 "completion_tokens": outcome.tokens["completion"],
+                 "latency_ms": round((time.time() - submitted) * 1000, 1)}
+        try:
+            await self.queue.redis.xadd(USAGE_STREAM, usage, maxlen=USAGE_MAXLEN,  # type: ignore[arg-type]
+                                        approximate=True)
+        except RedisError as exc:
+            log.warning("could not record the task's usage: %s", exc)
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    value = json.loads(text or "{}")
+    return value if isinstance(value, dict) else {}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value)

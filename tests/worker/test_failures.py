@@ -1,0 +1,257 @@
+"""The task system's failure cases with real parts: task-worker processes (killed with SIGKILL), rag-api on a
+socket, the real sandbox, a Redis with AOF that is restarted, and the scripted model server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from atlas_cli.plan import redis_binary
+from atlas_core.queue import PRIORITIES, stream_key
+from atlas_core.settings import load_settings
+from atlas_rag.app import create_app as rag_app
+from atlas_rag.settings import Settings as RagSettings
+from tests.conftest import LLAMA_KEY, SANDBOX_SIGNING, TOKEN, RedisServer, ServerThread, free_port
+from tests.rag.fake_llm import fake, fenced
+
+ADD = fenced("def add(a, b):\n    return a + b")
+TASK = {"prompt": "Write a function add(a, b) that returns the sum of a and b.", "entry_point": "add",
+        "tests": [{"assert": "assert add(1, 2) == 3"}, {"args": [5, 7], "expected": 12}],
+        "budget": {"k": 1, "self_tests": False, "repair_rounds": 0}}
+
+
+class DurableRedis(RedisServer):
+    """A Redis with AOF (fsync always) in its own directory, which a test can restart on the same port."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(port=free_port(), password="p" * 8 + os.urandom(8).hex())
+        self.directory = directory
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction",
+             "--requirepass", self.password], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        until(self.ready, 10)
+
+    def ready(self) -> bool:
+        try:
+            with self.client() as client:
+                return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.terminate()  # a clean shutdown; the AOF has every write anyway (fsync always)
+        self.proc.wait(timeout=10)
+
+
+def until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
+    return value
+
+
+@dataclass
+class Platform:
+    redis: DurableRedis
+    rag: str
+    llm: Any
+    env: dict[str, str]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def worker(self) -> subprocess.Popen[bytes]:
+        env = self.env | {"ATLAS_WORKER_PORT": str(free_port())}
+        log = Path(self.env["HOME"]) / f"worker-{len(self.workers) + 1}.log"  # kept for a failing test's reader
+        with log.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "atlas_worker"], env=env, stdout=out, stderr=out)
+        self.workers.append(proc)
+        return proc
+
+    def call(self, method: str, path: str, owner: str = "1", **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {TOKEN}", "X-Atlas-User-Id": owner}
+        return httpx.request(method, f"{self.rag}{path}", headers=headers, timeout=30, **kwargs)
+
+    def submit(self, **extra: Any) -> str:
+        response = self.call("POST", "/v1/tasks", json=TASK | extra)
+        assert response.status_code == 202, response.text
+        return str(response.json()["task_id"])
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        response = self.call("GET", f"/v1/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def finished(self, task_id: str, timeout: float = 60) -> dict[str, Any]:
+        return dict(until(lambda: (t := self.task(task_id))["finished_at"] and t, timeout))
+
+    def events(self, task_id: str) -> list[dict[str, Any]]:
+        out = []
+        headers = {"Authorization": f"Bearer {TOKEN}", "X-Atlas-User-Id": "1"}
+        with httpx.stream("GET", f"{self.rag}/v1/tasks/{task_id}/events", headers=headers, timeout=30) as answer:
+            for line in answer.iter_lines():
+                if line.startswith("data: "):
+                    out.append(json.loads(line[6:]))
+        return out
+
+
+@pytest.fixture
+def platform(sandbox_url: str, llm: ServerThread, tmp_path: Path) -> Iterator[Platform]:
+    store = DurableRedis(tmp_path / "redis")
+    store.directory.mkdir()
+    store.start()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ATLAS_SERVICE_TOKEN": TOKEN,
+           "ATLAS_LLAMA_API_KEY": LLAMA_KEY, "ATLAS_SANDBOX_SIGNING_KEY": SANDBOX_SIGNING,
+           "ATLAS_REDIS_URL": store.url, "ATLAS_REDIS_PASSWORD": store.password,
+           "ATLAS_STATE_DIR": str(tmp_path / "state"), "ATLAS_LLAMA_URL": llm.url, "ATLAS_SANDBOX_URL": sandbox_url,
+           "ATLAS_EMBED_URL": f"http://127.0.0.1:{free_port()}", "ATLAS_WORKER_VISIBILITY_S": "2",
+           "ATLAS_WORKER_RETRY_BACKOFF_S": "0.2", "ATLAS_LOG_LEVEL": "WARNING"}
+    fake(llm).script = lambda body: ADD
+    with ServerThread(rag_app(load_settings(RagSettings, environ=env))) as rag:
+        platform = Platform(store, rag.url, fake(llm), env)
+        try:
+            yield platform
+        finally:
+            for proc in platform.workers:
+                proc.kill()
+                proc.wait(timeout=10)
+            store.stop()
+
+
+def done_events(platform: Platform, task_id: str) -> int:
+    with platform.redis.client() as client:
+        return sum(1 for _, fields in client.xrange(f"atlas:task:{task_id}:events") if fields[b"type"] == b"done")
+
+
+def queue_is_empty(platform: Platform) -> bool:
+    with platform.redis.client() as client:
+        return sum(int(client.xlen(stream_key(p))) for p in PRIORITIES) == 0
+
+
+def test_a_task_with_tests_is_verified_and_its_events_tell_the_story(platform: Platform) -> None:
+    platform.worker()
+    task_id = platform.submit()
+    task = platform.finished(task_id)
+    assert task["status"] == "succeeded" and task["stop_reason"] == "SUCCESS"
+    assert task["result"]["verified"] is True and "return a + b" in task["result"]["code"]
+    assert [a["verified"] for a in task["attempts"]] == [True]
+    kinds = [e["type"] for e in platform.events(task_id)]
+    assert kinds[:3] == ["queued", "started", "attempt"] and kinds[-2:] == ["passed", "done"]
+    assert "progress" in kinds
+    assert queue_is_empty(platform)
+
+
+def test_a_failing_answer_is_fed_back_and_repaired_in_the_next_attempt(platform: Platform) -> None:
+    def script(body: dict[str, Any]) -> str:
+        text = str(body["messages"][-1]["content"])
+        return ADD if "def add(a, b):\n    return a - b" in text else fenced("def add(a, b):\n    return a - b")
+
+    platform.llm.script = script
+    platform.worker()
+    task = platform.finished(platform.submit(max_attempts=3))
+    assert task["stop_reason"] == "SUCCESS"
+    first, second = task["attempts"]
+    assert first["verified"] is False and "return a - b" in first["failing"][0]["code"]
+    assert second["verified"] is True and second["k"] == 2  # k escalates: k x attempt
+    assert second["heat"] > first["heat"]
+    # the repair prompt carried the failing code and its failure
+    repairs = [r for r in platform.llm.requests if "return a - b" in str(r["messages"][-1]["content"])]
+    assert repairs and "add(1, 2)" in str(repairs[0]["messages"][-1]["content"])
+
+
+def test_kill_9_mid_task_is_reclaimed_and_finished_once(platform: Platform) -> None:
+    platform.llm.script = lambda body: (ADD, 4.0)
+    first = platform.worker()
+    task_id = platform.submit()
+    until(lambda: platform.llm.requests)  # the first worker is in the middle of its attempt
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    platform.llm.script = lambda body: ADD
+    second = platform.worker()
+    task = platform.finished(task_id)
+    assert task["status"] == "succeeded" and task["deliveries"] == 2
+    note, attempt = task["attempts"]
+    assert note["kind"] == "interruption" and f"-{first.pid}-" in note["worker"]
+    assert f"-{second.pid}-" in note["reclaimed_by"] and f"-{second.pid}-" in attempt["worker"]
+    assert done_events(platform, task_id) == 1
+    assert queue_is_empty(platform)
+
+
+def test_a_redis_restart_loses_no_queued_task(platform: Platform) -> None:
+    platform.llm.script = lambda body: (ADD, 0.5)
+    ids = [platform.submit() for _ in range(5)]
+    platform.worker()
+    until(lambda: any(platform.task(t)["status"] == "succeeded" for t in ids))
+    platform.redis.stop()
+    platform.redis.start()  # the same data directory: the AOF brings the queue back
+    # rag-api and the worker were not restarted: both reconnect
+    tasks = [platform.finished(t, timeout=90) for t in ids]
+    assert [t["status"] for t in tasks] == ["succeeded"] * 5
+    assert [done_events(platform, t) for t in ids] == [1] * 5
+    assert queue_is_empty(platform)
+
+
+def test_deadline_and_cancel(platform: Platform) -> None:
+    platform.llm.script = lambda body: (ADD, 30.0)
+    platform.worker()
+    late = platform.submit(deadline_s=2)
+    task = platform.finished(late)
+    assert task["status"] == "failed" and task["stop_reason"] == "DEADLINE"
+    assert task["finished_at"] - task["submitted_at"] < 10
+
+    cancelled = platform.submit()
+    until(lambda: platform.task(cancelled)["status"] == "running")
+    asked = time.monotonic()
+    answer = platform.call("DELETE", f"/v1/tasks/{cancelled}")
+    assert answer.status_code == 202 and answer.json()["status"] == "cancelling"
+    task = platform.finished(cancelled)
+    assert task["status"] == "cancelled" and task["stop_reason"] == "CANCELLED"
+    assert time.monotonic() - asked < 5  # within the attempt, not after it
+    assert platform.call("DELETE", f"/v1/tasks/{cancelled}").json()["status"] == "cancelled"
+
+
+def test_tasks_belong_to_their_owner(platform: Platform) -> None:
+    task_id = platform.submit()
+    for method, path in (("GET", f"/v1/tasks/{task_id}"), ("DELETE", f"/v1/tasks/{task_id}"),
+                         ("GET", f"/v1/tasks/{task_id}/events")):
+        answer = platform.call(method, path, owner="2")
+        assert answer.status_code == 404, (method, path)
+        assert answer.json()["error"]["code"] == "task_not_found"
+    assert platform.call("GET", "/v1/tasks", owner="2").json()["data"] == []
+    mine = platform.call("GET", "/v1/tasks").json()["data"]
+    assert [t["task_id"] for t in mine] == [task_id] and mine[0]["status"] == "queued"
+
+
+def test_bad_submissions_are_refused_with_the_field(platform: Platform) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"priority": "p9"}, "priority"),
+        ({"tests": [], "prompt": "Write something nice."}, "tests"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"deadline_s": -1}, "deadline_s"),
+    ]
+    for extra, param in cases:
+        answer = platform.call("POST", "/v1/tasks", json=TASK | extra)
+        assert answer.status_code in (400, 422), answer.text
+        assert param in answer.text
+    assert platform.call("POST", "/v1/tasks", json=TASK, owner="").status_code == 400
+    stats = platform.call("GET", "/v1/queue/stats").json()
+    assert stats["queued"] == {"p0": 0, "p1": 0, "p2": 0} and stats["limit"] == 10_000
+    assert stats["redis"] == {"maxmemory_policy": "noeviction", "appendonly": "yes"}

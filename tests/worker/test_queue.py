@@ -1,0 +1,205 @@
+"""The queue and the consumer in-process, against the real test Redis, with handlers written for each case."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import pytest
+from redis.asyncio import Redis
+
+from atlas_core.queue import DEAD, PRIORITIES, QueueFull, TaskQueue, stream_key
+from atlas_worker.loop import Outcome, TaskContext
+from atlas_worker.worker import Handler, Worker, WorkerConfig
+from tests.conftest import RedisServer
+
+T = TypeVar("T")
+
+
+def run(redis_server: RedisServer, work: Callable[[TaskQueue], Awaitable[T]], **options: Any) -> T:
+    async def main() -> T:
+        client = Redis.from_url(redis_server.url, password=redis_server.password)
+        try:
+            await client.flushdb()
+            queue = TaskQueue(client, **options)
+            await queue.ensure_groups()
+            return await work(queue)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+async def submit(queue: TaskQueue, n: int = 1, priority: Any = "p1", owner: str = "7", **spec: Any) -> list[str]:
+    return [await queue.submit({"n": i, **spec}, owner=owner, priority=priority, deadline_s=60, max_attempts=3)
+            for i in range(n)]
+
+
+@asynccontextmanager
+async def serving(queue: TaskQueue, handler: Handler, **config: Any) -> AsyncIterator[Worker]:
+    worker = Worker(queue, handler, WorkerConfig(**{"block_ms": 100, "backoff_s": 0.0, **config}))
+    loop = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        await worker.stop(0.5)
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def until(check: Callable[[], Awaitable[bool]]) -> None:
+    async with asyncio.timeout(15):
+        while not await check():  # noqa: ASYNC110 (the state lives in Redis: polling is the only way to see it)
+            await asyncio.sleep(0.05)
+
+
+async def status(queue: TaskQueue, task_id: str) -> str:
+    return (await queue.record(task_id) or {}).get("status", "")
+
+
+async def echo(ctx: TaskContext) -> Outcome:
+    return Outcome("succeeded", "SUCCESS", "done", {"echo": ctx.spec}, attempts=1)
+
+
+def test_priorities_are_read_in_order_and_p2_is_not_starved(redis_server: RedisServer) -> None:
+    async def work(queue: TaskQueue) -> list[str]:
+        for p in PRIORITIES:
+            await submit(queue, 30, priority=p)
+        order: list[str] = []
+        for _ in range(14):
+            order += [d.priority for d in await queue.read("c", 1, 0)]
+        return order
+
+    order = run(redis_server, work)
+    assert order.count("p0") == 8 and order.count("p1") == 4 and order.count("p2") == 2
+    assert order[:2] == ["p0", "p0"]
+
+
+def test_a_full_queue_refuses_and_writes_nothing(redis_server: RedisServer) -> None:
+    async def work(queue: TaskQueue) -> tuple[int, int]:
+        await submit(queue, 3)
+        with pytest.raises(QueueFull, match=r"full \(3 tasks"):
+            await submit(queue, 1, priority="p0")
+        return await queue.redis.xlen(stream_key("p0")), len(await queue.redis.keys("atlas:task:*"))
+
+    p0_entries, records = run(redis_server, work, max_queued=3)
+    assert p0_entries == 0
+    assert records == 6  # three tasks, each a record and an event stream
+
+
+def test_tasks_complete_once_with_their_events(redis_server: RedisServer) -> None:
+    async def work(queue: TaskQueue) -> tuple[list[dict[str, str] | None], list[list[str]], int]:
+        ids = await submit(queue, 5, priority="p0") + await submit(queue, 5, priority="p2")
+        async with serving(queue, echo, concurrency=4) as worker:
+            await until(lambda: all_done(queue, ids))
+            served = worker.served
+        records = [await queue.record(t) for t in ids]
+        kinds = [[kind for _, kind, _ in await queue.events(t)] for t in ids]
+        left = sum([await queue.redis.xlen(stream_key(p)) for p in PRIORITIES])
+        return records, kinds, served + left * 1000
+
+    records, kinds, served = run(redis_server, work)
+    assert served == 10  # every task served once, and no entry left in the streams
+    for record, events in zip(records, kinds, strict=True):
+        assert record is not None and record["status"] == "succeeded" and record["stop_reason"] == "SUCCESS"
+        assert json.loads(record["result"])["echo"]["n"] in range(5)
+        assert events == ["queued", "started", "done"]
+
+
+async def all_done(queue: TaskQueue, ids: list[str]) -> bool:
+    return all([await status(queue, t) in ("succeeded", "failed", "cancelled", "dead") for t in ids])
+
+
+def test_a_poison_task_is_dead_lettered_and_the_others_are_served(redis_server: RedisServer) -> None:
+    calls: dict[str, int] = {}
+
+    async def handler(ctx: TaskContext) -> Outcome:
+        calls[ctx.task_id] = calls.get(ctx.task_id, 0) + 1
+        if ctx.spec.get("poison"):
+            raise ZeroDivisionError("the handler always fails on this one")
+        return await echo(ctx)
+
+    async def work(queue: TaskQueue) -> tuple[dict[str, str] | None, list[str], list[Any], list[str]]:
+        poison = (await submit(queue, 1, poison=True))[0]
+        others = await submit(queue, 4)
+        async with serving(queue, handler, max_deliveries=3):
+            await until(lambda: all_done(queue, [poison, *others]))
+        dead: Any = await queue.redis.xrange(DEAD)
+        kinds = [kind for _, kind, _ in await queue.events(poison)]
+        return await queue.record(poison), [await status(queue, t) for t in others], dead, kinds
+
+    record, others, dead, kinds = run(redis_server, work)
+    assert record is not None and record["status"] == "dead" and record["stop_reason"] == "UNRECOVERABLE"
+    assert "ZeroDivisionError" in record["message"] and "3 deliveries" in record["message"]
+    assert others == ["succeeded"] * 4
+    assert len(dead) == 1 and "ZeroDivisionError" in json.loads(dead[0][1][b"data"])["reason"]
+    assert kinds.count("retry") == 2 and kinds[-1] == "done"
+    assert max(calls.values()) == 3
+
+
+def test_result_writes_are_idempotent(redis_server: RedisServer) -> None:
+    async def work(queue: TaskQueue) -> tuple[bool, bool, list[str]]:
+        task_id = (await submit(queue))[0]
+        delivery = (await queue.read("a", 1, 0))[0]
+        await queue.begin(delivery, "a")
+        first = await queue.finish(delivery, "succeeded", {"stop_reason": "SUCCESS"}, {}, {"succeeded": 1})
+        second = await queue.finish(delivery, "failed", {"stop_reason": "MAX_ATTEMPTS"}, {}, {"failed": 1})
+        return first, second, [kind for _, kind, _ in await queue.events(task_id)]
+
+    first, second, kinds = run(redis_server, work)
+    assert (first, second) == (True, False)
+    assert kinds.count("done") == 1
+
+
+def test_cancel_before_start_and_while_running(redis_server: RedisServer) -> None:
+    async def slow(ctx: TaskContext) -> Outcome:
+        await asyncio.sleep(60)
+        return await echo(ctx)
+
+    async def work(queue: TaskQueue) -> tuple[str, str, dict[str, str] | None, float]:
+        queued = (await submit(queue))[0]
+        first = await queue.cancel(queued)
+        running = (await submit(queue))[0]
+        async with serving(queue, slow, visibility_s=3):
+            await until(lambda: is_status(queue, running, "running"))
+            asked = asyncio.get_running_loop().time()
+            second = await queue.cancel(running)
+            await until(lambda: is_status(queue, running, "cancelled"))
+            took = asyncio.get_running_loop().time() - asked
+        return first, second, await queue.record(running), took
+
+    first, second, record, took = run(redis_server, work)
+    assert first == "cancelled" and second == "cancelling"
+    assert record is not None and record["stop_reason"] == "CANCELLED"
+    assert took < 5  # noticed at the next heartbeat (every second), not after the attempt
+
+
+async def is_status(queue: TaskQueue, task_id: str, wanted: str) -> bool:
+    return await status(queue, task_id) == wanted
+
+
+def test_shutdown_hands_a_running_task_back_and_another_worker_finishes_it(redis_server: RedisServer) -> None:
+    started: list[str] = []
+
+    async def slow_once(ctx: TaskContext) -> Outcome:
+        started.append(ctx.worker)
+        if len(started) == 1:
+            await asyncio.sleep(60)
+        return await echo(ctx)
+
+    async def work(queue: TaskQueue) -> tuple[dict[str, str] | None, list[str]]:
+        task_id = (await submit(queue))[0]
+        async with serving(queue, slow_once, visibility_s=2):
+            await until(lambda: is_status(queue, task_id, "running"))
+        assert await status(queue, task_id) == "queued"
+        async with serving(queue, slow_once, visibility_s=2):
+            await until(lambda: is_status(queue, task_id, "succeeded"))
+        return await queue.record(task_id), [kind for _, kind, _ in await queue.events(task_id)]
+
+    record, kinds = run(redis_server, work)
+    assert record is not None and record["deliveries"] == "1"  # the handed-back delivery does not count
+    assert kinds == ["queued", "started", "handed_back", "started", "done"]
+    assert len(set(started)) == 2
