@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve
+.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve bench-queue
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,3 +46,6 @@ bench-sandbox: install ## the sandbox's cost per run, throughput and a 1,000-tes
 bench-solve: install ## raw pass@1, pass@k and selected@1 on HumanEval and MBPP with the default model (JSON in bench-results/)
 	@$(BIN)/python scripts/bench_solve.py --dataset humaneval --out bench-results/solve-humaneval.json
 	@$(BIN)/python scripts/bench_solve.py --dataset mbpp --out bench-results/solve-mbpp.json
+
+bench-queue: install ## task queue throughput and latency, 10,000 trivial tasks, 1-4 workers, vs RQ (JSON in bench-results/queue.json)
+	@$(BIN)/python scripts/bench_queue.py --tasks 10000 --workers 1,2,4 --out bench-results/queue.json

@@ -6,6 +6,7 @@
     atlas down                                  stop everything, leaving no process behind
     atlas keys create|list|revoke               manage sk-llm- API keys as the admin
     atlas solve FILE [--tests FILE]             verified code for a problem, through POST /v1/solve
+    atlas task submit|follow|show|cancel|list   durable tasks, through /v1/tasks
     atlas sandbox-key                           print the sandbox's verify key for a signing key
 """
 
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from atlas_cli import keys, runner, solve
+from atlas_cli import keys, runner, solve, task
 from atlas_cli.plan import log_dir
 from atlas_core.capability import public_key_text
 from atlas_core.settings import SettingsError, conf_path, default_state_dir, read_conf
@@ -147,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_down)
     keys.add_parser(sub, common).set_defaults(func=lambda args: keys.run(args, _state_dir(args)))
     solve.add_parser(sub, common).set_defaults(func=lambda args: solve.run(args, _state_dir(args)))
+    task.add_parser(sub, common).set_defaults(func=lambda args: task.run(args, _state_dir(args)))
     sandbox_key = sub.add_parser("sandbox-key", help="print the sandbox verify key for the signing key on stdin")
     sandbox_key.set_defaults(func=cmd_sandbox_key)
     return top

@@ -177,6 +177,38 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'type', 'retry', 'data', A
 return 1
 """
 
+# Read new entries, streams in the given order, in one round trip. KEYS: the streams in reading order.
+# ARGV: group, consumer, count. Returns {1, {{stream, id, fields}...}}, or {0, {last-delivered id per stream}}
+# when every stream is empty (the ids to block on without missing an entry added in between).
+READ = """
+local count = tonumber(ARGV[3])
+local out = {}
+for _, key in ipairs(KEYS) do
+    if count <= 0 then break end
+    local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count, 'STREAMS', key, '>')
+    if got then
+        for _, e in ipairs(got[1][2]) do
+            table.insert(out, {key, e[1], e[2]})
+            count = count - 1
+        end
+    end
+end
+if #out > 0 then return {1, out} end
+local ids = {}
+for _, key in ipairs(KEYS) do
+    local last = '0'
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+        local name, id
+        for j = 1, #g, 2 do
+            if g[j] == 'name' then name = g[j + 1] elseif g[j] == 'last-delivered-id' then id = g[j + 1] end
+        end
+        if name == ARGV[1] then last = id end
+    end
+    table.insert(ids, last)
+end
+return {0, ids}
+"""
+
 # Move due retries back into their streams. KEYS: delayed. ARGV: now, how many.
 PROMOTE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -253,7 +285,7 @@ class TaskQueue:
         self.max_queued = max_queued
         self._scripts = {name: redis.register_script(body) for name, body in (
             ("submit", SUBMIT), ("begin", BEGIN), ("heartbeat", HEARTBEAT), ("finish", FINISH),
-            ("retry", RETRY), ("promote", PROMOTE), ("cancel", CANCEL))}
+            ("retry", RETRY), ("promote", PROMOTE), ("cancel", CANCEL), ("read", READ))}
         self._turn = 0
         self.groups_ready = False
 
@@ -352,27 +384,16 @@ class TaskQueue:
         ``block_ms`` when every stream is empty."""
         order = TURNS[self._turn % len(TURNS)]
         self._turn += 1
-        found: list[Delivery] = []
-        for priority in order:
-            answer = await self.redis.xreadgroup(GROUP, consumer, {stream_key(priority): ">"},
-                                                 count=count - len(found))
-            found += self._deliveries(priority, answer)
-            if len(found) >= count:
-                return found
-        if found or block_ms <= 0:
-            return found
-        await self._wait(block_ms)
-        return found
-
-    async def _wait(self, block_ms: int) -> None:
-        """Sleep until an entry newer than what the group has delivered arrives (no lost wake-up: the ids are
-        the group's own last-delivered ones, not ``$``)."""
-        after: dict[str, str] = {}
-        for priority in PRIORITIES:
-            groups = await self.redis.xinfo_groups(stream_key(priority))
-            mine = next((g for g in groups if _text(g["name"]) == GROUP), None)
-            after[stream_key(priority)] = _text(mine["last-delivered-id"]) if mine else "0"
-        await self.redis.xread(after, count=1, block=block_ms)  # type: ignore[arg-type]
+        keys = [stream_key(p) for p in order]
+        found, answer = await self._scripts["read"](keys=keys, args=[GROUP, consumer, count])
+        if int(found):
+            by_key = dict(zip(keys, order, strict=True))
+            return [Delivery(by_key[_text(key)], _text(entry), _text(fields[fields.index(b"id") + 1]))
+                    for key, entry, fields in answer]
+        if block_ms > 0:
+            await self.redis.xread({k: _text(i) for k, i in zip(keys, answer, strict=True)},
+                                   count=1, block=block_ms)
+        return []
 
     @staticmethod
     def _deliveries(priority: Priority, answer: Any, reclaimed: bool = False) -> list[Delivery]:

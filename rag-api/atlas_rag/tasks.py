@@ -24,7 +24,9 @@ from atlas_rag.schemas import TaskRequest
 from atlas_rag.settings import Settings
 
 log = logging.getLogger("atlas.rag.tasks")
-FOLLOW_BLOCK_MS = 10_000  # how long one read of a task's events waits (a keep-alive goes out after each)
+# How long one read of a task's events waits (a keep-alive goes out after each): under the Redis client's
+# 5 s socket timeout (atlas_core.redis), or the wait itself would look like a dead Redis.
+FOLLOW_BLOCK_MS = 4_000
 UNAVAILABLE = "the task store (Redis) is unavailable; retry shortly"
 FLOATS = ("submitted_at", "started_at", "finished_at", "deadline_at")
 INTS = ("max_attempts", "deliveries", "attempts_made", "prompt_tokens", "completion_tokens")

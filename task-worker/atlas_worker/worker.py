@@ -55,7 +55,7 @@ def consumer_name() -> str:
 class Running:
     delivery: Delivery
     task: asyncio.Task[None]
-    work: asyncio.Task[Outcome] | None = None
+    handling: bool = False  # the handler is running (only then may a cancellation interrupt the task)
     cancel_requested: bool = False
     lost: bool = False
     hand_back: bool = False
@@ -77,6 +77,13 @@ class Worker:
     async def run(self) -> None:
         """Serve until ``stop``. Redis going away pauses the loop (with backoff) rather than ending it: the
         client reconnects by itself when Redis is back."""
+        beats = asyncio.create_task(self._heartbeats())
+        try:
+            await self._serve_forever()
+        finally:
+            beats.cancel()
+
+    async def _serve_forever(self) -> None:
         outage = 0
         maintain_at = 0.0
         while not self._stopping.is_set():
@@ -104,7 +111,8 @@ class Worker:
                 await self._pause(min(5.0, 0.2 * 2 ** min(outage, 5)))
                 continue
             for delivery in found:
-                self._start(delivery)
+                if delivery.entry not in self.running:  # a reclaim can return an entry this worker runs already
+                    self._start(delivery)
             if not self.free:
                 await asyncio.wait({r.task for r in self.running.values()}, timeout=self.config.block_ms / 1000,
                                    return_when=asyncio.FIRST_COMPLETED)
@@ -131,8 +139,8 @@ class Worker:
             await asyncio.wait(tasks, timeout=grace_s)
         for r in list(self.running.values()):
             r.hand_back = True
-            if r.work is not None:
-                r.work.cancel()
+            if r.handling:
+                r.task.cancel()
         await asyncio.gather(*(r.task for r in list(self.running.values())), return_exceptions=True)
 
     # -- one task -------------------------------------------------------------------------------------------
@@ -182,18 +190,21 @@ class Worker:
                           worker=self.name, emit=emit, record_attempt=record_attempt,
                           deadline_at=float(record.get("deadline_at") or "inf"),
                           max_attempts=int(record.get("max_attempts") or 1))
-        me.work = asyncio.create_task(self.handler(ctx))
-        keeper = asyncio.create_task(self._keep(d, me))
+        me.handling = True
         try:
-            outcome = await me.work
+            outcome = await self.handler(ctx)
         except asyncio.CancelledError:
+            me.handling = False
+            if not (me.hand_back or me.lost or me.cancel_requested):
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # our own cancellation, handled here: the task goes on to store the outcome
             if me.hand_back:
                 await self.queue.hand_back(d, self.name)
                 return
             if me.lost:
                 return  # another worker took the task over; its outcome is the one stored
-            if not me.cancel_requested:
-                raise
             outcome = Outcome("failed", "CANCELLED", "cancelled by its owner")
         except RedisError:
             raise  # not the handler's fault: see _serve
@@ -214,22 +225,25 @@ class Worker:
                 await self._retry(d, record, error, counted=True, deliveries=begun.deliveries)
             return
         finally:
-            keeper.cancel()
+            me.handling = False
         status = "cancelled" if outcome.stop_reason == "CANCELLED" else outcome.status
         await self._finish(d, record, status, outcome)
 
-    async def _keep(self, d: Delivery, me: Running) -> None:
-        """Heartbeats while the task runs; a cancellation request, or another worker owning the entry, stops it."""
+    async def _heartbeats(self) -> None:
+        """Every second, each running handler's entry is refreshed (so no other worker reclaims it); a
+        cancellation request, or another worker owning the entry, stops the handler."""
         while True:
             await asyncio.sleep(self._beat_s)
-            try:
-                held, cancel = await self.queue.heartbeat(d, self.name)
-            except RedisError:
-                continue  # the entry is safe in Redis; the next beat tries again
-            if (cancel or not held) and me.work is not None:
-                me.cancel_requested, me.lost = cancel, not held
-                me.work.cancel()
-                return
+            await asyncio.gather(*(self._beat(r) for r in list(self.running.values()) if r.handling))
+
+    async def _beat(self, r: Running) -> None:
+        try:
+            held, cancel = await self.queue.heartbeat(r.delivery, self.name)
+        except RedisError:
+            return  # the entry is safe in Redis; the next beat tries again
+        if (cancel or not held) and r.handling:
+            r.cancel_requested, r.lost = cancel, not held
+            r.task.cancel()
 
     async def _retry(self, d: Delivery, record: dict[str, str], error: str, *, counted: bool,
                      deliveries: int = 1) -> None:

@@ -94,6 +94,16 @@ def check_verified_generation(state_dir: Path, proxy: str, env: dict[str, str], 
     assert solved.returncode == 0, solved.stderr
     assert "def add(" in solved.stdout and "generate" in solved.stderr
 
+    # The same problem as a durable task: queued, run by a task-worker, followed to its verified end.
+    tasked = atlas("task", "submit", str(tmp / "problem.txt"), "--tests", str(tmp / "tests.py"), "--k", "2",
+                   "--max-tokens", "128", "--follow", env=env | {"ATLAS_API_KEY": admin["key"]})
+    assert tasked.returncode == 0, tasked.stderr
+    assert "def add(" in tasked.stdout
+    assert "attempt: attempt 1/3" in tasked.stderr and "done: succeeded (SUCCESS)" in tasked.stderr
+    stats = httpx.get(f"{proxy}/v1/queue/stats", headers={"Authorization": f"Bearer {admin['key']}"}, timeout=10)
+    assert stats.json()["today"]["succeeded"] == 1 and len(stats.json()["consumers"]) == 2  # two workers
+    assert stats.json()["redis"] == {"maxmemory_policy": "noeviction", "appendonly": "yes"}
+
 
 def check_the_sandbox(row: dict[str, Any], secrets: dict[str, str]) -> None:
     """The sandbox runs isolated, accepts a token signed with the key atlas up gave the callers, and never
@@ -120,7 +130,7 @@ def test_atlas_up_serves_real_models_and_down_leaves_nothing(platform_env: dict[
         report = status(platform_env)
         services = {row["name"]: row for row in report["services"]}
         assert set(services) == {"redis", "llama-server", "embedding-server", "sandbox", "api-portal", "rag-api",
-                                 "llm-proxy", "task-worker", "dashboard"}
+                                 "llm-proxy", "task-worker", "task-worker-2", "dashboard"}
         assert all(row["ready"] and row["pid"] for row in services.values()), report
         for name, row in services.items():
             if name not in ("redis", "llama-server", "embedding-server"):

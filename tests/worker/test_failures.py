@@ -159,6 +159,17 @@ def test_a_task_with_tests_is_verified_and_its_events_tell_the_story(platform: P
     assert queue_is_empty(platform)
 
 
+def test_following_a_long_task_gets_keep_alives_until_it_is_done(platform: Platform) -> None:
+    platform.llm.script = lambda body: (ADD, 6.0)  # longer than the Redis client's socket timeout (5 s)
+    platform.worker()
+    task_id = platform.submit()
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-Atlas-User-Id": "1"}
+    with httpx.stream("GET", f"{platform.rag}/v1/tasks/{task_id}/events", headers=headers, timeout=30) as answer:
+        lines = list(answer.iter_lines())
+    assert ": keep-alive" in lines and not any("unavailable" in line for line in lines)
+    assert json.loads([x for x in lines if x.startswith("data: ")][-1][6:])["status"] == "succeeded"
+
+
 def test_a_failing_answer_is_fed_back_and_repaired_in_the_next_attempt(platform: Platform) -> None:
     def script(body: dict[str, Any]) -> str:
         text = str(body["messages"][-1]["content"])
