@@ -86,12 +86,13 @@ class Client:
 
 def describe(event: dict[str, Any]) -> str:
     kind = event.get("type", "event")
+    if kind == "done":
+        return f"done: {event.get('status')} ({event.get('stop_reason')})" + (
+            f": {event['message']}" if event.get("message") else "")
     if event.get("message"):
         return f"{kind}: {event['message']}"
     if kind == "started":
         return f"started on {event.get('worker')} (delivery {event.get('delivery')})"
-    if kind == "done":
-        return f"done: {event.get('status')} ({event.get('stop_reason')})"
     if kind in ("passed", "failed"):
         return f"attempt {event.get('n')} {kind}: {event.get('summary')}"
     return f"{kind}: {json.dumps({k: v for k, v in event.items() if k != 'type'})}"

@@ -35,6 +35,8 @@ PRIORITIES: tuple[Priority, ...] = ("p0", "p1", "p2")
 GROUP = "task-workers"
 DELAYED = "atlas:tasks:delayed"
 DEAD = "atlas:tasks:dead"
+WORKERS = "atlas:tasks:workers"  # hash: worker name -> JSON {seen, running, served, concurrency}
+WORKER_GONE_S = 3600  # a worker silent this long is dropped from the hash (one silent 10 s is listed as stale)
 DEAD_MAXLEN = 10_000
 EVENTS_MAXLEN = 2_000  # per task: enough for every progress line of a long task, bounded all the same
 METRICS_TTL_S = 40 * 86400
@@ -357,16 +359,18 @@ class TaskQueue:
             pipe.zcard(DELAYED)
             pipe.xlen(DEAD)
             pipe.hgetall(metrics_key())
-            for p in PRIORITIES:
-                pipe.xinfo_consumers(stream_key(p), GROUP)
+            pipe.hgetall(WORKERS)
             answers = await pipe.execute(raise_on_error=False)
         lengths, pending = answers[0:3], answers[3:6]
         running = {p: int(x["pending"]) if isinstance(x, dict) else 0 for p, x in zip(PRIORITIES, pending, strict=True)}
-        workers: dict[str, float] = {}
-        for consumers in answers[9:12]:
-            for c in consumers if isinstance(consumers, list) else []:
-                name = _text(c["name"])
-                workers[name] = min(workers.get(name, float("inf")), int(c["idle"]) / 1000)
+        now, workers = time.time(), []
+        for name, raw in sorted(_decode(answers[9] or {}).items()):
+            info = json.loads(raw)
+            if now - info["seen"] > WORKER_GONE_S:
+                await self.redis.hdel(WORKERS, name)
+                continue
+            workers.append({"name": name, "alive": now - info["seen"] < 10, "seen_s_ago": round(now - info["seen"], 1),
+                            **{k: v for k, v in info.items() if k != "seen"}})
         return {
             "queued": {p: int(n) - running[p] for p, n in zip(PRIORITIES, lengths, strict=True)},
             "running": sum(running.values()),
@@ -374,8 +378,15 @@ class TaskQueue:
             "dead_letter": int(answers[7]),
             "limit": self.max_queued,
             "today": {k: int(v) for k, v in _decode(answers[8] or {}).items()},
-            "consumers": [{"name": n, "idle_s": round(s, 1)} for n, s in sorted(workers.items())],
+            "workers": workers,
         }
+
+    async def announce(self, worker: str, info: dict[str, Any]) -> None:
+        """A worker says it is alive (every second) and what it does, for the stats."""
+        await self.redis.hset(WORKERS, worker, json.dumps({"seen": time.time(), **info}))
+
+    async def retire(self, worker: str) -> None:
+        await self.redis.hdel(WORKERS, worker)
 
     # -- the worker side ------------------------------------------------------------------------------------
 

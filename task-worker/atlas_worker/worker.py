@@ -142,6 +142,8 @@ class Worker:
             if r.handling:
                 r.task.cancel()
         await asyncio.gather(*(r.task for r in list(self.running.values())), return_exceptions=True)
+        with contextlib.suppress(RedisError):
+            await self.queue.retire(self.name)
 
     # -- one task -------------------------------------------------------------------------------------------
 
@@ -233,6 +235,9 @@ class Worker:
         """Every second, each running handler's entry is refreshed (so no other worker reclaims it); a
         cancellation request, or another worker owning the entry, stops the handler."""
         while True:
+            with contextlib.suppress(RedisError):  # the stats miss a beat; nothing else depends on it
+                await self.queue.announce(self.name, {"running": len(self.running), "served": self.served,
+                                                      "concurrency": self.config.concurrency})
             await asyncio.sleep(self._beat_s)
             await asyncio.gather(*(self._beat(r) for r in list(self.running.values()) if r.handling))
 

@@ -96,6 +96,9 @@ def test_tasks_complete_once_with_their_events(redis_server: RedisServer) -> Non
         async with serving(queue, echo, concurrency=4) as worker:
             await until(lambda: all_done(queue, ids))
             served = worker.served
+            seen = (await queue.stats())["workers"]
+            assert [(w["name"], w["alive"], w["concurrency"]) for w in seen] == [(worker.name, True, 4)]
+        assert (await queue.stats())["workers"] == []  # a worker that stops says so
         records = [await queue.record(t) for t in ids]
         kinds = [[kind for _, kind, _ in await queue.events(t)] for t in ids]
         left = sum([await queue.redis.xlen(stream_key(p)) for p in PRIORITIES])
