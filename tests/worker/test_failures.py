@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from atlas_cli.plan import redis_binary
 from atlas_core.queue import PRIORITIES, stream_key
@@ -77,8 +79,8 @@ class Platform:
     env: dict[str, str]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def worker(self) -> subprocess.Popen[bytes]:
-        env = self.env | {"ATLAS_WORKER_PORT": str(free_port())}
+    def worker(self, **overrides: str) -> subprocess.Popen[bytes]:
+        env = self.env | {"ATLAS_WORKER_PORT": str(free_port())} | overrides
         log = Path(self.env["HOME"]) / f"worker-{len(self.workers) + 1}.log"  # kept for a failing test's reader
         with log.open("wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "atlas_worker"], env=env, stdout=out, stderr=out)
@@ -237,6 +239,36 @@ def test_deadline_and_cancel(platform: Platform) -> None:
     assert task["status"] == "cancelled" and task["stop_reason"] == "CANCELLED"
     assert time.monotonic() - asked < 5  # within the attempt, not after it
     assert platform.call("DELETE", f"/v1/tasks/{cancelled}").json()["status"] == "cancelled"
+
+
+def test_a_task_that_waited_past_its_deadline_never_runs(platform: Platform) -> None:
+    task_id = platform.submit(deadline_s=1)
+    time.sleep(1.5)
+    platform.worker()
+    task = platform.finished(task_id)
+    assert (task["status"], task["stop_reason"], task["attempts_made"]) == ("failed", "DEADLINE", 0)
+    assert platform.llm.requests == []
+
+
+def refusing_sandbox() -> FastAPI:
+    """A sandbox host without the task's language: it refuses every run with a 400, as the real one does."""
+    app = FastAPI()
+
+    @app.post("/judge")
+    @app.post("/execute")
+    async def refuse() -> JSONResponse:
+        return JSONResponse({"error": {"message": "language: rust is not installed on this sandbox host",
+                                       "type": "invalid_request_error"}}, 400)
+
+    return app
+
+
+def test_a_language_the_sandbox_lacks_is_unrecoverable_without_retries(platform: Platform) -> None:
+    with ServerThread(refusing_sandbox()) as sandbox:
+        platform.worker(ATLAS_SANDBOX_URL=sandbox.url)
+        task = platform.finished(platform.submit())
+    assert (task["status"], task["stop_reason"], task["deliveries"]) == ("failed", "UNRECOVERABLE", 1)
+    assert "rust is not installed" in task["message"]
 
 
 def test_tasks_belong_to_their_owner(platform: Platform) -> None:
