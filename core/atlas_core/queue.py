@@ -259,6 +259,11 @@ class Delivery:
     task_id: str
     reclaimed: bool = False
 
+    @property
+    def key(self) -> str:
+        """Unique among deliveries: an entry id is unique only within its stream."""
+        return f"{self.priority}:{self.entry}"
+
 
 @dataclass(frozen=True)
 class Begun:

@@ -211,13 +211,13 @@ class Engine:
         await self.repair_rounds(solve, budget.repair_rounds, say)
         await self.score(solve)
 
-    def carry(self, solve: Solve, programs: list[tuple[str, dict[str, str | None] | None]]) -> None:
-        """Programs that failed an earlier attempt, with their failures, join this one: they are judged again
-        with the new samples, and the repair rounds start from the best of them (its code and what failed)."""
-        for n, (code, failure) in enumerate(programs):
-            c = solve.add(Candidate(index=CARRIED_BASE + n, origin="carried", temperature=0.0, seed=None, code=code,
-                                    tokens=0))
-            c.extra["failure_before"] = failure
+    def carry(self, solve: Solve, programs: list[str]) -> None:
+        """Programs that failed an earlier attempt join this one: they are judged again with the new samples
+        (which gives their failures on this attempt's tests), and the repair rounds start from the best of
+        them, fed back with what failed."""
+        for n, code in enumerate(programs):
+            solve.add(Candidate(index=CARRIED_BASE + n, origin="carried", temperature=0.0, seed=None, code=code,
+                                tokens=0))
 
     def wants_self_tests(self, solve: Solve) -> bool:
         """Self-written tests can only help when the public tests leave a choice: no program passes them, or

@@ -104,7 +104,7 @@ class VerifyRepair:
                 return end("failed", "UNRECOVERABLE", "there is nothing to verify against: give tests, or "
                                                       "examples in the prompt")
             solve.heat = heat
-            self.engine.carry(solve, [(p["code"], p["failure"]) for p in carried])
+            self.engine.carry(solve, [p["code"] for p in carried])
             await ctx.emit("attempt", {"n": n, "k": k_n, "heat": heat, "carried": len(carried),
                                        "message": f"attempt {n}/{ctx.max_attempts}: {k_n} candidate(s)"
                                                   + (f", repairing {len(carried)} from before" if carried else "")})

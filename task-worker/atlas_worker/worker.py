@@ -111,7 +111,7 @@ class Worker:
                 await self._pause(min(5.0, 0.2 * 2 ** min(outage, 5)))
                 continue
             for delivery in found:
-                if delivery.entry not in self.running:  # a reclaim can return an entry this worker runs already
+                if delivery.key not in self.running:  # a reclaim can return an entry this worker runs already
                     self._start(delivery)
             if not self.free:
                 await asyncio.wait({r.task for r in self.running.values()}, timeout=self.config.block_ms / 1000,
@@ -127,8 +127,8 @@ class Worker:
 
     def _start(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._serve(delivery))
-        self.running[delivery.entry] = Running(delivery, task)
-        task.add_done_callback(lambda _: self.running.pop(delivery.entry, None))
+        self.running[delivery.key] = Running(delivery, task)
+        task.add_done_callback(lambda _: self.running.pop(delivery.key, None))
 
     async def stop(self, grace_s: float) -> None:
         """Stop reading; give running tasks ``grace_s`` to finish, then hand the rest back (another worker
@@ -174,7 +174,7 @@ class Worker:
         if begun.state != "run":
             await self.queue.ack(d)
             return
-        record, me = begun.record, self.running[d.entry]
+        record, me = begun.record, self.running[d.key]
         if begun.deliveries > self.config.max_deliveries:
             why = record.get("last_error") or "its worker stopped while running it"
             await self._finish(d, record, "dead", Outcome(

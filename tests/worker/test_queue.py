@@ -206,3 +206,19 @@ def test_shutdown_hands_a_running_task_back_and_another_worker_finishes_it(redis
     assert record is not None and record["deliveries"] == "1"  # the handed-back delivery does not count
     assert kinds == ["queued", "started", "handed_back", "started", "done"]
     assert len(set(started)) == 2
+
+
+def test_entries_with_the_same_id_in_two_streams_are_both_served(redis_server: RedisServer) -> None:
+    """Stream ids are unique per stream only: p0 and p2 can both hold 1795...-0 (same millisecond)."""
+
+    async def work(queue: TaskQueue) -> list[str]:
+        ids = [(await submit(queue, priority=p))[0] for p in ("p0", "p2")]
+        for p, task_id in zip(("p0", "p2"), ids, strict=True):
+            await queue.redis.delete(stream_key(p))
+            await queue.redis.xadd(stream_key(p), {"id": task_id}, id="9999999999999-0")
+        await queue.ensure_groups()
+        async with serving(queue, echo, concurrency=4):
+            await until(lambda: all_done(queue, ids))
+        return [await status(queue, t) for t in ids]
+
+    assert run(redis_server, work) == ["succeeded", "succeeded"]
