@@ -103,13 +103,13 @@ return n + 1
 """
 
 # A worker takes a delivered entry. KEYS: record, events, attempts. ARGV: consumer, now, entry, ttl.
-# Returns {state, deliveries, previous worker, previous status, record, attempts}; state is run, skip (finished)
+# Returns {state, deliveries, record, attempts}; state is run, skip (finished)
 # or gone (expired).
 BEGIN = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'gone', 0, '', ''} end
+if not status then return {'gone', 0} end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'dead' then
-    return {'skip', 0, '', status}
+    return {'skip', 0}
 end
 local previous = redis.call('HGET', KEYS[1], 'worker') or ''
 local deliveries = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
@@ -125,7 +125,7 @@ if status == 'running' then
 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'type', 'started',
     'data', cjson.encode({worker=ARGV[1], delivery=deliveries}))
-return {'run', deliveries, previous, status, redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[3], 0, -1)}
+return {'run', deliveries, redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[3], 0, -1)}
 """
 
 # Keep an entry: reset its idle time if this consumer still holds it. KEYS: stream, record.
@@ -257,7 +257,6 @@ class Delivery:
     priority: Priority
     entry: str
     task_id: str
-    reclaimed: bool = False
 
     @property
     def key(self) -> str:
@@ -269,8 +268,6 @@ class Delivery:
 class Begun:
     state: Literal["run", "skip", "gone"]
     deliveries: int
-    previous_worker: str
-    previous_status: str
     record: dict[str, str]
     history: list[dict[str, Any]]
 
@@ -412,12 +409,12 @@ class TaskQueue:
         return []
 
     @staticmethod
-    def _deliveries(priority: Priority, answer: Any, reclaimed: bool = False) -> list[Delivery]:
+    def _deliveries(priority: Priority, answer: Any) -> list[Delivery]:
         out = []
         for _, entries in answer or []:
             for entry_id, fields in entries:
                 if fields:  # a deleted entry still pending comes back empty
-                    out.append(Delivery(priority, _text(entry_id), _text(fields[b"id"]), reclaimed))
+                    out.append(Delivery(priority, _text(entry_id), _text(fields[b"id"])))
         return out
 
     async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[Delivery]:
@@ -428,7 +425,7 @@ class TaskQueue:
                 break
             answer = await self.redis.xautoclaim(stream_key(priority), GROUP, consumer, min_idle_ms,
                                                  start_id="0-0", count=count - len(found))
-            found += self._deliveries(priority, [(None, answer[1])], reclaimed=True)
+            found += self._deliveries(priority, [(None, answer[1])])
         return found
 
     async def promote(self, limit: int = 100) -> int:
@@ -438,11 +435,10 @@ class TaskQueue:
         tid = delivery.task_id
         answer = await self._scripts["begin"](keys=[record_key(tid), events_key(tid), attempts_key(tid)],
                                               args=[consumer, repr(time.time()), delivery.entry, self.ttl_s])
-        flat = answer[4] if len(answer) > 4 else []
+        flat = answer[2] if len(answer) > 2 else []
         record = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
-        history = [json.loads(x) for x in (answer[5] if len(answer) > 5 else [])]
-        return Begun(_text(answer[0]), int(answer[1]), _text(answer[2]), _text(answer[3]),  # type: ignore[arg-type]
-                     record, history)
+        history = [json.loads(x) for x in (answer[3] if len(answer) > 3 else [])]
+        return Begun(_text(answer[0]), int(answer[1]), record, history)  # type: ignore[arg-type]
 
     async def ack(self, delivery: Delivery) -> None:
         """Drop an entry whose task needs nothing more (finished or cancelled before it started, or expired)."""

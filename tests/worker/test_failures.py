@@ -208,6 +208,22 @@ def test_kill_9_mid_task_is_reclaimed_and_finished_once(platform: Platform) -> N
     assert queue_is_empty(platform)
 
 
+def test_sigterm_hands_the_running_task_back_to_another_worker(platform: Platform) -> None:
+    platform.llm.script = lambda body: (ADD, 30.0)
+    first = platform.worker(ATLAS_WORKER_SHUTDOWN_GRACE_S="0.5")
+    task_id = platform.submit()
+    until(lambda: platform.llm.requests)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=15) == 0  # a clean exit, well inside atlas down's stop timeout
+    task = platform.task(task_id)
+    assert (task["status"], task["deliveries"]) == ("queued", 0)
+    platform.llm.script = lambda body: ADD
+    platform.worker()
+    task = platform.finished(task_id)
+    assert (task["status"], task["deliveries"]) == ("succeeded", 1)
+    assert "handed_back" in [e["type"] for e in platform.events(task_id)]
+
+
 def test_a_redis_restart_loses_no_queued_task(platform: Platform) -> None:
     platform.llm.script = lambda body: (ADD, 0.5)
     ids = [platform.submit() for _ in range(5)]
