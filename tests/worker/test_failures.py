@@ -214,7 +214,8 @@ def test_sigterm_hands_the_running_task_back_to_another_worker(platform: Platfor
     task_id = platform.submit()
     until(lambda: platform.llm.requests)
     first.send_signal(signal.SIGTERM)
-    assert first.wait(timeout=15) == 0  # a clean exit, well inside atlas down's stop timeout
+    # uvicorn shuts down gracefully, then re-raises the signal it caught: the exit reads as SIGTERM's
+    assert first.wait(timeout=15) == -signal.SIGTERM
     task = platform.task(task_id)
     assert (task["status"], task["deliveries"]) == ("queued", 0)
     platform.llm.script = lambda body: ADD
