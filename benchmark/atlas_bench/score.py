@@ -1,0 +1,61 @@
+"""Scoring one answer on a problem's hidden tests, once, in the sandbox (its ``/judge``), with LiveCodeBench's
+rules: 6 s per test, stop at the first failure, stdin outputs compared line by line after strip with numbers
+as decimals, functional results with ``==`` after tuples become lists. A program passes only if every test
+passes. "The sandbox could not judge" is an error, never a verdict."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from atlas_bench.datasets import Problem
+from atlas_core.capability import mint, signing_key
+
+
+class ScorerUnavailable(Exception):
+    """The sandbox did not judge (down, refused, overloaded): the task is not scored, and is retried later."""
+
+
+@dataclass(frozen=True)
+class Score:
+    passed: bool
+    verdict: str  # the sandbox's: passed, TestFailure, RuntimeError, Timeout, CompileError, ...
+    tests_passed: int
+    tests_total: int
+    failure: dict[str, Any] | None = None
+
+
+class Scorer:
+    def __init__(self, http: httpx.AsyncClient, sandbox_url: str, signing_secret: str) -> None:
+        self._http = http
+        self._url = sandbox_url.rstrip("/")
+        self._key = signing_key(signing_secret)
+
+    async def score(self, problem: Problem, code: str | None) -> Score:
+        hidden = problem.hidden
+        if not code or not code.strip():
+            return Score(False, "no_code", 0, len(hidden.tests))
+        body: dict[str, Any] = {
+            "language": problem.language, "mode": hidden.mode, "candidates": [{"id": "answer", "code": code}],
+            "tests": hidden.tests, "stop_on_first_failure": True, "limits": {"timeout_s": hidden.timeout_s},
+            "deadline_s": min(3600.0, 60.0 + hidden.timeout_s * len(hidden.tests)),
+        }
+        if hidden.mode == "assert":
+            body["setup"] = hidden.setup
+        if hidden.mode == "functional":
+            body["func_name"] = hidden.func_name
+        token = mint(self._key, issuer="atlas-bench", task_id=f"{problem.id}-{secrets.token_hex(4)}",
+                     languages=(problem.language,), ttl_s=120)
+        try:
+            answer = await self._http.post(f"{self._url}/judge", json=body, timeout=body["deadline_s"] + 30,
+                                           headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as exc:
+            raise ScorerUnavailable(f"the sandbox is unreachable ({type(exc).__name__})") from None
+        if answer.status_code != 200:
+            raise ScorerUnavailable(f"the sandbox answered {answer.status_code}: {answer.text[:300]}")
+        result = answer.json()["candidates"][0]
+        return Score(result["verdict"] == "passed", result["verdict"], int(result["tests_passed"]),
+                     int(result["tests_total"]), result.get("first_failure"))

@@ -1,0 +1,147 @@
+"""The benchmark's datasets against the real files in ../shared/datasets (counts, fields, the known fixes), and
+the scorer against every canonical solution: a scorer that fails a correct program or passes a wrong one is the
+worst bug a benchmark can have."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import pickle
+import re
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from atlas_bench.datasets import DatasetError, Problem, decode_private_tests, livecodebench, load
+from atlas_bench.score import Score, Scorer
+from tests.conftest import REPO, SANDBOX_SIGNING
+
+DATA = REPO.parent / "shared" / "datasets"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} is not here")
+
+
+def score_all(sandbox_url: str, problems: list[Problem], answers: Sequence[str | None]) -> list[Score]:
+    async def main() -> list[Score]:
+        async with httpx.AsyncClient() as http:
+            scorer = Scorer(http, sandbox_url, SANDBOX_SIGNING)
+            slots = asyncio.Semaphore(4)
+
+            async def one(p: Problem, code: str | None) -> Score:
+                async with slots:
+                    return await scorer.score(p, code)
+
+            return list(await asyncio.gather(*(one(p, c) for p, c in zip(problems, answers, strict=True))))
+
+    return asyncio.run(main())
+
+
+@needs_data
+@pytest.mark.parametrize(("name", "count"), [("humaneval", 164), ("humanevalplus", 164), ("mbpp", 500),
+                                             ("mbpp-sanitized", 257), ("mbppplus", 378), ("livecodebench", 400)])
+def test_loaders_read_the_real_files(name: str, count: int) -> None:
+    loaded = load(name, DATA)
+    assert len(loaded.problems) == count
+    assert len({p.id for p in loaded.problems}) == count
+    assert all(p.prompt.strip() and p.hidden.tests for p in loaded.problems)
+    assert next(iter(loaded.files.values())) and loaded.unpinned == []
+
+
+@needs_data
+def test_what_a_user_sees_holds_no_hidden_test() -> None:
+    for problem in load("mbpp", DATA).problems:
+        first, *rest = [t["code"] for t in problem.hidden.tests]
+        assert first in problem.prompt and not any(t in problem.prompt for t in rest if t != first)
+    lcb = load("livecodebench", DATA).problems
+    functional = [p for p in lcb if p.hidden.mode == "functional"]
+    assert functional and all(p.entry_point and p.public_tests[0]["args"] is not None for p in functional)
+    assert {p.difficulty for p in lcb} == {"easy", "medium", "hard"}
+    window = load("livecodebench", DATA, since="2023-09-01", until="2023-09-30").problems
+    assert window and all(p.contest_date and "2023-09-01" <= p.contest_date <= "2023-09-30" for p in window)
+
+
+@needs_data
+def test_splits_fixes_and_pins() -> None:
+    assert [p.id for p in load("mbpp", DATA, split="prompt").problems] == [f"mbpp/{i}" for i in range(1, 11)]
+    assert len(load("mbpp", DATA, split="validation").problems) == 90
+    fixed = next(p for p in load("humanevalplus", DATA).problems if p.id == "HumanEval/32")
+    assert "abs(_poly(*inp, candidate(*inp))) <= 0.0001" in fixed.hidden.tests[0]["code"]
+    with pytest.raises(DatasetError, match="unknown MBPP split"):
+        load("mbpp", DATA, split="dev")
+    with pytest.raises(DatasetError, match="--download"):
+        load("humaneval", Path("/nonexistent"))
+
+
+def test_a_changed_file_is_refused_unless_allowed(tmp_path: Path) -> None:
+    (tmp_path / "mbpp").mkdir()
+    row = {"task_id": 11, "text": "Add.", "code": "def add(a, b):\n    return a + b", "test_setup_code": "",
+           "test_list": ["assert add(1, 2) == 3"]}
+    (tmp_path / "mbpp" / "mbpp.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(DatasetError, match="not the pinned release"):
+        load("mbpp", tmp_path)
+    loaded = load("mbpp", tmp_path, allow_unpinned=True)
+    assert [p.id for p in loaded.problems] == ["mbpp/11"] and loaded.unpinned == ["mbpp/mbpp.jsonl"]
+
+
+@needs_data
+def test_private_tests_decode_without_unpickling_objects() -> None:
+    sample = json.loads((DATA / "livecodebench" / "private_tests_sample_1873_A.json").read_text())
+    row = sample["row"]
+    assert decode_private_tests(row["private_test_cases"]) == sample["decoded_private_test_cases"]
+    problem = livecodebench([row])[0]
+    assert len(problem.hidden.tests) == len(json.loads(row["public_test_cases"])) + 4
+
+    class Evil:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (print, ("pwned",))
+
+    for value in (Evil(), {"input": 1}):
+        encoded = base64.b64encode(zlib.compress(pickle.dumps(value))).decode()
+        with pytest.raises((pickle.UnpicklingError, DatasetError)):
+            decode_private_tests(encoded)
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["humaneval", "mbpp"])
+def test_every_canonical_solution_passes_and_a_wrong_one_fails(name: str, sandbox_url: str) -> None:
+    problems = load(name, DATA).problems
+    scores = score_all(sandbox_url, problems, [p.canonical for p in problems])
+    failed = [(p.id, s.verdict, s.failure) for p, s in zip(problems, scores, strict=True) if not s.passed]
+    assert failed == []
+    # the same programs with the entry point replaced by one that answers None
+    wrong = [f"{p.canonical}\n\ndef {entry(p)}(*args, **kwargs):\n    return None\n" for p in problems[:40]]
+    verdicts = {s.verdict for s in score_all(sandbox_url, problems[:40], wrong)}
+    assert verdicts <= {"TestFailure", "RuntimeError"} and "TestFailure" in verdicts  # every one fails
+    assert score_all(sandbox_url, problems[:1], [None])[0].verdict == "no_code"
+
+
+def entry(problem: Problem) -> str:
+    found = problem.entry_point or re.search(r"(\w+)\(", problem.hidden.tests[0]["code"].removeprefix("assert "))
+    return found if isinstance(found, str) else found.group(1) if found else "missing"
+
+
+def test_livecodebench_comparison_rules(sandbox_url: str) -> None:
+    """Trailing spaces and blank lines do not matter; numbers compare as decimals; functional results compare
+    with tuples as lists; one wrong token fails."""
+    stdin = Problem(id="t/stdin", dataset="t", prompt="", hidden=livecodebench([{
+        "question_id": "x", "question_content": "Print the halves.", "starter_code": "", "contest_date": "",
+        "public_test_cases": json.dumps([{"input": "3\n", "output": "1.50\n2\n", "testtype": "stdin"}]),
+        "metadata": "{}"}])[0].hidden)
+    functional = Problem(id="t/fn", dataset="t", prompt="", hidden=livecodebench([{
+        "question_id": "y", "question_content": "Pair.", "starter_code": "class Solution:\n    def pair(self, a):",
+        "contest_date": "", "public_test_cases": json.dumps([{"input": "[1, 2]", "output": "[2, 1]",
+                                                               "testtype": "functional"}]),
+        "metadata": json.dumps({"func_name": "pair"})}])[0].hidden)
+    cases = [
+        (stdin, "n = int(input())\nprint(n / 2, '   ')\nprint(2.0)\nprint()\n", True),
+        (stdin, "print('1.5')\nprint('2')\n", True),
+        (stdin, "print('1.5 ')\nprint('3')\n", False),
+        (functional, "class Solution:\n    def pair(self, a):\n        return (a[1], a[0])\n", True),
+        (functional, "class Solution:\n    def pair(self, a):\n        return [a[0], a[1]]\n", False),
+    ]
+    scores = score_all(sandbox_url, [p for p, _, _ in cases], [c for _, c, _ in cases])
+    assert [s.passed for s in scores] == [want for _, _, want in cases]
