@@ -82,8 +82,10 @@ class QueueFull(Exception):
 
 
 # KEYS: stream, record, events, metrics, owner index, p0, p1, p2, delayed
-# ARGV: task id, limit, ttl, now, owner-index cutoff, event data, then the record's field/value pairs
+# ARGV: task id, limit, ttl, now, owner-index cutoff, event data, then the record's field/value pairs.
+# Returns the work in the queue with this task, 0 if the task exists already, -1 - n when the queue is full.
 SUBMIT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end  -- a re-sent submission (the reply was lost)
 local n = redis.call('XLEN', KEYS[6]) + redis.call('XLEN', KEYS[7]) + redis.call('XLEN', KEYS[8])
     + redis.call('ZCARD', KEYS[9])
 if n >= tonumber(ARGV[2]) then return -1 - n end
@@ -112,10 +114,16 @@ if status == 'succeeded' or status == 'failed' or status == 'cancelled' or statu
     return {'skip', 0}
 end
 local previous = redis.call('HGET', KEYS[1], 'worker') or ''
+local ttl = tonumber(ARGV[4])
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
+if status == 'running' and previous == ARGV[1] and redis.call('HGET', KEYS[1], 'entry') == ARGV[3] then
+    -- the same call again (its reply was lost): nothing new has happened
+    return {'run', tonumber(redis.call('HGET', KEYS[1], 'deliveries')), redis.call('HGETALL', KEYS[1]),
+            redis.call('LRANGE', KEYS[3], 0, -1)}
+end
 local deliveries = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'entry', ARGV[3], 'heartbeat', ARGV[2])
 redis.call('HSETNX', KEYS[1], 'started_at', ARGV[2])
-local ttl = tonumber(ARGV[4])
 if status == 'running' then
     local note = cjson.encode({kind='interruption', worker=previous, reclaimed_by=ARGV[1], at=tonumber(ARGV[2]),
         message='worker ' .. previous .. ' stopped while running this task; ' .. ARGV[1] .. ' took it over'})
@@ -128,17 +136,43 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'type', 'started',
 return {'run', deliveries, redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[3], 0, -1)}
 """
 
-# Keep an entry: reset its idle time if this consumer still holds it. KEYS: stream, record.
-# ARGV: group, consumer, entry, now. Returns {held (0/1), cancel flag}.
+# Keep an entry: reset its idle time, and the task's TTLs (a task may run longer than them), if this consumer
+# still holds it. KEYS: stream, record, events, attempts. ARGV: group, consumer, entry, now, ttl.
+# Returns {held (0/1), cancel flag}.
 HEARTBEAT = """
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-local held = 0
-if pending[1] and pending[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
-    redis.call('HSET', KEYS[2], 'heartbeat', ARGV[4])
-    held = 1
+if not (pending[1] and pending[1][2] == ARGV[2]) or redis.call('EXISTS', KEYS[2]) == 0 then return {0, '0'} end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+redis.call('HSET', KEYS[2], 'heartbeat', ARGV[4])
+for i = 2, 4 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[5])) end
+return {1, redis.call('HGET', KEYS[2], 'cancel') or '0'}
+"""
+
+# Give a running task back at shutdown, if this consumer still holds it and runs it: the delivery does not
+# count, and the entry looks long idle, so the next reclaim by any worker takes it at once.
+# KEYS: stream, record, events. ARGV: group, consumer, entry. Returns 1 if handed back.
+HAND_BACK = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if not (pending[1] and pending[1][2] == ARGV[2]) then return 0 end
+if redis.call('HGET', KEYS[2], 'status') ~= 'running' or redis.call('HGET', KEYS[2], 'worker') ~= ARGV[2] then
+    return 0
 end
-return {held, redis.call('HGET', KEYS[2], 'cancel') or '0'}
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', 1000000000, 'JUSTID')
+redis.call('HINCRBY', KEYS[2], 'deliveries', -1)
+redis.call('HSET', KEYS[2], 'status', 'queued', 'worker', '')
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'type', 'handed_back', 'data', cjson.encode({worker=ARGV[2]}))
+return 1
+"""
+
+# Record an attempt once (a re-sent call must not store it twice). KEYS: attempts. ARGV: attempt JSON, n, ttl.
+ADD_ATTEMPT = """
+for _, x in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+    local a = cjson.decode(x)
+    if a.kind == 'attempt' and a.n == tonumber(ARGV[2]) then return 0 end
+end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
 """
 
 # Store the outcome once. KEYS: stream, record, events, attempts, metrics, dead.
@@ -163,12 +197,20 @@ redis.call('EXPIRE', KEYS[5], 3456000)
 return 1
 """
 
-# Back off and try again later. KEYS: stream, record, events, delayed.
-# ARGV: group, entry, due, member, event, counted (1: this delivery counts toward the limit), last error.
+# Back off and try again later, if this consumer runs the task (otherwise the entry is left alone: pending, it
+# is reclaimed; or finished, it is dropped). KEYS: stream, record, events, delayed.
+# ARGV: group, entry, due, member, event, counted (1: this delivery counts toward the limit), last error, consumer.
 RETRY = """
+local status = redis.call('HGET', KEYS[2], 'status')
+if status ~= 'running' or redis.call('HGET', KEYS[2], 'worker') ~= ARGV[8] then
+    if (not status) or status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'dead' then
+        redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('XDEL', KEYS[1], ARGV[2])
+    end
+    return 0
+end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-if redis.call('HGET', KEYS[2], 'status') ~= 'running' then return 0 end
 if ARGV[6] ~= '1' then
     redis.call('HINCRBY', KEYS[2], 'deliveries', -1)
     redis.call('HINCRBY', KEYS[2], 'outages', 1)
@@ -289,7 +331,9 @@ class TaskQueue:
         self.max_queued = max_queued
         self._scripts = {name: redis.register_script(body) for name, body in (
             ("submit", SUBMIT), ("begin", BEGIN), ("heartbeat", HEARTBEAT), ("finish", FINISH),
-            ("retry", RETRY), ("promote", PROMOTE), ("cancel", CANCEL), ("read", READ))}
+            ("retry", RETRY), ("promote", PROMOTE), ("cancel", CANCEL), ("read", READ), ("hand_back", HAND_BACK),
+            ("add_attempt", ADD_ATTEMPT))}
+        self._cursors = dict.fromkeys(PRIORITIES, "0-0")
         self._turn = 0
         self.groups_ready = False
 
@@ -319,7 +363,7 @@ class TaskQueue:
         event = json.dumps({"priority": priority})
         args: list[str | int] = [task_id, self.max_queued, self.ttl_s, repr(now), repr(now - self.ttl_s), event,
                 *(x for pair in fields.items() for x in pair)]
-        queued = int(await self._scripts["submit"](keys=keys, args=args))
+        queued = int(await self._scripts["submit"](keys=keys, args=args))  # 0: a re-sent call found it queued
         if queued < 0:
             raise QueueFull(-queued - 1, self.max_queued)
         return task_id
@@ -423,8 +467,11 @@ class TaskQueue:
         for priority in PRIORITIES:
             if len(found) >= count:
                 break
+            # XAUTOCLAIM scans at most 10 x count pending entries a call: the cursor carries the scan on through
+            # many healthy running entries, so an idle one far back is still reached.
             answer = await self.redis.xautoclaim(stream_key(priority), GROUP, consumer, min_idle_ms,
-                                                 start_id="0-0", count=count - len(found))
+                                                 start_id=self._cursors[priority], count=count - len(found))
+            self._cursors[priority] = _text(answer[0])
             found += self._deliveries(priority, [(None, answer[1])])
         return found
 
@@ -449,9 +496,10 @@ class TaskQueue:
 
     async def heartbeat(self, delivery: Delivery, consumer: str) -> tuple[bool, bool]:
         """(still held by this consumer, cancellation requested)."""
+        tid = delivery.task_id
         held, cancel = await self._scripts["heartbeat"](
-            keys=[stream_key(delivery.priority), record_key(delivery.task_id)],
-            args=[GROUP, consumer, delivery.entry, repr(time.time())])
+            keys=[stream_key(delivery.priority), record_key(tid), events_key(tid), attempts_key(tid)],
+            args=[GROUP, consumer, delivery.entry, repr(time.time()), self.ttl_s])
         return bool(int(held)), _text(cancel) == "1"
 
     async def event(self, task_id: str, kind: str, data: dict[str, Any]) -> None:
@@ -459,10 +507,8 @@ class TaskQueue:
                               maxlen=EVENTS_MAXLEN, approximate=True)
 
     async def add_attempt(self, task_id: str, attempt: dict[str, Any]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(attempts_key(task_id), json.dumps(attempt))
-            pipe.expire(attempts_key(task_id), self.ttl_s)
-            await pipe.execute()
+        await self._scripts["add_attempt"](keys=[attempts_key(task_id)],
+                                           args=[json.dumps(attempt), int(attempt["n"]), self.ttl_s])
 
     async def finish(self, delivery: Delivery, status: str, fields: dict[str, str], event: dict[str, Any],
                      counts: dict[str, int], dead_letter: dict[str, Any] | None = None) -> bool:
@@ -476,28 +522,21 @@ class TaskQueue:
                 *(x for pair in fields.items() for x in pair)]
         return bool(await self._scripts["finish"](keys=keys, args=args))
 
-    async def retry(self, delivery: Delivery, delay_s: float, event: dict[str, Any], *, counted: bool,
-                    error: str) -> bool:
+    async def retry(self, delivery: Delivery, consumer: str, delay_s: float, event: dict[str, Any], *,
+                    counted: bool, error: str) -> bool:
         """Back off ``delay_s`` and queue again. A delivery that is not ``counted`` (a dependency was down)
         does not bring the task closer to the dead-letter stream."""
         tid = delivery.task_id
         keys = [stream_key(delivery.priority), record_key(tid), events_key(tid), DELAYED]
         args = [GROUP, delivery.entry, repr(time.time() + delay_s), f"{delivery.priority}|{tid}", json.dumps(event),
-                "1" if counted else "0", error]
+                "1" if counted else "0", error, consumer]
         return bool(await self._scripts["retry"](keys=keys, args=args))
 
-    async def hand_back(self, delivery: Delivery, consumer: str) -> None:
-        """Give a task back at shutdown: it counts as not delivered, and its entry looks long idle, so the next
-        reclaim by any worker takes it at once."""
+    async def hand_back(self, delivery: Delivery, consumer: str) -> bool:
+        """Give a running task back at shutdown (see HAND_BACK); False when it is not this consumer's any more."""
         tid = delivery.task_id
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xclaim(stream_key(delivery.priority), GROUP, consumer, 0, [delivery.entry], idle=10**9,
-                        justid=True)
-            pipe.hincrby(record_key(tid), "deliveries", -1)
-            pipe.hset(record_key(tid), mapping={"status": "queued", "worker": ""})
-            pipe.xadd(events_key(tid), {"type": "handed_back", "data": json.dumps({"worker": consumer})},
-                      maxlen=EVENTS_MAXLEN, approximate=True)
-            await pipe.execute()
+        return bool(await self._scripts["hand_back"](keys=[stream_key(delivery.priority), record_key(tid),
+                                                           events_key(tid)], args=[GROUP, consumer, delivery.entry]))
 
     async def redis_policy(self) -> dict[str, str]:
         """The settings that make Redis safe for a queue: noeviction, and persistence (AOF)."""

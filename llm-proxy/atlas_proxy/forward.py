@@ -142,6 +142,11 @@ class Forwarder:
                 return error_response(502, f"rag-api broke off its answer ({type(exc).__name__})")
             finally:
                 upstream.release()
+            if upstream.status in (429, 503) and b'"error"' in content:
+                # rag-api's own refusal (a full queue, Redis down): its message and Retry-After go to the client
+                retry = {"Retry-After": upstream.headers["retry-after"]} if "retry-after" in upstream.headers else {}
+                return Response(content, status_code=upstream.status, media_type="application/json",
+                                headers=extra_headers | retry)
             if upstream.status >= 400:
                 return _upstream_error(upstream.status, content, "rag-api", extra_headers)
             return Response(content, status_code=upstream.status, headers=out_headers)

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from atlas_core.auth import require_service_token
 from atlas_core.errors import error_response
@@ -27,6 +28,7 @@ log = logging.getLogger("atlas.rag.tasks")
 # How long one read of a task's events waits (a keep-alive goes out after each): under the Redis client's
 # 5 s socket timeout (atlas_core.redis), or the wait itself would look like a dead Redis.
 FOLLOW_BLOCK_MS = 4_000
+EVENT_ID = re.compile(r"\d{1,20}(-\d{1,20})?")  # a stream id, as Last-Event-ID brings it back
 UNAVAILABLE = "the task store (Redis) is unavailable; retry shortly"
 FLOATS = ("submitted_at", "started_at", "finished_at", "deadline_at")
 INTS = ("max_attempts", "deliveries", "attempts_made", "prompt_tokens", "completion_tokens")
@@ -181,11 +183,15 @@ def router(settings: Settings) -> APIRouter:
 async def follow(queue: TaskQueue, task_id: str, after: str) -> AsyncIterator[bytes]:
     """Every event after ``after`` (all of them at first; a reconnecting client sends Last-Event-ID), then new
     ones as they come, until ``done``. Redis going away is said in a comment and retried, not ended on."""
-    if not after.replace("-", "").isdigit():
+    if not EVENT_ID.fullmatch(after):
         after = "0"
     while True:
         try:
             batch = await queue.events(task_id, after, block_ms=FOLLOW_BLOCK_MS)
+        except ResponseError as exc:  # Redis refused the read itself: retrying cannot help
+            log.warning("cannot follow task %s: %s", task_id, exc)
+            yield _event(after, "error", {"message": "the task's events cannot be read; GET the task instead"})
+            return
         except RedisError:
             yield b": the task store is unavailable; retrying\n\n"
             await asyncio.sleep(1.0)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from atlas_core.queue import StopReason
+
+__all__ = ["Outcome", "StopReason", "TaskContext", "VerifyRepair", "summarise"]
 from atlas_rag.engine import Engine, problem_seed
 from atlas_rag.problem import ProblemError
 from atlas_rag.sandbox import SandboxRefused
@@ -26,6 +28,7 @@ from atlas_rag.select import rank_key
 HEAT_STEP = 0.15
 HEAT_CAP = 0.4
 SEED_STEP = 7919  # a prime: attempt n's seeds never repeat attempt m's
+SEED_RANGE = 2**31 - 1
 CARRY = 2  # failing programs handed from one attempt to the next
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -57,8 +60,28 @@ class Outcome:
 
 
 def schedule(k: int, seed: int, n: int) -> tuple[int, float, int]:
-    """Attempt ``n`` (from 1): candidates, temperature added to the engine's schedule, base seed."""
-    return min(MAX_K, k * n), min(HEAT_CAP, round(HEAT_STEP * (n - 1), 3)), seed + SEED_STEP * (n - 1)
+    """Attempt ``n`` (from 1): candidates, temperature added to the engine's schedule, base seed (kept in the
+    range a request's seed allows)."""
+    return (min(MAX_K, k * n), min(HEAT_CAP, round(HEAT_STEP * (n - 1), 3)),
+            (seed + SEED_STEP * (n - 1)) % SEED_RANGE)
+
+
+def summarise(history: list[dict[str, Any]], language: str) -> tuple[int, dict[str, int], dict[str, Any] | None]:
+    """What the finished attempts in ``history`` add up to: their number, their tokens, and the last one's
+    answer as the task's result."""
+    done = finished_attempts(history)
+    tokens = {"prompt": sum(a["tokens"]["prompt"] for a in done),
+              "completion": sum(a["tokens"]["completion"] for a in done)}
+    last = done[-1] if done else None
+    result = None if last is None else {"code": last["code"], "language": language, "verified": last["verified"],
+                                        "summary": last["summary"], "attempt": last["n"]}
+    return len(done), tokens, result
+
+
+def finished_attempts(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The attempts, each once (by number), in order."""
+    by_number = {a["n"]: a for a in history if a.get("kind") == "attempt"}
+    return [by_number[n] for n in sorted(by_number)]
 
 
 def progress_of(ctx: TaskContext, n: int) -> Callable[[dict[str, Any]], Awaitable[None]]:
@@ -76,19 +99,19 @@ class VerifyRepair:
 
     async def __call__(self, ctx: TaskContext) -> Outcome:
         task = TaskRequest.model_validate(ctx.spec)
-        done = [a for a in ctx.history if a.get("kind") == "attempt"]
-        tokens = {"prompt": sum(a["tokens"]["prompt"] for a in done),
-                  "completion": sum(a["tokens"]["completion"] for a in done)}
+        done = finished_attempts(ctx.history)
         carried: list[dict[str, Any]] = done[-1]["failing"] if done else []
-        last = done[-1] if done else None
         k = task.budget.k or self.engine.config.k
         seed = task.seed if task.seed is not None else problem_seed(task.prompt)
 
         def end(status: Literal["succeeded", "failed"], reason: StopReason, message: str) -> Outcome:
-            result = None if last is None else {
-                "code": last["code"], "language": task.language, "verified": last["verified"],
-                "summary": last["summary"], "attempt": last["n"]}
-            return Outcome(status, reason, message, result, len(done), tokens)
+            attempts, tokens, result = summarise(done, task.language)
+            return Outcome(status, reason, message, result, attempts, tokens)
+
+        if done and done[-1]["verified"]:  # resumed after an attempt passed but before its result was stored
+            return end("succeeded", "SUCCESS", f"verified on attempt {done[-1]['n']}: {done[-1]['summary']}")
+        if done and done[-1]["stopped"] == "deadline":
+            return end("failed", "DEADLINE", f"the deadline passed during attempt {done[-1]['n']}")
 
         for n in range(len(done) + 1, ctx.max_attempts + 1):
             remaining = ctx.deadline_at - time.time()
@@ -116,7 +139,7 @@ class VerifyRepair:
                 return end("failed", "UNRECOVERABLE", str(exc))
             failing = sorted((c for c in solve.candidates if c.unique and not c.public_ok and c.failure),
                              key=rank_key)[:CARRY]
-            last = {
+            attempt: dict[str, Any] = {
                 "kind": "attempt", "n": n, "worker": ctx.worker, "started_at": started, "finished_at": time.time(),
                 "k": k_n, "heat": heat, "seed": seed_n, "status": result.status, "verified": result.verified,
                 "stopped": result.stopped, "summary": result.summary, "code": result.code,
@@ -124,15 +147,13 @@ class VerifyRepair:
                 "tokens": {"prompt": result.tokens.prompt, "completion": result.tokens.completion},
                 "failing": [{"index": c.index, "code": c.code, "failure": c.failure} for c in failing],
             }
-            done.append(last)
-            tokens = {"prompt": tokens["prompt"] + result.tokens.prompt,
-                      "completion": tokens["completion"] + result.tokens.completion}
-            await ctx.record_attempt(last)
+            done.append(attempt)
+            await ctx.record_attempt(attempt)
             await ctx.emit("passed" if result.verified else "failed",
                            {"n": n, "status": result.status, "summary": result.summary})
             if result.verified:
                 return end("succeeded", "SUCCESS", f"verified on attempt {n}: {result.summary}")
             if result.stopped == "deadline":
                 return end("failed", "DEADLINE", f"the deadline passed during attempt {n}")
-            carried = last["failing"] or carried
+            carried = attempt["failing"] or carried
         return end("failed", "MAX_ATTEMPTS", f"no answer passed every test in {len(done)} attempt(s)")

@@ -29,7 +29,7 @@ from atlas_core.queue import Delivery, TaskQueue
 from atlas_core.schemas import USAGE_STREAM
 from atlas_rag.llm import LLMUnavailable
 from atlas_rag.sandbox import SandboxRefused, SandboxUnavailable
-from atlas_worker.loop import Outcome, TaskContext
+from atlas_worker.loop import Outcome, StopReason, TaskContext, summarise
 
 log = logging.getLogger("atlas.worker")
 Handler = Callable[[TaskContext], Coroutine[Any, Any, Outcome]]
@@ -70,17 +70,23 @@ class Worker:
         self.running: dict[str, Running] = {}
         self.served = 0
         self._stopping = asyncio.Event()
+        self._reading_done = asyncio.Event()
         self._beat_s = min(1.0, config.visibility_s / 3)  # also how soon a cancellation is noticed
 
     # -- the loop -------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Serve until ``stop``. Redis going away pauses the loop (with backoff) rather than ending it: the
-        client reconnects by itself when Redis is back."""
+        client reconnects by itself when Redis is back. Heartbeats go on until the last running task has
+        finished or been handed back, so no entry looks abandoned during the shutdown grace."""
         beats = asyncio.create_task(self._heartbeats())
         try:
             await self._serve_forever()
+            self._reading_done.set()
+            while self.running:
+                await asyncio.wait({r.task for r in self.running.values()})
         finally:
+            self._reading_done.set()
             beats.cancel()
 
     async def _serve_forever(self) -> None:
@@ -110,6 +116,10 @@ class Worker:
                 outage += 1
                 await self._pause(min(5.0, 0.2 * 2 ** min(outage, 5)))
                 continue
+            except Exception:  # a bug must not silently end the loop while the app still looks healthy
+                log.exception("worker loop error; retrying")
+                await self._pause(1.0)
+                continue
             for delivery in found:
                 if delivery.key not in self.running:  # a reclaim can return an entry this worker runs already
                     self._start(delivery)
@@ -134,6 +144,8 @@ class Worker:
         """Stop reading; give running tasks ``grace_s`` to finish, then hand the rest back (another worker
         resumes them after their last finished attempt)."""
         self._stopping.set()
+        with contextlib.suppress(TimeoutError):  # the loop finishes its read (at most block_ms) and starts it
+            await asyncio.wait_for(self._reading_done.wait(), self.config.block_ms / 1000 + 5)
         tasks = [r.task for r in self.running.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=grace_s)
@@ -163,7 +175,8 @@ class Worker:
         for attempt in range(10):
             await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
             try:
-                await self.queue.retry(d, 0.0, {"delay_s": 0, "error": "Redis was unavailable", "counted": False},
+                await self.queue.retry(d, self.name, 0.0, {"delay_s": 0, "error": "Redis was unavailable",
+                                                           "counted": False},
                                        counted=False, error="Redis was unavailable")
                 return
             except RedisError:
@@ -175,11 +188,18 @@ class Worker:
             await self.queue.ack(d)
             return
         record, me = begun.record, self.running[d.key]
+        history = list(begun.history)  # with the attempts this delivery records: an early end keeps their work
         if begun.deliveries > self.config.max_deliveries:
             why = record.get("last_error") or "its worker stopped while running it"
-            await self._finish(d, record, "dead", Outcome(
-                "failed", "UNRECOVERABLE", f"delivered {begun.deliveries - 1} times without finishing; last "
-                f"failure: {why}"), dead=True)
+            await self._finish(d, record, "dead", ended(
+                "UNRECOVERABLE", f"delivered {begun.deliveries - 1} times without finishing; last failure: {why}",
+                history, record), dead=True)
+            return
+        if record.get("cancel") == "1":  # cancelled while its last worker ran it, and that worker died
+            await self._finish(d, record, "cancelled", ended("CANCELLED", "cancelled by its owner", history, record))
+            return
+        if me.hand_back:  # the worker is stopping: it starts nothing new
+            await self.queue.hand_back(d, self.name)
             return
 
         async def emit(kind: str, data: dict[str, Any]) -> None:
@@ -187,6 +207,7 @@ class Worker:
 
         async def record_attempt(attempt: dict[str, Any]) -> None:
             await self.queue.add_attempt(d.task_id, attempt)
+            history.append(attempt)
 
         ctx = TaskContext(task_id=d.task_id, spec=_json(record.get("spec")), record=record, history=begun.history,
                           worker=self.name, emit=emit, record_attempt=record_attempt,
@@ -207,12 +228,12 @@ class Worker:
                 return
             if me.lost:
                 return  # another worker took the task over; its outcome is the one stored
-            outcome = Outcome("failed", "CANCELLED", "cancelled by its owner")
+            outcome = ended("CANCELLED", "cancelled by its owner", history, record)
         except RedisError:
             raise  # not the handler's fault: see _serve
         except (LLMUnavailable, SandboxUnavailable) as exc:
             if isinstance(exc, SandboxRefused):
-                outcome = Outcome("failed", "UNRECOVERABLE", str(exc))
+                outcome = ended("UNRECOVERABLE", str(exc), history, record)
             else:
                 await self._retry(d, record, f"{type(exc).__name__}: {exc}", counted=False)
                 return
@@ -220,9 +241,9 @@ class Worker:
             log.exception("handler failed on task %s (delivery %d)", d.task_id, begun.deliveries)
             error = f"{type(exc).__name__}: {str(exc)[:300]}"
             if begun.deliveries >= self.config.max_deliveries:
-                await self._finish(d, record, "dead", Outcome(
-                    "failed", "UNRECOVERABLE", f"the handler failed on all {begun.deliveries} deliveries; last "
-                    f"error: {error}"), dead=True)
+                await self._finish(d, record, "dead", ended(
+                    "UNRECOVERABLE", f"the handler failed on all {begun.deliveries} deliveries; last error: {error}",
+                    history, record), dead=True)
             else:
                 await self._retry(d, record, error, counted=True, deliveries=begun.deliveries)
             return
@@ -256,8 +277,8 @@ class Worker:
         step = deliveries if counted else outages + 1
         delay = min(BACKOFF_CAP_S, self.config.backoff_s * 2 ** (step - 1))
         log.warning("task %s will be retried in %.1fs: %s", d.task_id, delay, error)
-        await self.queue.retry(d, delay, {"delay_s": delay, "error": error, "counted": counted}, counted=counted,
-                               error=error)
+        await self.queue.retry(d, self.name, delay, {"delay_s": delay, "error": error, "counted": counted},
+                               counted=counted, error=error)
 
     async def _finish(self, d: Delivery, record: dict[str, str], status: str, outcome: Outcome, *,
                       dead: bool = False) -> None:
@@ -296,6 +317,13 @@ class Worker:
                                         approximate=True)
         except RedisError as exc:
             log.warning("could not record the task's usage: %s", exc)
+
+
+def ended(reason: StopReason, message: str, history: list[dict[str, Any]], record: dict[str, str]) -> Outcome:
+    """An outcome the worker decides (cancelled, dead-lettered, refused), keeping what the attempts so far
+    produced and spent: their tokens still count against the key."""
+    attempts, tokens, result = summarise(history, _json(record.get("spec")).get("language", "python"))
+    return Outcome("failed", reason, message, result, attempts, tokens)
 
 
 def _json(text: str | None) -> dict[str, Any]:

@@ -105,13 +105,17 @@ class Platform:
     def finished(self, task_id: str, timeout: float = 60) -> dict[str, Any]:
         return dict(until(lambda: (t := self.task(task_id))["finished_at"] and t, timeout))
 
-    def events(self, task_id: str) -> list[dict[str, Any]]:
+    def events(self, task_id: str, after: str | None = None) -> list[dict[str, Any]]:
         out = []
-        headers = {"Authorization": f"Bearer {TOKEN}", "X-Atlas-User-Id": "1"}
+        headers = {"Authorization": f"Bearer {TOKEN}", "X-Atlas-User-Id": "1"} | (
+            {"Last-Event-ID": after} if after else {})
         with httpx.stream("GET", f"{self.rag}/v1/tasks/{task_id}/events", headers=headers, timeout=30) as answer:
+            entry = ""
             for line in answer.iter_lines():
-                if line.startswith("data: "):
-                    out.append(json.loads(line[6:]))
+                if line.startswith("id: "):
+                    entry = line[4:]
+                elif line.startswith("data: "):
+                    out.append(json.loads(line[6:]) | {"_id": entry})
         return out
 
 
@@ -256,6 +260,10 @@ def test_deadline_and_cancel(platform: Platform) -> None:
     assert task["status"] == "cancelled" and task["stop_reason"] == "CANCELLED"
     assert time.monotonic() - asked < 5  # within the attempt, not after it
     assert platform.call("DELETE", f"/v1/tasks/{cancelled}").json()["status"] == "cancelled"
+    events = platform.events(cancelled)
+    assert [e["type"] for e in platform.events(cancelled, after="1-2-3")] == [e["type"] for e in events]  # bad id
+    resumed = platform.events(cancelled, after=events[0]["_id"])  # Last-Event-ID: only what came after
+    assert [e["type"] for e in resumed] == [e["type"] for e in events[1:]] and resumed[-1]["type"] == "done"
 
 
 def test_a_task_that_waited_past_its_deadline_never_runs(platform: Platform) -> None:

@@ -222,3 +222,45 @@ def test_entries_with_the_same_id_in_two_streams_are_both_served(redis_server: R
         return [await status(queue, t) for t in ids]
 
     assert run(redis_server, work) == ["succeeded", "succeeded"]
+
+
+def test_a_retry_or_hand_back_from_a_worker_that_does_not_run_the_task_changes_nothing(
+        redis_server: RedisServer) -> None:
+    """Redis failing before BEGIN, or a worker that lost its task to another: the entry stays for reclaim and
+    the other worker's run is untouched (nothing is stranded, nothing overwritten)."""
+
+    async def work(queue: TaskQueue) -> tuple[bool, bool, bool, str, list[str]]:
+        task_id = (await submit(queue))[0]
+        delivery = (await queue.read("a", 1, 0))[0]
+        before_begin = await queue.retry(delivery, "a", 0.0, {}, counted=False, error="Redis was unavailable")
+        taken = (await queue.reclaim("b", 0, 1))[0]  # b takes the still-pending entry over and runs it
+        await queue.begin(taken, "b")
+        late_retry = await queue.retry(delivery, "a", 0.0, {}, counted=True, error="boom")
+        late_hand_back = await queue.hand_back(delivery, "a")
+        record = await queue.record(task_id) or {}
+        return before_begin, late_retry, late_hand_back, record["status"] + "/" + record["worker"], [
+            kind for _, kind, _ in await queue.events(task_id)]
+
+    before_begin, late_retry, late_hand_back, state, kinds = run(redis_server, work)
+    assert (before_begin, late_retry, late_hand_back) == (False, False, False)
+    assert state == "running/b" and "retry" not in kinds and "handed_back" not in kinds
+
+
+def test_a_resumed_task_whose_last_attempt_passed_succeeds_without_new_work() -> None:
+    from atlas_rag.engine import Engine, EngineConfig
+    from atlas_worker.loop import VerifyRepair, schedule
+
+    attempt = {"kind": "attempt", "n": 2, "verified": True, "stopped": "done", "summary": "passed all 1",
+               "code": "def add(a, b):\n    return a + b\n", "failing": [],
+               "tokens": {"prompt": 10, "completion": 5}}
+
+    async def emit(kind: str, data: dict[str, Any]) -> None:
+        raise AssertionError("nothing new should happen")
+
+    ctx = TaskContext(task_id="t", spec={"prompt": "Write add(a, b).", "tests": [{"assert": "assert add(1, 2) == 3"}]},
+                      record={}, history=[attempt, attempt], worker="w", emit=emit, record_attempt=emit,  # type: ignore[arg-type]
+                      max_attempts=2)
+    outcome = asyncio.run(VerifyRepair(Engine(None, None, EngineConfig()))(ctx))  # type: ignore[arg-type]
+    assert (outcome.stop_reason, outcome.attempts, outcome.tokens) == ("SUCCESS", 1, {"prompt": 10, "completion": 5})
+    assert outcome.result is not None and outcome.result["verified"] is True
+    assert all(0 <= schedule(5, 2**31 - 2, n)[2] < 2**31 - 1 for n in range(1, 21))  # seeds stay in range
