@@ -24,10 +24,8 @@ import asyncio
 import gzip
 import hashlib
 import json
-import math
 import os
 import platform
-import random
 import secrets
 import shutil
 import subprocess
@@ -44,6 +42,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sandbox import Service, free_port
 
+from atlas_bench.metrics import bootstrap, pass_at_k
 from atlas_llama.models import default_chat_model
 from atlas_rag.engine import Engine, EngineConfig, Solve
 from atlas_rag.llm import Generation, LLMClient, Message
@@ -89,13 +88,6 @@ def commit() -> str:
         return "unknown"
     found = subprocess.run([git, "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     return found.stdout.strip() or "unknown"
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """The unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k)."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
 class ReplayingLLM(LLMClient):
@@ -234,13 +226,6 @@ async def run_task(engine: Engine, sandbox: SandboxClient, problem: dict[str, An
                 "repair_seconds": round(time.monotonic() - t0, 3)}
     record["wall_seconds"] = round(time.monotonic() - started, 3)
     return record
-
-
-def bootstrap(values: list[float], rounds: int = 2000) -> list[float]:
-    """95 % percentile interval of the mean, resampling tasks (seeded: the report is reproducible)."""
-    rng = random.Random(0)  # noqa: S311 (resampling, not secrets)
-    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(rounds))
-    return [round(means[int(0.025 * rounds)], 4), round(means[int(0.975 * rounds) - 1], 4)]
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
