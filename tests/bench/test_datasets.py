@@ -145,3 +145,17 @@ def test_livecodebench_comparison_rules(sandbox_url: str) -> None:
     ]
     scores = score_all(sandbox_url, [p for p, _, _ in cases], [c for _, c, _ in cases])
     assert [s.passed for s in scores] == [want for _, _, want in cases]
+
+
+@needs_data
+def test_the_datasets_command_lists_every_dataset_with_its_hash(capsys: pytest.CaptureFixture[str]) -> None:
+    from atlas_bench.__main__ import main
+
+    with pytest.raises(SystemExit) as ended:
+        main(["datasets", "--data-path", str(DATA), "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert ended.value.code == 0
+    assert {r["dataset"]: r["problems"] for r in rows} == {
+        "humaneval": 164, "humanevalplus": 164, "mbpp": 500, "mbpp-sanitized": 257, "mbppplus": 378,
+        "livecodebench": 400}
+    assert [r["pinned"] for r in rows] == [True] * 5 + [False]
