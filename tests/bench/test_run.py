@@ -1,0 +1,98 @@
+"""``atlas-bench run`` against a scripted proxy (it answers /v1/solve as rag-api would) and the real sandbox:
+what it sends (only what a user has), one hidden-test score per ablation, the reports, and resuming."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from atlas_bench.__main__ import main
+from tests.conftest import SANDBOX_SIGNING, ServerThread
+
+KEY = "sk-llm-" + "b" * 43
+GOOD = "def add(a, b):\n    return a + b\n"
+PROBLEMS = [
+    {"id": "add-1", "prompt": "Write add(a, b).", "entry_point": "add",
+     "public_tests": [{"assert": "assert add(1, 2) == 3"}],
+     "hidden": {"mode": "assert", "tests": [{"code": "assert add(2, 2) == 4"}, {"code": "assert add(-1, 1) == 0"}]}},
+    {"id": "add-2", "prompt": "Write add(a, b) (the public test is all the model sees).", "entry_point": "add",
+     "public_tests": [], "hidden": {"mode": "assert", "tests": [{"code": "assert add(5, 5) == 10"}]}},
+    {"id": "echo", "prompt": "Print the input.", "public_tests": [{"input": "x\n", "output": "x\n"}],
+     "hidden": {"mode": "stdin", "tests": [{"input": "hello\n", "output": "hello\n"}]}},
+]
+
+
+def fake_proxy() -> FastAPI:
+    """k = 1 answers a wrong program; best-of-k a right one (so the ablations differ); 'echo' always prints."""
+    app = FastAPI()
+    app.state.bodies = []
+
+    @app.post("/v1/solve")
+    async def solve(request: Request) -> Any:
+        if request.headers.get("authorization") != f"Bearer {KEY}":
+            return JSONResponse({"error": {"message": "bad key"}}, 401)
+        body = await request.json()
+        app.state.bodies.append(body)
+        if "Print" in body["problem"]:
+            code = "print(input())"
+        else:
+            code = "def add(a, b):\n    return a - b\n" if body["budget"]["k"] == 1 else GOOD
+        return {"code": code, "verified": True, "candidates": [{}] * body["budget"]["k"], "repair_rounds": 0,
+                "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}}
+
+    return app
+
+
+@pytest.fixture
+def proxy() -> Iterator[ServerThread]:
+    with ServerThread(fake_proxy()) as server:
+        yield server
+
+
+def bench(*args: str) -> int:
+    with pytest.raises(SystemExit) as ended:
+        main(["run", *args])
+    return int(ended.value.code or 0)
+
+
+def test_a_run_scores_each_ablation_once_and_resumes(proxy: ServerThread, sandbox_url: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
+    monkeypatch.setenv("ATLAS_SANDBOX_SIGNING_KEY", SANDBOX_SIGNING)
+    out = tmp_path / "out"
+    common = ["--file", str(data), "--out", str(out), "--url", f"{proxy.url}/v1", "--api-key", KEY,
+              "--sandbox-url", sandbox_url, "--ablations", "baseline,public", "--k", "3"]
+    assert bench(*common, "--limit", "2") == 0
+    bodies = proxy.server.config.app.state.bodies  # type: ignore[union-attr]
+    assert len(bodies) == 4  # two problems x two ablations
+    assert all("hidden" not in json.dumps(b) and "add(2, 2)" not in json.dumps(b) for b in bodies)
+    assert bodies[0]["tests"] == [{"assert": "assert add(1, 2) == 3"}] and bodies[0]["budget"]["k"] == 1
+
+    assert bench(*common) == 0  # the third problem only: the first two are on disk
+    assert len(bodies) == 6
+    lines = (out / "tasks.jsonl").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == ["add-1", "add-2", "echo"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["ablations"]["baseline"]["selected@1"] == 0.3333  # only echo passes with k = 1
+    assert results["ablations"]["public"]["selected@1"] == 1.0
+    assert results["ablations"]["public"]["tokens_per_task"] == 30
+    assert "| public | 3 | 100.0% |" in (out / "report.md").read_text()
+
+    (out / "tasks.jsonl").write_text("\n".join(lines[:2]) + '\n{"id": "echo", "se')  # killed mid-write
+    assert bench(*common) == 0
+    assert len(bodies) == 8 and json.loads((out / "results.json").read_text())["tasks"] == 3
+
+
+def test_a_run_without_credentials_says_what_to_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("ATLAS_API_KEY", raising=False)
+    monkeypatch.delenv("ATLAS_SANDBOX_SIGNING_KEY", raising=False)
+    assert bench("--out", str(tmp_path / "o"), "--state-dir", str(tmp_path)) == 2
+    assert "--api-key" in capsys.readouterr().err
