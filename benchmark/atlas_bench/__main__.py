@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,10 @@ def cmd_run(args: argparse.Namespace) -> int:
               + ", ".join(f"{a} {'pass' if r['passed'] else r['verdict']}" for a, r in record["ablations"].items()),
               file=sys.stderr, flush=True)
 
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a timeout, a stopped job) ends the run like Ctrl-C: with a report
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     try:
         summary = run(problems, config, out, args.url.rstrip("/").removesuffix("/v1"), key, args.sandbox_url,
                       signing, progress)
@@ -106,6 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         (out / "report.md").write_text(report(summary))
         print(f"interrupted: {len(records)} of {total} task(s) in {out}; run again to continue", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(report(summary))
     return 1 if summary["unfinished"] else 0
 
