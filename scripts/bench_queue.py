@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from atlas_cli.plan import redis_binary
-from atlas_core.queue import TaskQueue, record_key
+from atlas_core.queue import TaskQueue, metrics_key, record_key
 from atlas_worker.loop import Outcome, TaskContext
 from atlas_worker.worker import Worker, WorkerConfig
 
@@ -129,16 +130,10 @@ def run_atlas(url: str, password: str, n: int, rate: float) -> tuple[float, floa
 
     began, submitted, ids = asyncio.run(submit())
     client = redis.Redis.from_url(url, password=password)
-    wait_for(lambda: int(client.hget(metrics_key_today(), "succeeded") or 0) >= n)
+    wait_for(lambda: int(client.hget(metrics_key(), "succeeded") or 0) >= n)
     times = atlas_times(client, ids)
     client.close()
     return began, submitted, times
-
-
-def metrics_key_today() -> str:
-    from atlas_core.queue import metrics_key
-
-    return metrics_key()
 
 
 def run_rq(url: str, password: str, n: int, rate: float) -> tuple[float, float, list[tuple[float, float, float]]]:
@@ -169,8 +164,6 @@ def run_rq(url: str, password: str, n: int, rate: float) -> tuple[float, float, 
 
 
 def iso(value: bytes) -> float:
-    from datetime import UTC, datetime
-
     return datetime.fromisoformat(value.decode().replace("Z", "+00:00")).replace(tzinfo=UTC).timestamp()
 
 
@@ -237,6 +230,9 @@ def main() -> None:
         rq_worker(args.redis_url, os.environ["BENCH_REDIS_PASSWORD"])
         return
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_sandbox import free_port  # here, not at the top: the worker processes need none of it
+
     password = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory() as data:
         port = free_port()
@@ -274,14 +270,6 @@ def ping(url: str, password: str) -> bool:
             return bool(client.ping())
     except redis.ConnectionError:
         return False
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":

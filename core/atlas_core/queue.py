@@ -104,13 +104,20 @@ redis.call('EXPIRE', KEYS[5], ttl)
 return n + 1
 """
 
+# Prepended to the scripts that ask whether a task has its outcome already.
+_FINISHED = """
+local function finished(status)
+    return status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'dead'
+end
+"""
+
 # A worker takes a delivered entry. KEYS: record, events, attempts. ARGV: consumer, now, entry, ttl.
 # Returns {state, deliveries, record, attempts}; state is run, skip (finished)
 # or gone (expired).
-BEGIN = """
+BEGIN = _FINISHED + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'gone', 0} end
-if status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'dead' then
+if finished(status) then
     return {'skip', 0}
 end
 local previous = redis.call('HGET', KEYS[1], 'worker') or ''
@@ -178,11 +185,11 @@ return 1
 # Store the outcome once. KEYS: stream, record, events, attempts, metrics, dead.
 # ARGV: group, entry, ttl, status, event data, dead-letter data ('' = none), metric increments (JSON),
 # then the record's field/value pairs. Returns 1 when written, 0 when the task was already finished.
-FINISH = """
+FINISH = _FINISHED + """
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 local status = redis.call('HGET', KEYS[2], 'status')
-if (not status) or status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'dead' then
+if (not status) or finished(status) then
     return 0
 end
 local ttl = tonumber(ARGV[3])
@@ -200,10 +207,10 @@ return 1
 # Back off and try again later, if this consumer runs the task (otherwise the entry is left alone: pending, it
 # is reclaimed; or finished, it is dropped). KEYS: stream, record, events, delayed.
 # ARGV: group, entry, due, member, event, counted (1: this delivery counts toward the limit), last error, consumer.
-RETRY = """
+RETRY = _FINISHED + """
 local status = redis.call('HGET', KEYS[2], 'status')
 if status ~= 'running' or redis.call('HGET', KEYS[2], 'worker') ~= ARGV[8] then
-    if (not status) or status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'dead' then
+    if (not status) or finished(status) then
         redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
         redis.call('XDEL', KEYS[1], ARGV[2])
     end
@@ -372,6 +379,13 @@ class TaskQueue:
         raw = await self.redis.hgetall(record_key(task_id))
         return _decode(raw) if raw else None
 
+    async def records(self, task_ids: list[str]) -> list[dict[str, str]]:
+        """The records of these tasks that still exist, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hgetall(record_key(task_id))
+            return [_decode(raw) for raw in await pipe.execute() if raw]
+
     async def attempts(self, task_id: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in await self.redis.lrange(attempts_key(task_id), 0, -1)]
 
@@ -453,13 +467,10 @@ class TaskQueue:
         return []
 
     @staticmethod
-    def _deliveries(priority: Priority, answer: Any) -> list[Delivery]:
-        out = []
-        for _, entries in answer or []:
-            for entry_id, fields in entries:
-                if fields:  # a deleted entry still pending comes back empty
-                    out.append(Delivery(priority, _text(entry_id), _text(fields[b"id"])))
-        return out
+    def _deliveries(priority: Priority, entries: Any) -> list[Delivery]:
+        # a deleted entry still pending comes back without fields
+        return [Delivery(priority, _text(entry_id), _text(fields[b"id"])) for entry_id, fields in entries or []
+                if fields]
 
     async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[Delivery]:
         """Entries idle past the visibility timeout (their worker stopped): now this consumer's."""
@@ -472,7 +483,7 @@ class TaskQueue:
             answer = await self.redis.xautoclaim(stream_key(priority), GROUP, consumer, min_idle_ms,
                                                  start_id=self._cursors[priority], count=count - len(found))
             self._cursors[priority] = _text(answer[0])
-            found += self._deliveries(priority, [(None, answer[1])])
+            found += self._deliveries(priority, answer[1])
         return found
 
     async def promote(self, limit: int = 100) -> int:

@@ -34,7 +34,8 @@ class Readiness(BaseModel):
 # Redis names shared by the portal (publisher / consumer) and the proxy (subscriber / producer).
 KEY_EVENTS_CHANNEL = "atlas:keys:events"  # {"key_id": N} or {"user_id": N}: drop cached validations now
 MODEL_EVENTS_CHANNEL = "atlas:models:events"  # the model registry changed
-USAGE_STREAM = "atlas:usage"  # one entry per proxied request
+USAGE_STREAM = "atlas:usage"  # one entry per proxied request (and per finished task)
+USAGE_MAXLEN = 1_000_000  # entries kept in the usage stream (about a day at 10 requests/s)
 VIRTUAL_MODELS = ("atlas",)  # served by rag-api, listed by the portal beside what the llama servers serve
 
 

@@ -23,7 +23,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from atlas_core.errors import error_response
-from atlas_core.schemas import USAGE_STREAM, KeyInfo, ModelEntry
+from atlas_core.schemas import USAGE_MAXLEN, USAGE_STREAM, KeyInfo, ModelEntry
 from atlas_proxy.calls import Call
 from atlas_proxy.limits import Limiter
 from atlas_proxy.settings import Settings
@@ -34,7 +34,6 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 EVENT_END = re.compile(rb"\r?\n\r?\n")
 DONE = re.compile(rb"^data:\s*\[DONE\]\s*$", re.MULTILINE)
 PIECE = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')  # a non-empty piece of generated text
-USAGE_MAXLEN = 1_000_000  # entries kept in the usage stream (about a day at 10 requests/s)
 BACKENDS = {"llama": "llama-server", "embed": "embedding-server", "rag": "rag-api"}
 
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from redis.exceptions import RedisError
 
@@ -18,7 +19,6 @@ from atlas_rag.llm import LLMClient
 from atlas_rag.routes import Solver, router
 from atlas_rag.sandbox import SandboxClient
 from atlas_rag.settings import EngineSettings, Settings
-from atlas_rag.tasks import TaskService
 from atlas_rag.telemetry import Telemetry
 
 log = logging.getLogger("atlas.rag")
@@ -44,6 +44,16 @@ def engine_config(settings: EngineSettings) -> EngineConfig:
                         self_tests=settings.rag_self_tests, prompt_style=settings.rag_prompt_style)
 
 
+def build_engine(http: httpx.AsyncClient, settings: EngineSettings, issuer: str) -> Engine:
+    """The engine over the model server and the sandbox, as rag-api and the task-workers both run it
+    (``issuer`` names the caller in the sandbox's capability tokens)."""
+    llm = LLMClient(http, settings.llama_url, settings.llama_api_key.get_secret_value(),
+                    timeout_s=settings.rag_llm_timeout_s, parallel=settings.rag_llm_parallel)
+    sandbox = SandboxClient(http, settings.sandbox_url, settings.sandbox_signing_key.get_secret_value(),
+                            issuer=issuer)
+    return Engine(llm, sandbox, engine_config(settings))
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,14 +62,11 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.readiness["llama-server"] = llama_check(http, settings.llama_url)
             app.state.readiness["embedding-server"] = llama_check(http, settings.embed_url)
             app.state.readiness["sandbox"] = http_check(http, f"{settings.sandbox_url}/livez")
-            llm = LLMClient(http, settings.llama_url, settings.llama_api_key.get_secret_value(),
-                            timeout_s=settings.rag_llm_timeout_s, parallel=settings.rag_llm_parallel)
-            sandbox = SandboxClient(http, settings.sandbox_url, settings.sandbox_signing_key.get_secret_value())
-            engine = Engine(llm, sandbox, engine_config(settings))
+            engine = build_engine(http, settings, "rag-api")
             app.state.solver = Solver(engine, Telemetry(app.state.redis, app.state.metrics.registry),
                                       settings.rag_max_concurrent)
             queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s, max_queued=settings.task_max_queued)
-            app.state.tasks = TaskService(queue, engine, settings)
+            app.state.tasks = tasks.TaskService(queue, engine, settings)
             await warn_unsafe_redis(queue)
             yield
 

@@ -119,10 +119,10 @@ def router(settings: Settings) -> APIRouter:
             return owner
         queue: TaskQueue = request.app.state.tasks.queue
         try:
-            records = [await queue.record(t) for t in await queue.owned(owner, limit)]
+            records = await queue.records(await queue.owned(owner, limit))
         except RedisError:
             return error_response(503, UNAVAILABLE)
-        return JSONResponse({"object": "list", "data": [view(r) for r in records if r and r.get("owner") == owner]})
+        return JSONResponse({"object": "list", "data": [view(r) for r in records if r.get("owner") == owner]})
 
     @api.get("/v1/tasks/{task_id}", response_model=None)
     async def read(task_id: str, request: Request) -> Response:

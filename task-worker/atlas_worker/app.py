@@ -14,10 +14,7 @@ from fastapi import FastAPI
 from atlas_core.app import open_clients, service_app
 from atlas_core.health import http_check, llama_check
 from atlas_core.queue import TaskQueue
-from atlas_rag.app import engine_config
-from atlas_rag.engine import Engine
-from atlas_rag.llm import LLMClient
-from atlas_rag.sandbox import SandboxClient
+from atlas_rag.app import build_engine
 from atlas_worker.loop import VerifyRepair
 from atlas_worker.settings import Settings
 from atlas_worker.worker import Worker, WorkerConfig
@@ -37,12 +34,8 @@ def create_app(settings: Settings) -> FastAPI:
             http = await open_clients(app, settings, stack)
             app.state.readiness["llama-server"] = llama_check(http, settings.llama_url)
             app.state.readiness["sandbox"] = http_check(http, f"{settings.sandbox_url}/livez")
-            llm = LLMClient(http, settings.llama_url, settings.llama_api_key.get_secret_value(),
-                            timeout_s=settings.rag_llm_timeout_s, parallel=settings.rag_llm_parallel)
-            sandbox = SandboxClient(http, settings.sandbox_url, settings.sandbox_signing_key.get_secret_value(),
-                                    issuer="task-worker")
             queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s)
-            worker = Worker(queue, VerifyRepair(Engine(llm, sandbox, engine_config(settings))),
+            worker = Worker(queue, VerifyRepair(build_engine(http, settings, "task-worker")),
                             worker_config(settings))
             app.state.worker = worker
             loop = asyncio.create_task(worker.run())

@@ -26,7 +26,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from atlas_core.queue import Delivery, TaskQueue
-from atlas_core.schemas import USAGE_STREAM
+from atlas_core.schemas import USAGE_MAXLEN, USAGE_STREAM
 from atlas_rag.llm import LLMUnavailable
 from atlas_rag.sandbox import SandboxRefused, SandboxUnavailable
 from atlas_worker.loop import Outcome, StopReason, TaskContext, summarise
@@ -34,7 +34,6 @@ from atlas_worker.loop import Outcome, StopReason, TaskContext, summarise
 log = logging.getLogger("atlas.worker")
 Handler = Callable[[TaskContext], Coroutine[Any, Any, Outcome]]
 BACKOFF_CAP_S = 60.0
-USAGE_MAXLEN = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -284,7 +283,7 @@ class Worker:
                       dead: bool = False) -> None:
         """Store the outcome (retrying while Redis is away: the work is done and should not be redone)."""
         fields = {"stop_reason": outcome.stop_reason, "message": outcome.message,
-                  "result": _dumps(outcome.result), "attempts_made": str(outcome.attempts),
+                  "result": json.dumps(outcome.result), "attempts_made": str(outcome.attempts),
                   "prompt_tokens": str(outcome.tokens["prompt"]),
                   "completion_tokens": str(outcome.tokens["completion"])}
         submitted = float(record.get("submitted_at") or time.time())
@@ -329,7 +328,3 @@ def ended(reason: StopReason, message: str, history: list[dict[str, Any]], recor
 def _json(text: str | None) -> dict[str, Any]:
     value = json.loads(text or "{}")
     return value if isinstance(value, dict) else {}
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value)
