@@ -2,23 +2,29 @@
 
     atlas-bench datasets [--data-path DIR] [--download]   every dataset: problems, file, SHA-256, pinned or not
     atlas-bench run --dataset humaneval --limit 20 --out DIR   problems through the proxy, scored on hidden tests
-
-Plots, pass@k coverage, the random-pick ablation and ``compare`` come next (issue 7).
+    atlas-bench report DIR                                     rebuild DIR's results.json, report.md and plots
+    atlas-bench compare RUN_A RUN_B                            the differences, with per-task flips
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.metadata
 import json
 import os
+import platform
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
 from atlas_bench import __version__
 from atlas_bench.datasets import DATASETS, SOURCES, DatasetError, load
-from atlas_bench.run import ABLATIONS, RunConfig, done_tasks, report, run, summarise
+from atlas_bench.report import compare, read_tasks, report, write
+from atlas_bench.run import ABLATIONS, RunConfig, report_on, run
 from atlas_core.settings import default_state_dir
 
 
@@ -61,6 +67,30 @@ def _secrets(state_dir: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
+def environment(state_dir: Path, model_file: str | None) -> dict[str, Any]:
+    """What produced the numbers: the model file and its hash (``--model-file``, else the one ``atlas up``
+    serves from ``state_dir``), the Python and package versions."""
+    env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
+                           "cpus": os.cpu_count(), "versions": {}}
+    for package in ("atlas-bench", "atlas-rag-api", "atlas-core", "llama_cpp_python"):
+        try:
+            env["versions"][package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    if model_file is None:
+        served = state_dir / "run" / "llama-server.json"
+        if served.is_file():
+            model_file = json.loads(served.read_text())["models"][0]["model"]
+    if model_file and Path(model_file).is_file():
+        digest = hashlib.sha256()
+        with open(model_file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        env["model"] = {"file": Path(model_file).name, "sha256": digest.hexdigest(),
+                        "bytes": Path(model_file).stat().st_size}
+    return env
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir or os.environ.get("ATLAS_STATE_DIR") or default_state_dir()).expanduser()
     key = args.api_key or os.environ.get("ATLAS_API_KEY")
@@ -85,36 +115,69 @@ def cmd_run(args: argparse.Namespace) -> int:
                        extra={"files": loaded.files, "unpinned": loaded.unpinned, "split": args.split,
                               "limit": args.limit, "version": __version__})
     out = Path(args.out)
-    total = len(problems) * len(config.seeds)
-    seen = {"n": len(done_tasks(out)), "passed": 0}
-
-    def progress(record: dict[str, Any]) -> None:
-        seen["n"] += 1
-        last = record["ablations"][config.ablations[-1]]
-        seen["passed"] += last["passed"]
-        print(f"[{seen['n']}/{total}] {record['id']} seed {record['seed']}: "
-              + ", ".join(f"{a} {'pass' if r['passed'] else r['verdict']}" for a, r in record["ablations"].items()),
-              file=sys.stderr, flush=True)
+    keys = {f"{p.id}#{s}" for p in problems for s in config.seeds}
+    finished = [r for k, r in read_tasks(out).items() if k in keys]
+    tally = {"passed": sum(bool(r["ablations"].get(config.ablations[-1], {}).get("passed")) for r in finished),
+             "n": len(finished)}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
 
     def interrupted(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM (a timeout, a stopped job) ends the run like Ctrl-C: with a report
 
     previous = signal.signal(signal.SIGTERM, interrupted)
-    try:
-        summary = run(problems, config, out, args.url.rstrip("/").removesuffix("/v1"), key, args.sandbox_url,
-                      signing, progress)
-    except KeyboardInterrupt:  # what finished is on disk: report it
-        keys = {f"{p.id}#{s}" for p in problems for s in config.seeds}
-        records = [r for k, r in done_tasks(out).items() if k in keys]
-        summary = summarise(records, config, 0.0, 0)
-        (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-        (out / "report.md").write_text(report(summary))
-        print(f"interrupted: {len(records)} of {total} task(s) in {out}; run again to continue", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    # A terminal gets the bar; a log file (nohup, CI) gets one line per task instead.
+    with Progress(*columns, console=None, disable=not sys.stderr.isatty(), transient=False) as bar:
+        task = bar.add_task(config.dataset, total=len(keys), completed=len(finished), rate="")
+
+        def progress(record: dict[str, Any]) -> None:
+            tally["n"] += 1
+            tally["passed"] += bool(record["ablations"][config.ablations[-1]]["passed"])
+            rate = f"{config.ablations[-1]} {tally['passed'] / tally['n']:.1%}"
+            bar.update(task, advance=1, rate=rate)
+            if not sys.stderr.isatty():
+                print(f"[{tally['n']}/{len(keys)}] {record['id']} seed {record['seed']}: "
+                      + ", ".join(f"{a} {'pass' if r['passed'] else r['verdict']}"
+                                  for a, r in record["ablations"].items()) + f" ({rate})",
+                      file=sys.stderr, flush=True)
+
+        try:
+            summary = run(problems, config, out, args.url.rstrip("/").removesuffix("/v1"), key, args.sandbox_url,
+                          signing, progress, environment(state_dir, args.model_file))
+        except KeyboardInterrupt:  # run() has written the report of what finished
+            print(f"interrupted: {tally['n']} of {len(keys)} task(s) in {out}; run again to continue",
+                  file=sys.stderr)
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     print(report(summary))
     return 1 if summary["unfinished"] else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    out = Path(args.dir)
+    results = out / "results.json"
+    if not results.is_file():
+        print(f"atlas-bench: error: {out} holds no results.json: is it a run's --out directory?", file=sys.stderr)
+        return 2
+    earlier = json.loads(results.read_text())
+    c = earlier["config"]
+    config = RunConfig(dataset=c["dataset"], k=c["k"], ablations=tuple(c["ablations"]), seeds=tuple(c["seeds"]),
+                       repair_rounds=c["repair_rounds"], max_tokens=c["max_tokens"], concurrency=c["concurrency"],
+                       extra=c.get("extra") or {})
+    summary = report_on(None, config, out, earlier.get("environment"))
+    write(out, summary)
+    print(report(summary))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    for path in (args.run_a, args.run_b):
+        if not (Path(path) / "tasks.jsonl").is_file():
+            print(f"atlas-bench: error: {path} holds no tasks.jsonl: is it a run's --out directory?", file=sys.stderr)
+            return 2
+    print(compare(Path(args.run_a), Path(args.run_b)), end="")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,6 +211,13 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--api-key", help="sk-llm- key (default: ATLAS_API_KEY, else the one atlas up kept)")
     bench.add_argument("--state-dir", help="atlas up's state directory (for the key and the sandbox signing key)")
     bench.add_argument("--sandbox-url", default="http://127.0.0.1:8020", help="the sandbox that scores answers")
+    bench.add_argument("--model-file", help="the GGUF the platform serves, to record its hash (default: the one "
+                       "atlas up serves from --state-dir)")
+    rebuild = sub.add_parser("report", help="rebuild a run's results.json, report.md and plots from its tasks")
+    rebuild.add_argument("dir", help="the run's --out directory")
+    diff = sub.add_parser("compare", help="compare two runs: rates per ablation and per-task flips")
+    diff.add_argument("run_a", help="the first run's --out directory")
+    diff.add_argument("run_b", help="the second run's --out directory")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -157,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
         if unknown:
             parser.error(f"unknown ablation(s) {', '.join(sorted(unknown))}: use {', '.join(ABLATIONS)}")
         sys.exit(cmd_run(args))
-    sys.exit(cmd_datasets(args))
+    commands = {"datasets": cmd_datasets, "report": cmd_report, "compare": cmd_compare}
+    sys.exit(commands[args.command](args))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,14 @@ SOURCES = {
                             "https://github.com/evalplus/humanevalplus_release/releases/download/v0.1.10/"
                             "HumanEvalPlus-OriginFmt.jsonl.gz",
                             "daa7661c8189924068069b0872a440b491edb60f8bdf431d5957adc88d18bae5"),
+    "humanevalplus-native": Source("humanevalplus/HumanEvalPlus.jsonl.gz",
+                                   "https://github.com/evalplus/humanevalplus_release/releases/download/v0.1.10/"
+                                   "HumanEvalPlus.jsonl.gz",
+                                   "272720b90ac375502c8ed23cd791c2a93dfb22a911641a494da74a426c09f101"),
+    "humanevalplus-mini": Source("humanevalplus/HumanEvalPlus-Mini.jsonl.gz",
+                                 "https://github.com/evalplus/humanevalplus_release/releases/download/v0.1.10/"
+                                 "HumanEvalPlus-Mini.jsonl.gz",
+                                 "91486741f1627101021fbe50523df08eebb5b0bf5e804b633dcd5ca3c14dbd2f"),
     "mbpp": Source("mbpp/mbpp.jsonl",
                    "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/mbpp.jsonl",
                    "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba268fd65beab92a9f"),
@@ -183,6 +191,54 @@ def humaneval(rows: list[dict[str, Any]], name: str = "humaneval") -> list[Probl
     return out
 
 
+# EvalPlus's native format has inputs only: the expected output is what the reference solution returns for the
+# same input. This program (run after the answer, as the hidden test) computes it with the reference in its own
+# namespace and compares as EvalPlus's evaluator does: exact, or np.allclose(rtol=1e-7) with ``atol`` when the
+# expected value is floats (1e-6 when the task gives none), and find_zero's special oracle |poly(x)| <= atol.
+NATIVE_CHECK = """
+import copy as _copy, json as _json
+import numpy as _np
+
+def _is_floats(x):
+    if isinstance(x, float):
+        return True
+    if isinstance(x, (list, tuple)):
+        return all(isinstance(i, float) for i in x)
+    if isinstance(x, _np.ndarray):
+        return x.dtype == _np.float64 or x.dtype == _np.float32
+    return False
+
+_reference = {{}}
+exec(compile({reference!r}, "reference", "exec"), _reference)
+_atol = {atol!r}
+for _n, _inp in enumerate(_json.loads({inputs!r})):
+    _exp = _reference[{entry!r}](*_copy.deepcopy(_inp))
+    _out = {entry}(*_copy.deepcopy(_inp))
+    if {entry!r} == "find_zero":
+        assert abs(_reference["poly"](*_inp, _out)) <= _atol, f"input {{_n}}: poly(x) is not 0 at x = {{_out!r}}"
+        continue
+    _tol = 1e-6 if _atol == 0 and _is_floats(_exp) else _atol
+    if _out == _exp:
+        continue
+    assert _tol != 0, f"input {{_n}}: expected {{_exp!r}}, got {{_out!r}}"
+    assert _np.allclose(_out, _exp, rtol=1e-07, atol=_tol), f"input {{_n}}: expected {{_exp!r}}, got {{_out!r}}"
+"""
+
+
+def humanevalplus_native(rows: list[dict[str, Any]], name: str) -> list[Problem]:
+    """HumanEval+ (or its Mini) in EvalPlus's native format: the HumanEval prompt; hidden: every base and plus
+    input, scored against the reference solution's output (``NATIVE_CHECK``)."""
+    out = []
+    for r in rows:
+        reference = r["prompt"] + r["canonical_solution"]
+        program = NATIVE_CHECK.format(reference=reference, atol=float(r["atol"] or 0), entry=r["entry_point"],
+                                      inputs=json.dumps(list(r["base_input"]) + list(r["plus_input"])))
+        out.append(Problem(id=r["task_id"], dataset=name, prompt=r["prompt"], entry_point=r["entry_point"],
+                           hidden=Hidden("assert", [{"code": program}], timeout_s=PLUS_TIMEOUT_S),
+                           canonical=reference))
+    return out
+
+
 def mbpp(rows: list[dict[str, Any]], split: str, sanitized: bool = False) -> list[Problem]:
     """The task text with its first test as the one example a user has (the standard MBPP prompt); hidden: all
     of ``test_list``, after the code and ``test_setup_code`` (that order: tasks 367 and 927 set up with names
@@ -276,7 +332,8 @@ def custom(rows: list[dict[str, Any]], name: str) -> list[Problem]:
     return out
 
 
-DATASETS = ("humaneval", "humanevalplus", "mbpp", "mbpp-sanitized", "mbppplus", "livecodebench")
+DATASETS = ("humaneval", "humanevalplus", "humanevalplus-native", "humanevalplus-mini", "mbpp", "mbpp-sanitized",
+            "mbppplus", "livecodebench")
 
 
 def load(dataset: str, data_dir: Path, *, split: str = "test", download: bool = False, allow_unpinned: bool = False,
@@ -301,6 +358,8 @@ def load(dataset: str, data_dir: Path, *, split: str = "test", download: bool = 
     rows = _rows(path)
     if dataset in ("humaneval", "humanevalplus"):
         problems = humaneval(rows, dataset)
+    elif dataset.startswith("humanevalplus-"):
+        problems = humanevalplus_native(rows, dataset)
     elif dataset == "mbppplus":
         problems = mbppplus(rows)
     elif dataset == "livecodebench":

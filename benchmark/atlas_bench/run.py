@@ -21,11 +21,10 @@ from typing import Any
 import httpx
 
 from atlas_bench.datasets import Problem
-from atlas_bench.metrics import bootstrap
-from atlas_bench.score import Scorer
+from atlas_bench.report import SEGMENTS_FILE, TASKS_FILE, read_segments, read_tasks, summarise, write
+from atlas_bench.score import Scorer, ScorerUnavailable
 
 ABLATIONS = ("baseline", "public", "self", "repair")
-TASKS_FILE = "tasks.jsonl"
 
 
 class PlatformError(Exception):
@@ -54,24 +53,11 @@ def task_key(problem_id: str, seed: int) -> str:
     return f"{problem_id}#{seed}"
 
 
-def done_tasks(out: Path) -> dict[str, dict[str, Any]]:
-    """The finished tasks of an earlier run in ``out`` (a torn last line, from a kill mid-write, is ignored)."""
-    path = out / TASKS_FILE
-    found: dict[str, dict[str, Any]] = {}
-    if not path.is_file():
-        return found
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        found[task_key(record["id"], record["seed"])] = record
-    return found
-
-
 def append(out: Path, record: dict[str, Any]) -> None:
-    with (out / TASKS_FILE).open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+    with (out / TASKS_FILE).open("a+b") as handle:
+        # a line torn by a kill mid-write is ended first, so it stays one unreadable line and this one is whole
+        torn = handle.tell() > 0 and handle.seek(-1, os.SEEK_END) >= 0 and handle.read(1) != b"\n"
+        handle.write((("\n" if torn else "") + json.dumps(record) + "\n").encode())
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -99,31 +85,63 @@ async def run_task(http: httpx.AsyncClient, url: str, key: str, scorer: Scorer, 
     for ablation in config.ablations:
         started = time.monotonic()
         result = await solve(http, url, key, problem, config.budget(ablation), seed)
-        score = await scorer.score(problem, result.get("code"))
+        wall_s = time.monotonic() - started
+        # The k sampled candidates (not repairs: they are not independent draws) are scored on the hidden
+        # tests too, after selection: pass@k coverage and the random-pick ablation come from them, and nothing
+        # of the hidden tests goes back to the platform.
+        samples = [c for c in result.get("candidates") or [] if c.get("origin") == "sample"]
+        scores = await scorer.score_many(problem, [result.get("code")] + [c.get("code") for c in samples])
+        score = scores[0]
+        timings = result.get("timings") or {}
         record["ablations"][ablation] = {
             "passed": score.passed, "verdict": score.verdict, "public_verified": bool(result.get("verified")),
             "tokens": int((result.get("usage") or {}).get("total_tokens", 0)),
-            "wall_s": round(time.monotonic() - started, 3), "candidates": len(result.get("candidates") or []),
+            "wall_s": round(wall_s, 3), "candidates": len(result.get("candidates") or []),
+            "samples_passed": [s.passed for s in scores[1:]],
+            "llm_calls": timings.get("llm_calls"), "sandbox_calls": timings.get("sandbox_calls"),
             "repair_rounds": result.get("repair_rounds", 0), "code": result.get("code"),
         }
     return record
 
 
 def run(problems: list[Problem], config: RunConfig, out: Path, url: str, key: str, sandbox_url: str,
-        signing_key: str, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run what ``out`` does not hold yet; then summarise everything it holds for these problems."""
+        signing_key: str, progress: Callable[[dict[str, Any]], None] | None = None,
+        environment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run what ``out`` does not hold yet, then report everything it holds for these problems. Interrupted
+    (Ctrl-C, SIGTERM), it still records the segment and writes the report before re-raising."""
     out.mkdir(parents=True, exist_ok=True)
-    done = done_tasks(out)
+    done = read_tasks(out)
     todo = [(p, s) for p in problems for s in config.seeds if task_key(p.id, s) not in done]
-    began = time.time()
+    segment = {"started": time.time(), "tasks": 0}
     failures: list[str] = []
-    asyncio.run(_work(todo, config, out, url, key, sandbox_url, signing_key, progress, done, failures))
-    records = [done[task_key(p.id, s)] for p in problems for s in config.seeds if task_key(p.id, s) in done]
-    summary = summarise(records, config, time.time() - began, len(todo) - len(failures))
-    summary["unfinished"] = failures
-    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "report.md").write_text(report(summary))
+
+    def finished(record: dict[str, Any]) -> None:
+        segment["tasks"] += 1
+        if progress:
+            progress(record)
+
+    try:
+        asyncio.run(_work(todo, config, out, url, key, sandbox_url, signing_key, finished, done, failures))
+    finally:
+        segment["ended"] = time.time()
+        if segment["tasks"]:
+            with (out / SEGMENTS_FILE).open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(segment) + "\n")
+        summary = report_on(problems, config, out, environment)
+        summary["unfinished"] = failures
+        write(out, summary)
     return summary
+
+
+def report_on(problems: list[Problem] | None, config: RunConfig, out: Path,
+              environment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The summary of what ``out`` holds (for these problems and seeds, when given)."""
+    done = read_tasks(out)
+    if problems is None:
+        records = list(done.values())
+    else:
+        records = [done[task_key(p.id, s)] for p in problems for s in config.seeds if task_key(p.id, s) in done]
+    return summarise(records, asdict(config), read_segments(out), environment)
 
 
 async def _work(todo: list[tuple[Problem, int]], config: RunConfig, out: Path, url: str, key: str,
@@ -137,7 +155,7 @@ async def _work(todo: list[tuple[Problem, int]], config: RunConfig, out: Path, u
             async with slots:
                 try:
                     record = await run_task(http, url, key, scorer, config, problem, seed)
-                except PlatformError as exc:
+                except (PlatformError, ScorerUnavailable) as exc:
                     failures.append(f"{problem.id}: {exc}")
                     return
                 append(out, record)
@@ -146,39 +164,3 @@ async def _work(todo: list[tuple[Problem, int]], config: RunConfig, out: Path, u
                     progress(record)
 
         await asyncio.gather(*(one(p, s) for p, s in todo))
-
-
-def summarise(records: list[dict[str, Any]], config: RunConfig, wall_s: float, ran: int) -> dict[str, Any]:
-    ablations: dict[str, Any] = {}
-    for name in config.ablations:
-        rows = [r["ablations"][name] for r in records if name in r["ablations"]]
-        passed = [1.0 if x["passed"] else 0.0 for x in rows]
-        ablations[name] = {
-            "tasks": len(rows), "selected@1": round(sum(passed) / len(rows), 4) if rows else None,
-            "ci95": bootstrap(passed), "public_verified": sum(1 for x in rows if x["public_verified"]),
-            "tokens_per_task": round(sum(x["tokens"] for x in rows) / len(rows), 1) if rows else None,
-            "wall_s_per_task": round(sum(x["wall_s"] for x in rows) / len(rows), 2) if rows else None,
-        }
-    return {"config": asdict(config), "tasks": len(records), "ran_now": ran,
-            "wall_s_this_run": round(wall_s, 1),
-            "tasks_per_hour_this_run": round(ran * 3600 / wall_s, 1) if ran and wall_s else None,
-            "ablations": ablations}
-
-
-def report(summary: dict[str, Any]) -> str:
-    config = summary["config"]
-    lines = [f"# atlas-bench: {config['dataset']}", "",
-             f"{summary['tasks']} task(s) (problems x seeds {config['seeds']}); k = {config['k']}, repair rounds "
-             f"{config['repair_rounds']}, {config['max_tokens']} tokens per candidate. Each answer is scored once "
-             "on the hidden tests.", "",
-             "| ablation | tasks | selected@1 | 95% CI | public tests passed | tokens / task | wall s / task |",
-             "|---|---|---|---|---|---|---|"]
-    for name, a in summary["ablations"].items():
-        if not a["tasks"]:
-            continue
-        lines.append(f"| {name} | {a['tasks']} | {a['selected@1']:.1%} | {a['ci95'][0]:.1%} to {a['ci95'][1]:.1%} | "
-                     f"{a['public_verified']} | {a['tokens_per_task']} | {a['wall_s_per_task']} |")
-    if summary.get("unfinished"):
-        lines += ["", f"{len(summary['unfinished'])} task(s) failed on the platform and are not counted; a re-run "
-                  "retries them."]
-    return "\n".join(lines) + "\n"

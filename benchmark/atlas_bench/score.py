@@ -35,20 +35,31 @@ class Scorer:
         self._key = signing_key(signing_secret)
 
     async def score(self, problem: Problem, code: str | None) -> Score:
+        return (await self.score_many(problem, [code]))[0]
+
+    async def score_many(self, problem: Problem, codes: list[str | None]) -> list[Score]:
+        """Each program's score, in order, from one sandbox call (each distinct program is run once)."""
         hidden = problem.hidden
-        if not code or not code.strip():
-            return Score(False, "no_code", 0, len(hidden.tests))
+        distinct = list(dict.fromkeys(c for c in codes if c and c.strip()))
+        scores: dict[str, Score] = {}
+        if distinct:
+            scores = dict(zip(distinct, await self._judge(problem, distinct), strict=True))
+        return [scores[c] if c in scores else Score(False, "no_code", 0, len(hidden.tests)) for c in codes]
+
+    async def _judge(self, problem: Problem, codes: list[str]) -> list[Score]:
+        hidden = problem.hidden
         body: dict[str, Any] = {
-            "language": problem.language, "mode": hidden.mode, "candidates": [{"id": "answer", "code": code}],
+            "language": problem.language, "mode": hidden.mode,
+            "candidates": [{"id": str(i), "code": code} for i, code in enumerate(codes)],
             "tests": hidden.tests, "stop_on_first_failure": True, "limits": {"timeout_s": hidden.timeout_s},
-            "deadline_s": min(3600.0, 60.0 + hidden.timeout_s * len(hidden.tests)),
+            "deadline_s": min(3600.0, 60.0 + hidden.timeout_s * len(hidden.tests) * len(codes)),
         }
         if hidden.mode == "assert":
             body["setup"] = hidden.setup
         if hidden.mode == "functional":
             body["func_name"] = hidden.func_name
         token = mint(self._key, issuer="atlas-bench", task_id=f"{problem.id}-{secrets.token_hex(4)}",
-                     languages=(problem.language,), ttl_s=120)
+                     languages=(problem.language,), ttl_s=120)  # checked on arrival
         try:
             answer = await self._http.post(f"{self._url}/judge", json=body, timeout=body["deadline_s"] + 30,
                                            headers={"Authorization": f"Bearer {token}"})
@@ -56,6 +67,6 @@ class Scorer:
             raise ScorerUnavailable(f"the sandbox is unreachable ({type(exc).__name__})") from None
         if answer.status_code != 200:
             raise ScorerUnavailable(f"the sandbox answered {answer.status_code}: {answer.text[:300]}")
-        result = answer.json()["candidates"][0]
-        return Score(result["verdict"] == "passed", result["verdict"], int(result["tests_passed"]),
-                     int(result["tests_total"]), result.get("first_failure"))
+        by_id = {r["id"]: r for r in answer.json()["candidates"]}
+        return [Score(r["verdict"] == "passed", r["verdict"], int(r["tests_passed"]), int(r["tests_total"]),
+                      r.get("first_failure")) for r in (by_id[str(i)] for i in range(len(codes)))]

@@ -8,6 +8,7 @@
     atlas solve FILE [--tests FILE]             verified code for a problem, through POST /v1/solve
     atlas task submit|follow|show|cancel|list   durable tasks, through /v1/tasks
     atlas sandbox-key                           print the sandbox's verify key for a signing key
+    atlas bench ...                             the benchmark suite (atlas-bench), beside this install
 """
 
 from __future__ import annotations
@@ -151,10 +152,27 @@ def parser() -> argparse.ArgumentParser:
     task.add_parser(sub, common).set_defaults(func=lambda args: task.run(args, _state_dir(args)))
     sandbox_key = sub.add_parser("sandbox-key", help="print the sandbox verify key for the signing key on stdin")
     sandbox_key.set_defaults(func=cmd_sandbox_key)
+    # Listed for --help only: main() hands everything after `bench` to atlas-bench untouched.
+    sub.add_parser("bench", add_help=False, help="the benchmark suite: atlas bench run|report|compare|datasets "
+                   "(see atlas bench --help)")
     return top
 
 
+def bench(argv: list[str]) -> None:
+    """``atlas bench ARGS`` is ``atlas-bench ARGS``, when the benchmark package is installed."""
+    try:
+        from atlas_bench.__main__ import main as bench_main
+    except ImportError:
+        raise SystemExit(_fail("atlas bench needs the atlas-bench package: pip install -c constraints.txt "
+                               "./benchmark (make install has it)", 2)) from None
+    bench_main(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        bench(argv[1:])
+        return
     args = parser().parse_args(argv)
     try:
         code = args.func(args)

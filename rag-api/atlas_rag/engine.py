@@ -488,7 +488,8 @@ class Engine:
             tokens=Tokens(prompt=solve.prompt_tokens, completion=solve.completion_tokens),
             usage={"prompt_tokens": solve.prompt_tokens, "completion_tokens": solve.completion_tokens,
                    "total_tokens": solve.prompt_tokens + solve.completion_tokens},
-            timings=Timings(**{k: round(v, 4) for k, v in times.items()}),
+            timings=Timings(**{k: round(v, 4) for k, v in times.items()}, llm_calls=solve.timeline.calls["llm"],
+                            sandbox_calls=solve.timeline.calls["sandbox"]),
         )
 
 
@@ -559,4 +560,4 @@ def _out(c: Candidate) -> CandidateOut:
     return CandidateOut(index=c.index, origin=c.origin, temperature=c.temperature, seed=c.seed, tokens=c.tokens,
                         duplicate_of=c.duplicate_of, verdict=verdict, public_passed=c.public_passed,
                         public_total=c.public_total, self_agreement=c.agreement, self_passed=c.self_passed,
-                        score=c.score, failure=failure)
+                        score=c.score, failure=failure, code=c.code)

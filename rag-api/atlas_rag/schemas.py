@@ -106,6 +106,7 @@ class CandidateOut(BaseModel):
     self_passed: int | None = None  # self-tests whose expected value the candidate's output matched
     score: float | None = None  # the pluggable scorer's value (lower is better), when one is installed
     failure: FailureOut | None = None
+    code: str | None = None  # the candidate's program: a client can run, compare or keep every candidate
 
 
 class TestsUsed(BaseModel):
@@ -124,6 +125,8 @@ class Timings(BaseModel):
     llm_s: float
     sandbox_s: float
     overhead_s: float
+    llm_calls: int = 0
+    sandbox_calls: int = 0
 
 
 class SolveResult(BaseModel):

@@ -17,9 +17,11 @@ class Timeline:
         self._active: dict[str, int] = {"llm": 0, "sandbox": 0, "any": 0}
         self._since: dict[str, float] = {}
         self.busy: dict[str, float] = {"llm": 0.0, "sandbox": 0.0, "any": 0.0}
+        self.calls: dict[str, int] = {"llm": 0, "sandbox": 0}
 
     @contextmanager
     def track(self, kind: Kind) -> Iterator[None]:
+        self.calls[kind] += 1
         self._enter(kind)
         self._enter("any")
         try:

@@ -41,7 +41,8 @@ def score_all(sandbox_url: str, problems: list[Problem], answers: Sequence[str |
 
 
 @needs_data
-@pytest.mark.parametrize(("name", "count"), [("humaneval", 164), ("humanevalplus", 164), ("mbpp", 500),
+@pytest.mark.parametrize(("name", "count"), [("humaneval", 164), ("humanevalplus", 164),
+                                             ("humanevalplus-native", 164), ("humanevalplus-mini", 164), ("mbpp", 500),
                                              ("mbpp-sanitized", 257), ("mbppplus", 378), ("livecodebench", 400)])
 def test_loaders_read_the_real_files(name: str, count: int) -> None:
     loaded = load(name, DATA)
@@ -106,7 +107,7 @@ def test_private_tests_decode_without_unpickling_objects() -> None:
 
 
 @needs_data
-@pytest.mark.parametrize("name", ["humaneval", "mbpp"])
+@pytest.mark.parametrize("name", ["humaneval", "mbpp", "humanevalplus-mini"])
 def test_every_canonical_solution_passes_and_a_wrong_one_fails(name: str, sandbox_url: str) -> None:
     problems = load(name, DATA).problems
     scores = score_all(sandbox_url, problems, [p.canonical for p in problems])
@@ -156,6 +157,6 @@ def test_the_datasets_command_lists_every_dataset_with_its_hash(capsys: pytest.C
     rows = json.loads(capsys.readouterr().out)
     assert ended.value.code == 0
     assert {r["dataset"]: r["problems"] for r in rows} == {
-        "humaneval": 164, "humanevalplus": 164, "mbpp": 500, "mbpp-sanitized": 257, "mbppplus": 378,
-        "livecodebench": 400}
-    assert [r["pinned"] for r in rows] == [True] * 5 + [False]
+        "humaneval": 164, "humanevalplus": 164, "humanevalplus-native": 164, "humanevalplus-mini": 164, "mbpp": 500,
+        "mbpp-sanitized": 257, "mbppplus": 378, "livecodebench": 400}
+    assert [r["pinned"] for r in rows] == [True] * 7 + [False]

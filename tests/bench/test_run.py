@@ -17,6 +17,7 @@ from tests.conftest import SANDBOX_SIGNING, ServerThread
 
 KEY = "sk-llm-" + "b" * 43
 GOOD = "def add(a, b):\n    return a + b\n"
+WRONG = "def add(a, b):\n    return a - b\n"
 PROBLEMS = [
     {"id": "add-1", "prompt": "Write add(a, b).", "entry_point": "add",
      "public_tests": [{"assert": "assert add(1, 2) == 3"}],
@@ -29,7 +30,8 @@ PROBLEMS = [
 
 
 def fake_proxy() -> FastAPI:
-    """k = 1 answers a wrong program; best-of-k a right one (so the ablations differ); 'echo' always prints."""
+    """k = 1 answers a wrong program; best-of-k a right one from samples of which one in three is wrong (so the
+    ablations, the random pick and pass@k differ); 'echo' always prints."""
     app = FastAPI()
     app.state.bodies = []
 
@@ -39,12 +41,15 @@ def fake_proxy() -> FastAPI:
             return JSONResponse({"error": {"message": "bad key"}}, 401)
         body = await request.json()
         app.state.bodies.append(body)
+        k = body["budget"]["k"]
         if "Print" in body["problem"]:
-            code = "print(input())"
+            code, samples = "print(input())", ["print(input())"]
         else:
-            code = "def add(a, b):\n    return a - b\n" if body["budget"]["k"] == 1 else GOOD
-        return {"code": code, "verified": True, "candidates": [{}] * body["budget"]["k"], "repair_rounds": 0,
-                "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}}
+            code, samples = (WRONG, [WRONG]) if k == 1 else (GOOD, [WRONG] + [GOOD] * (k - 1))
+        return {"code": code, "verified": True, "repair_rounds": 0,
+                "candidates": [{"origin": "sample", "code": c} for c in samples] + [{"origin": "repair", "code": GOOD}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
+                "timings": {"sandbox_calls": 2, "llm_calls": k}}
 
     return app
 
@@ -83,7 +88,13 @@ def test_a_run_scores_each_ablation_once_and_resumes(proxy: ServerThread, sandbo
     assert results["ablations"]["baseline"]["selected@1"] == 0.3333  # only echo passes with k = 1
     assert results["ablations"]["public"]["selected@1"] == 1.0
     assert results["ablations"]["public"]["tokens_per_task"] == 30
+    assert results["ablations"]["public"]["sandbox_calls_per_task"] == 2
+    # the repair candidate is not a sample; echo's one sample passes: (1/3 + 1/3 + 1) / 3 of the samples
+    assert results["ablations"]["public"]["random_pick"] == round((2 / 3 + 2 / 3 + 1) / 3, 4)
+    assert results["ablations"]["public"]["pass@k"] == 1.0
+    assert results["ablations"]["baseline"]["pass@k"] == 0.3333
     assert "| public | 3 | 100.0% |" in (out / "report.md").read_text()
+    assert all((out / png).stat().st_size > 1000 for png in ("pass_rates.png", "tokens_vs_pass.png", "difficulty.png"))
 
     (out / "tasks.jsonl").write_text("\n".join(lines[:2]) + '\n{"id": "echo", "se')  # killed mid-write
     assert bench(*common) == 0

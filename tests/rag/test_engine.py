@@ -182,6 +182,8 @@ def test_time_is_split_into_model_sandbox_and_overhead(llm: ServerThread, sandbo
     t = result.timings
     assert t.llm_s >= 0.3 and t.sandbox_s > 0 and t.overhead_s < t.total_s
     assert t.llm_s + t.sandbox_s <= t.total_s + 0.01
+    assert t.llm_calls == 2 and t.sandbox_calls >= 1  # two candidates; the public tests judged in one call
+    assert len(result.candidates) == 2 and all(c.code and "return a + b" in c.code for c in result.candidates)
     assert result.tokens.completion > 0 and result.usage["total_tokens"] == result.tokens.prompt + \
         result.tokens.completion
 

@@ -1,0 +1,297 @@
+"""What a run's per-task records add up to: ``results.json``, ``report.md`` and the PNG plots, and the
+comparison of two runs. Everything here reads ``tasks.jsonl`` only, so a report can be rebuilt at any time
+(``atlas-bench report DIR``) and two runs compared long after they ended.
+
+Metrics per ablation, over the problems (seeds averaged per problem first, so a problem run with three seeds
+weighs as much as one run with one):
+
+- **selected@1**: the one answer the pipeline returned passed the hidden tests.
+- **random pick**: a uniformly random one of the k sampled candidates passes, c/n (the unbiased pass@1
+  estimator over the samples; repairs are not independent samples and are left out).
+- **pass@k**: at least one of k samples passes (Chen et al.'s unbiased estimator): coverage, the ceiling of
+  any selection.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from atlas_bench.metrics import bootstrap, pass_at_k
+
+TASKS_FILE = "tasks.jsonl"
+SEGMENTS_FILE = "segments.jsonl"  # one line per run segment (a resumed run has several): wall clock and tasks
+
+
+def read_tasks(out: Path) -> dict[str, dict[str, Any]]:
+    """The finished tasks in ``out``, keyed ``id#seed`` (a torn last line, from a kill mid-write, is ignored)."""
+    path = out / TASKS_FILE
+    found: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return found
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        found[f"{record['id']}#{record['seed']}"] = record
+    return found
+
+
+def read_segments(out: Path) -> list[dict[str, Any]]:
+    path = out / SEGMENTS_FILE
+    if not path.is_file():
+        return []
+    segments = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            segments.append(json.loads(line))
+        except ValueError:
+            continue
+    return segments
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _per_problem(rows: list[tuple[str, float]]) -> list[float]:
+    """Each problem's mean over its seeds, in first-seen order."""
+    by_problem: dict[str, list[float]] = {}
+    for problem, value in rows:
+        by_problem.setdefault(problem, []).append(value)
+    return [sum(v) / len(v) for v in by_problem.values()]
+
+
+def _rate(rows: list[tuple[str, float]]) -> dict[str, Any]:
+    values = _per_problem(rows)
+    return {"rate": _mean(values), "ci95": bootstrap(values)}
+
+
+def _bucket(record: dict[str, Any], widest: str | None) -> str:
+    """The dataset's own difficulty when it has one; otherwise an empirical one: how many of the widest
+    ablation's samples solve the problem (none / some / all)."""
+    if record.get("difficulty"):
+        return str(record["difficulty"])
+    samples = (record["ablations"].get(widest) or {}).get("samples_passed") if widest else None
+    if not samples:
+        return "unknown"
+    solved = sum(samples)
+    return "no sample solves" if solved == 0 else ("every sample solves" if solved == len(samples)
+                                                  else "some samples solve")
+
+
+def summarise(records: list[dict[str, Any]], config: dict[str, Any], segments: list[dict[str, Any]],
+              environment: dict[str, Any] | None = None) -> dict[str, Any]:
+    ablations: dict[str, Any] = {}
+    names = [a for a in config["ablations"] if any(a in r["ablations"] for r in records)]
+    widest = next((a for a in reversed(names) if a != "baseline"), names[0] if names else None)
+    for name in names:
+        rows = [(r["id"], r["seed"], r["ablations"][name]) for r in records if name in r["ablations"]]
+        selected = _rate([(p, 1.0 if x["passed"] else 0.0) for p, _, x in rows])
+        entry: dict[str, Any] = {
+            "tasks": len(rows), "problems": len({p for p, _, _ in rows}),
+            "selected@1": selected["rate"], "ci95": selected["ci95"],
+            "public_verified": sum(1 for _, _, x in rows if x["public_verified"]),
+            "tokens_per_task": _mean([x["tokens"] for _, _, x in rows]),
+            "wall_s_per_task": _mean([x["wall_s"] for _, _, x in rows]),
+            "sandbox_calls_per_task": _mean([x["sandbox_calls"] for _, _, x in rows
+                                             if x.get("sandbox_calls") is not None]),
+            "llm_calls_per_task": _mean([x["llm_calls"] for _, _, x in rows if x.get("llm_calls") is not None]),
+            "per_seed": {str(s): _mean([1.0 if x["passed"] else 0.0 for _, seed, x in rows if seed == s])
+                         for s in sorted({seed for _, seed, _ in rows})},
+        }
+        sampled = [(p, x["samples_passed"]) for p, _, x in rows if x.get("samples_passed")]
+        if sampled:
+            n = max(len(s) for _, s in sampled)  # the k asked for; a solve cut short by its deadline has fewer
+            random_pick = _rate([(p, sum(s) / len(s)) for p, s in sampled])
+            coverage = _rate([(p, pass_at_k(len(s), sum(s), min(n, len(s)))) for p, s in sampled])
+            entry |= {"samples_per_task": n, "random_pick": random_pick["rate"], "random_pick_ci95":
+                      random_pick["ci95"], f"pass@{n}": coverage["rate"], f"pass@{n}_ci95": coverage["ci95"],
+                      "pass@k": coverage["rate"], "pass@k_ci95": coverage["ci95"]}
+        ablations[name] = entry
+    difficulty: dict[str, dict[str, Any]] = {}
+    for r in records:
+        bucket = difficulty.setdefault(_bucket(r, widest), {"tasks": 0, "passed": {a: 0 for a in names}})
+        bucket["tasks"] += 1
+        for a in names:
+            bucket["passed"][a] += bool((r["ablations"].get(a) or {}).get("passed"))
+    wall = sum(max(0.0, s["ended"] - s["started"]) for s in segments)
+    ran = sum(s["tasks"] for s in segments)
+    return {
+        "config": config, "environment": environment or {}, "tasks": len(records),
+        "problems": len({r["id"] for r in records}),
+        "ablations": ablations, "difficulty": difficulty,
+        "run": {"segments": len(segments), "wall_clock_s": round(wall, 1), "tasks_run": ran,
+                # by wall clock over every segment, so time between tasks counts
+                "tasks_per_hour": round(ran * 3600 / wall, 1) if ran and wall else None,
+                "wall_s_per_task": round(wall / ran, 2) if ran and wall else None},
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "" if not ci else f"{ci[0]:.1%} to {ci[1]:.1%}"
+
+
+def report(summary: dict[str, Any]) -> str:
+    config, run = summary["config"], summary["run"]
+    lines = [f"# atlas-bench: {config['dataset']}", "",
+             f"{summary['problems']} problem(s), {summary['tasks']} task(s) (seeds {list(config['seeds'])}); "
+             f"k = {config['k']}, repair rounds {config['repair_rounds']}, {config['max_tokens']} tokens per "
+             "candidate. The platform saw the prompt and the public tests only; each answer was scored once on "
+             "the hidden tests.", "",
+             "| ablation | tasks | selected@1 | 95% CI | random pick | pass@k | passed public tests | tokens / task "
+             "| wall s / task | sandbox calls / task |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, a in summary["ablations"].items():
+        k = a.get("samples_per_task")
+        coverage = f"{_pct(a.get('pass@k'))} (k={k})" if k else ""
+        lines.append(f"| {name} | {a['tasks']} | {_pct(a['selected@1'])} | {_ci(a['ci95'])} | "
+                     f"{_pct(a.get('random_pick'))} | {coverage} | {a['public_verified']} | {a['tokens_per_task']} | "
+                     f"{a['wall_s_per_task']} | {a['sandbox_calls_per_task'] or ''} |")
+    lines += ["", "random pick: the chance a uniformly random sampled candidate passes (c/n); pass@k: at least one "
+              "of the k samples passes (unbiased estimator), the ceiling of any selection. Both over the samples "
+              "of that ablation's own request."]
+    seeds = [str(s) for s in config["seeds"]]
+    if len(seeds) > 1:
+        lines += ["", "## Per seed", "", "| ablation | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+                  "|---|" + "---|" * len(seeds)]
+        for name, a in summary["ablations"].items():
+            lines.append(f"| {name} | " + " | ".join(_pct(a["per_seed"].get(s)) for s in seeds) + " |")
+    if summary["difficulty"]:
+        names = list(summary["ablations"])
+        lines += ["", "## By difficulty", "",
+                  "The dataset's own difficulty where it has one; otherwise how many of the widest ablation's "
+                  "samples solve the problem.", "",
+                  "| difficulty | tasks | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for bucket, d in sorted(summary["difficulty"].items()):
+            lines.append(f"| {bucket} | {d['tasks']} | "
+                         + " | ".join(_pct(d["passed"][a] / d["tasks"]) for a in names) + " |")
+    lines += ["", "## Run", "",
+              f"- Wall clock {run['wall_clock_s']} s over {run['segments']} segment(s), {run['tasks_run']} task(s) "
+              f"run: {run['tasks_per_hour']} tasks/hour, {run['wall_s_per_task']} s per task (every ablation of a "
+              "task, time between tasks included)."]
+    env = summary["environment"]
+    if env.get("model"):
+        lines.append(f"- Model: {env['model'].get('file')} (sha256 {env['model'].get('sha256')}).")
+    if env.get("versions"):
+        lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".")
+    for path, digest in (config.get("extra") or {}).get("files", {}).items():
+        lines.append(f"- Dataset file {path}: sha256 {digest}.")
+    if summary.get("unfinished"):
+        lines += ["", f"{len(summary['unfinished'])} task(s) failed on the platform and are not counted; a re-run "
+                  "retries them."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict[str, Any], out: Path) -> list[Path]:
+    """pass_rates.png (selected@1, random pick and pass@k per ablation with 95% CIs), tokens_vs_pass.png and
+    difficulty.png. Agg: no display needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ablations = summary["ablations"]
+    names = list(ablations)
+    written: list[Path] = []
+    if not names:
+        return written
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    series = [("selected@1", "ci95"), ("random_pick", "random_pick_ci95"), ("pass@k", "pass@k_ci95")]
+    width = 0.8 / len(series)
+    for i, (metric, ci_key) in enumerate(series):
+        xs: list[float] = []
+        ys: list[float] = []
+        errs: list[list[float]] = [[], []]
+        for j, name in enumerate(names):
+            value = ablations[name].get(metric)
+            if value is None:
+                continue
+            low, high = ablations[name].get(ci_key) or [value, value]
+            xs.append(j + (i - 1) * width)
+            ys.append(value * 100)
+            errs[0].append(max(0.0, value - low) * 100)
+            errs[1].append(max(0.0, high - value) * 100)
+        if xs:
+            ax.bar(xs, ys, width, yerr=errs, capsize=3, label=metric)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("pass rate on hidden tests (%)")
+    ax.set_title(f"{summary['config']['dataset']}: {summary['problems']} problems, 95% CI")
+    ax.legend()
+    fig.tight_layout()
+    written.append(out / "pass_rates.png")
+    fig.savefig(written[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in names:
+        a = ablations[name]
+        ax.errorbar([a["tokens_per_task"]], [a["selected@1"] * 100],
+                    yerr=[[(a["selected@1"] - a["ci95"][0]) * 100], [(a["ci95"][1] - a["selected@1"]) * 100]],
+                    fmt="o", capsize=3, label=name)
+    ax.set_xlabel("tokens per task")
+    ax.set_ylabel("selected@1 (%)")
+    ax.set_title("cost against pass rate")
+    ax.legend()
+    fig.tight_layout()
+    written.append(out / "tokens_vs_pass.png")
+    fig.savefig(written[-1], dpi=120)
+    plt.close(fig)
+
+    buckets = sorted(summary["difficulty"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        ys = [summary["difficulty"][b]["passed"][name] / summary["difficulty"][b]["tasks"] * 100 for b in buckets]
+        ax.bar([j + (i - (len(names) - 1) / 2) * width for j in range(len(buckets))], ys, width, label=name)
+    ax.set_xticks(range(len(buckets)),
+                  [f"{b}\n({summary['difficulty'][b]['tasks']})" for b in buckets], fontsize=8)
+    ax.set_ylabel("selected@1 (%)")
+    ax.set_title("by difficulty (tasks in brackets)")
+    ax.legend()
+    fig.tight_layout()
+    written.append(out / "difficulty.png")
+    fig.savefig(written[-1], dpi=120)
+    plt.close(fig)
+    return written
+
+
+def write(out: Path, summary: dict[str, Any]) -> None:
+    """results.json, report.md and the plots, each replaced whole (written aside, then renamed)."""
+    for name, text in (("results.json", json.dumps(summary, indent=2) + "\n"), ("report.md", report(summary))):
+        aside = out / f".{name}.tmp"
+        aside.write_text(text, encoding="utf-8")
+        aside.replace(out / name)
+    plot(summary, out)
+
+
+def compare(a: Path, b: Path) -> str:
+    """Markdown: each ablation both runs hold, on the tasks both finished, with the per-task flips."""
+    ta, tb = read_tasks(a), read_tasks(b)
+    common = [k for k in ta if k in tb]
+    lines = [f"# {a} → {b}", "", f"{len(common)} task(s) in both runs ({len(ta)} in A, {len(tb)} in B).", "",
+             "| ablation | A selected@1 | B selected@1 | change | fail → pass | pass → fail |",
+             "|---|---|---|---|---|---|"]
+    flips: list[str] = []
+    names = list(dict.fromkeys(n for k in common for n in ta[k]["ablations"] if n in tb[k]["ablations"]))
+    for name in names:
+        both = [k for k in common if name in ta[k]["ablations"] and name in tb[k]["ablations"]]
+        pa = [bool(ta[k]["ablations"][name]["passed"]) for k in both]
+        pb = [bool(tb[k]["ablations"][name]["passed"]) for k in both]
+        gained = [k for k, x, y in zip(both, pa, pb, strict=True) if y and not x]
+        lost = [k for k, x, y in zip(both, pa, pb, strict=True) if x and not y]
+        ra, rb = sum(pa) / len(both), sum(pb) / len(both)
+        lines.append(f"| {name} | {ra:.1%} | {rb:.1%} | {(rb - ra) * 100:+.1f} pts | {len(gained)} | {len(lost)} |")
+        if gained or lost:
+            flips.append(f"- **{name}**: fail → pass {', '.join(gained) or 'none'}; pass → fail "
+                         f"{', '.join(lost) or 'none'}")
+    if flips:
+        lines += ["", "## Flips", "", *flips]
+    return "\n".join(lines) + "\n"
