@@ -103,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     try:
         loaded = load(args.dataset, data_dir(args), split=args.split, download=args.download,
-                      allow_unpinned=args.allow_unpinned, since=args.since, until=args.until,
+                      allow_unpinned=args.allow_unpinned, since=args.since, until=args.until, release=args.release,
                       file=Path(args.file) if args.file else None)
     except DatasetError as exc:
         print(f"atlas-bench: error: {exc}", file=sys.stderr)
@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--dataset", choices=DATASETS, default="humaneval")
     bench.add_argument("--file", help="a custom JSONL dataset instead (docs/benchmark.md)")
     bench.add_argument("--split", default="test", help="MBPP split: test, validation, train or prompt")
+    bench.add_argument("--release", default="release_v1", help="LiveCodeBench: release_vN (cumulative), "
+                       "release_latest, vN (only that release's new problems) or vA_vB (default release_v1)")
     bench.add_argument("--since", help="LiveCodeBench: contests from this date (YYYY-MM-DD)")
     bench.add_argument("--until", help="LiveCodeBench: contests up to this date (YYYY-MM-DD)")
     bench.add_argument("--data-path", help="directory of the dataset files (default: ATLAS_DATA_DIR, else ./datasets)")

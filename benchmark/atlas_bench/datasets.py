@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import pickle
+import re
 import urllib.request
 import zlib
 from collections.abc import Callable
@@ -97,6 +98,30 @@ SOURCES = {
                             "https://huggingface.co/datasets/livecodebench/code_generation_lite/resolve/main/"
                             "test.jsonl", None),
 }
+# LiveCodeBench publishes each release as one more file (test.jsonl is release_v1's 400 problems, test2.jsonl
+# adds release_v2's, ...); its loader names a release (cumulative) or files (vN, vA_vB). The offline copy of
+# test.jsonl holds the public tests only and stands in for it when test.jsonl itself is not there.
+LCB_FILES = 6
+LCB_URL = "https://huggingface.co/datasets/livecodebench/code_generation_lite/resolve/main/"
+LCB_OFFLINE_V1 = "livecodebench/release_v1_public.jsonl.gz"
+
+
+def lcb_files(release: str) -> list[str]:
+    """The files of a LiveCodeBench release tag: release_vN (v1 to vN), release_latest, vN (only N's new
+    problems) or vA_vB (A's to B's)."""
+    match = re.fullmatch(r"release_v(\d+)|v(\d+)(?:_v(\d+))?", release)
+    if release == "release_latest":
+        first, last = 1, LCB_FILES
+    elif match:
+        cumulative, first_n, last_n = match.groups()
+        first, last = (1, int(cumulative)) if cumulative else (int(first_n), int(last_n or first_n))
+    if release != "release_latest" and (not match or not 1 <= first <= last <= LCB_FILES):
+        raise DatasetError(f"unknown LiveCodeBench release {release!r}: release_v1 .. release_v{LCB_FILES}, "
+                           "release_latest, vN (that release's new problems) or vA_vB")
+    numbers = range(first, last + 1)
+    return [f"livecodebench/test{'' if n == 1 else n}.jsonl" for n in numbers]
+
+
 # The MBPP splits (task ids), as the original release defines them.
 MBPP_SPLITS = {"test": (11, 510), "validation": (511, 600), "train": (601, 974), "prompt": (1, 10)}
 
@@ -337,10 +362,13 @@ DATASETS = ("humaneval", "humanevalplus", "humanevalplus-native", "humanevalplus
 
 
 def load(dataset: str, data_dir: Path, *, split: str = "test", download: bool = False, allow_unpinned: bool = False,
-         since: str | None = None, until: str | None = None, file: Path | None = None) -> Loaded:
+         since: str | None = None, until: str | None = None, file: Path | None = None,
+         release: str = "release_v1") -> Loaded:
     """Problems of ``dataset`` (or of a custom JSONL ``file``), with the hash of every file read."""
     if file is not None:
         return Loaded(custom(_rows(file), file.stem), {str(file): sha256_of(file)})
+    if dataset == "livecodebench":
+        return _livecodebench(data_dir, release, download, since, until)
     if dataset not in SOURCES:
         raise DatasetError(f"unknown dataset {dataset!r}: one of {', '.join(DATASETS)}, or --file for a custom "
                            "JSONL file")
@@ -362,8 +390,21 @@ def load(dataset: str, data_dir: Path, *, split: str = "test", download: bool = 
         problems = humanevalplus_native(rows, dataset)
     elif dataset == "mbppplus":
         problems = mbppplus(rows)
-    elif dataset == "livecodebench":
-        problems = livecodebench(rows, since, until)
     else:
         problems = mbpp(rows, split, sanitized=dataset == "mbpp-sanitized")
     return Loaded(problems, {source.path: digest}, unpinned)
+
+
+def _livecodebench(data_dir: Path, release: str, download: bool, since: str | None, until: str | None) -> Loaded:
+    rows: list[dict[str, Any]] = []
+    files: dict[str, str] = {}
+    for name in lcb_files(release):
+        source = Source(name, LCB_URL + name.removeprefix("livecodebench/"), None)
+        if name == "livecodebench/test.jsonl" and not (data_dir / name).is_file() and (
+                data_dir / LCB_OFFLINE_V1).is_file():
+            source = SOURCES["livecodebench"]
+        path = fetch(source, data_dir, download)
+        files[source.path] = sha256_of(path)
+        rows += _rows(path)
+    return Loaded(livecodebench(rows, since, until), files)
+

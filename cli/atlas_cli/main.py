@@ -153,8 +153,8 @@ def parser() -> argparse.ArgumentParser:
     sandbox_key = sub.add_parser("sandbox-key", help="print the sandbox verify key for the signing key on stdin")
     sandbox_key.set_defaults(func=cmd_sandbox_key)
     # Listed for --help only: main() hands everything after `bench` to atlas-bench untouched.
-    sub.add_parser("bench", add_help=False, help="the benchmark suite: atlas bench run|report|compare|datasets "
-                   "(see atlas bench --help)")
+    sub.add_parser("bench", add_help=False,
+                   help="the benchmark suite, the same program as atlas-bench: run, report, compare, datasets")
     return top
 
 

@@ -88,6 +88,30 @@ def test_a_changed_file_is_refused_unless_allowed(tmp_path: Path) -> None:
     assert [p.id for p in loaded.problems] == ["mbpp/11"] and loaded.unpinned == ["mbpp/mbpp.jsonl"]
 
 
+def test_livecodebench_releases_read_their_files(tmp_path: Path) -> None:
+    def row(qid: str, date: str) -> dict[str, Any]:
+        return {"question_id": qid, "question_content": f"Problem {qid}.", "contest_date": date, "starter_code": "",
+                "difficulty": "easy", "metadata": "{}", "private_test_cases": "",
+                "public_test_cases": json.dumps([{"input": "1\n", "output": "1\n", "testtype": "stdin"}])}
+
+    (tmp_path / "livecodebench").mkdir()
+    (tmp_path / "livecodebench" / "test.jsonl").write_text(json.dumps(row("a", "2023-05-01")) + "\n")
+    (tmp_path / "livecodebench" / "test2.jsonl").write_text(json.dumps(row("b", "2023-09-01")) + "\n")
+
+    def ids(**kwargs: Any) -> list[str]:
+        return [p.id for p in load("livecodebench", tmp_path, **kwargs).problems]
+
+    assert ids() == ["lcb/a"]  # release_v1
+    assert ids(release="release_v2") == ["lcb/a", "lcb/b"] and ids(release="v2") == ["lcb/b"]
+    assert ids(release="release_v2", since="2023-06-01") == ["lcb/b"]
+    assert set(load("livecodebench", tmp_path, release="v1_v2").files) == {"livecodebench/test.jsonl",
+                                                                           "livecodebench/test2.jsonl"}
+    with pytest.raises(DatasetError, match=r"test3\.jsonl.*--download"):
+        load("livecodebench", tmp_path, release="release_v3")
+    with pytest.raises(DatasetError, match="unknown LiveCodeBench release"):
+        load("livecodebench", tmp_path, release="v7")
+
+
 @needs_data
 def test_private_tests_decode_without_unpickling_objects() -> None:
     sample = json.loads((DATA / "livecodebench" / "private_tests_sample_1873_A.json").read_text())
