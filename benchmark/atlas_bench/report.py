@@ -69,6 +69,15 @@ def _rate(rows: list[tuple[str, float]]) -> dict[str, Any]:
     return {"rate": _mean(values), "ci95": bootstrap(values)}
 
 
+# Easiest first: the datasets' own labels, then the empirical buckets.
+DIFFICULTY_ORDER = ("easy", "medium", "hard", "every sample solves", "some samples solve", "no sample solves",
+                    "unknown")
+
+
+def _ordered(buckets: dict[str, Any]) -> list[str]:
+    return sorted(buckets, key=lambda b: (DIFFICULTY_ORDER.index(b) if b in DIFFICULTY_ORDER else 99, b))
+
+
 def _bucket(record: dict[str, Any], widest: str | None) -> str:
     """The dataset's own difficulty when it has one; otherwise an empirical one: how many of the widest
     ablation's samples solve the problem (none / some / all)."""
@@ -134,6 +143,10 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
 
 
+def _num(value: float | None, places: int) -> str:
+    return "" if value is None else f"{value:,.{places}f}"
+
+
 def _ci(ci: list[float] | None) -> str:
     return "" if not ci else f"{ci[0]:.1%} to {ci[1]:.1%}"
 
@@ -152,8 +165,9 @@ def report(summary: dict[str, Any]) -> str:
         k = a.get("samples_per_task")
         coverage = f"{_pct(a.get('pass@k'))} (k={k})" if k else ""
         lines.append(f"| {name} | {a['tasks']} | {_pct(a['selected@1'])} | {_ci(a['ci95'])} | "
-                     f"{_pct(a.get('random_pick'))} | {coverage} | {a['public_verified']} | {a['tokens_per_task']} | "
-                     f"{a['wall_s_per_task']} | {a['sandbox_calls_per_task'] or ''} |")
+                     f"{_pct(a.get('random_pick'))} | {coverage} | {a['public_verified']} | "
+                     f"{_num(a['tokens_per_task'], 0)} | {_num(a['wall_s_per_task'], 1)} | "
+                     f"{_num(a['sandbox_calls_per_task'], 1)} |")
     lines += ["", "random pick: the chance a uniformly random sampled candidate passes (c/n); pass@k: at least one "
               "of the k samples passes (unbiased estimator), the ceiling of any selection. Both over the samples "
               "of that ablation's own request."]
@@ -169,13 +183,17 @@ def report(summary: dict[str, Any]) -> str:
                   "The dataset's own difficulty where it has one; otherwise how many of the widest ablation's "
                   "samples solve the problem.", "",
                   "| difficulty | tasks | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-        for bucket, d in sorted(summary["difficulty"].items()):
+        for bucket in _ordered(summary["difficulty"]):
+            d = summary["difficulty"][bucket]
             lines.append(f"| {bucket} | {d['tasks']} | "
                          + " | ".join(_pct(d["passed"][a] / d["tasks"]) for a in names) + " |")
-    lines += ["", "## Run", "",
-              f"- Wall clock {run['wall_clock_s']} s over {run['segments']} segment(s), {run['tasks_run']} task(s) "
-              f"run: {run['tasks_per_hour']} tasks/hour, {run['wall_s_per_task']} s per task (every ablation of a "
-              "task, time between tasks included)."]
+    lines += ["", "## Run", ""]
+    if run["tasks_per_hour"]:
+        lines.append(f"- Wall clock {run['wall_clock_s']:,.0f} s over {run['segments']} segment(s), "
+                     f"{run['tasks_run']} task(s) run: {run['tasks_per_hour']:,.1f} tasks/hour, "
+                     f"{run['wall_s_per_task']} s per task (every ablation of a task, time between tasks included).")
+    else:
+        lines.append("- No finished run segment is recorded (the run was killed, or nothing was left to run).")
     env = summary["environment"]
     if env.get("model"):
         lines.append(f"- Model: {env['model'].get('file')} (sha256 {env['model'].get('sha256')}).")
@@ -220,7 +238,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
             errs[0].append(max(0.0, value - low) * 100)
             errs[1].append(max(0.0, high - value) * 100)
         if xs:
-            ax.bar(xs, ys, width, yerr=errs, capsize=3, label=metric)
+            ax.bar(xs, ys, width, yerr=errs, capsize=3, label=metric.replace("_", " "))
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("pass rate on hidden tests (%)")
     ax.set_title(f"{summary['config']['dataset']}: {summary['problems']} problems, 95% CI")
@@ -245,7 +263,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     fig.savefig(written[-1], dpi=120)
     plt.close(fig)
 
-    buckets = sorted(summary["difficulty"])
+    buckets = _ordered(summary["difficulty"])
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / len(names)
     for i, name in enumerate(names):

@@ -112,6 +112,7 @@ def run(problems: list[Problem], config: RunConfig, out: Path, url: str, key: st
     out.mkdir(parents=True, exist_ok=True)
     done = read_tasks(out)
     todo = [(p, s) for p in problems for s in config.seeds if task_key(p.id, s) not in done]
+    write(out, report_on(problems, config, out, environment))  # `atlas-bench report` works even after a kill -9
     segment = {"started": time.time(), "tasks": 0}
     failures: list[str] = []
 
