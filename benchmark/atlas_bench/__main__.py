@@ -16,9 +16,11 @@ import os
 import platform
 import signal
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from atlas_bench import __version__
@@ -60,6 +62,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _local(url: str) -> bool:
+    return urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
 def _secrets(state_dir: Path) -> dict[str, str]:
     path = state_dir / "secrets.env"
     if not path.is_file():
@@ -67,9 +73,29 @@ def _secrets(state_dir: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
-def environment(state_dir: Path, model_file: str | None) -> dict[str, Any]:
-    """What produced the numbers: the model file and its hash (``--model-file``, else the one ``atlas up``
-    serves from ``state_dir``), the Python and package versions."""
+def _sha256(path: Path, cache: Path) -> str:
+    """The file's SHA-256, remembered in ``cache`` by path, size and mtime: a GGUF of several GB is hashed once,
+    not at every resume."""
+    stat = path.stat()
+    stamp = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    try:
+        known = json.loads(cache.read_text())
+        if known.get("stamp") == stamp:
+            return str(known["sha256"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"stamp": stamp, "sha256": digest.hexdigest()}))
+    return digest.hexdigest()
+
+
+def environment(state_dir: Path, model_file: str | None, local: bool, out: Path) -> dict[str, Any]:
+    """What produced the numbers: the Python and package versions, and the model file with its hash:
+    ``--model-file``, else, when the proxy is this machine's, the one ``atlas up`` serves from ``state_dir``."""
     env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
                            "cpus": os.cpu_count(), "versions": {}}
     for package in ("atlas-bench", "atlas-rag-api", "atlas-core", "llama_cpp_python"):
@@ -77,17 +103,15 @@ def environment(state_dir: Path, model_file: str | None) -> dict[str, Any]:
             env["versions"][package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             continue
-    if model_file is None:
-        served = state_dir / "run" / "llama-server.json"
-        if served.is_file():
-            model_file = json.loads(served.read_text())["models"][0]["model"]
+    if model_file is None and local:
+        try:
+            model_file = json.loads((state_dir / "run" / "llama-server.json").read_text())["models"][0]["model"]
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            model_file = None  # not beside atlas up, or another layout: the model goes unrecorded
     if model_file and Path(model_file).is_file():
-        digest = hashlib.sha256()
-        with open(model_file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        env["model"] = {"file": Path(model_file).name, "sha256": digest.hexdigest(),
-                        "bytes": Path(model_file).stat().st_size}
+        path = Path(model_file)
+        env["model"] = {"file": path.name, "sha256": _sha256(path, out / ".model-sha256.json"),
+                        "bytes": path.stat().st_size}
     return env
 
 
@@ -109,11 +133,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"atlas-bench: error: {exc}", file=sys.stderr)
         return 2
     problems = loaded.problems[: args.limit] if args.limit else loaded.problems
+    if loaded.public_only:
+        print(f"atlas-bench: warning: {next(iter(loaded.files))} holds the public tests only, so they score the "
+              "answers too; pass --download (or add livecodebench/test.jsonl) for the hidden ones", file=sys.stderr)
     config = RunConfig(dataset=args.file or args.dataset, k=args.k, ablations=tuple(args.ablations.split(",")),
                        seeds=tuple(int(s) for s in args.seeds.split(",")), repair_rounds=args.repair_rounds,
                        max_tokens=args.max_tokens, concurrency=args.concurrency,
-                       extra={"files": loaded.files, "unpinned": loaded.unpinned, "split": args.split,
-                              "limit": args.limit, "version": __version__})
+                       extra={"files": loaded.files, "unpinned": loaded.unpinned, "public_only": loaded.public_only,
+                              "split": args.split, "release": args.release, "since": args.since,
+                              "until": args.until, "limit": args.limit, "version": __version__,
+                              "problems": [p.id for p in problems]})
     out = Path(args.out)
     keys = {f"{p.id}#{s}" for p in problems for s in config.seeds}
     finished = [r for k, r in read_tasks(out).items() if k in keys]
@@ -127,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, interrupted)
     # A terminal gets the bar; a log file (nohup, CI) gets one line per task instead.
-    with Progress(*columns, console=None, disable=not sys.stderr.isatty(), transient=False) as bar:
+    with Progress(*columns, console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task(config.dataset, total=len(keys), completed=len(finished), rate="")
 
         def progress(record: dict[str, Any]) -> None:
@@ -143,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         try:
             summary = run(problems, config, out, args.url.rstrip("/").removesuffix("/v1"), key, args.sandbox_url,
-                          signing, progress, environment(state_dir, args.model_file))
+                          signing, progress, environment(state_dir, args.model_file, _local(args.url), out))
         except KeyboardInterrupt:  # run() has written the report of what finished
             print(f"interrupted: {tally['n']} of {len(keys)} task(s) in {out}; run again to continue",
                   file=sys.stderr)
@@ -165,7 +194,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     config = RunConfig(dataset=c["dataset"], k=c["k"], ablations=tuple(c["ablations"]), seeds=tuple(c["seeds"]),
                        repair_rounds=c["repair_rounds"], max_tokens=c["max_tokens"], concurrency=c["concurrency"],
                        extra=c.get("extra") or {})
-    summary = report_on(None, config, out, earlier.get("environment"))
+    summary = report_on(config.extra.get("problems"), config, out, earlier.get("environment"))
     write(out, summary)
     print(report(summary))
     return 0

@@ -135,6 +135,7 @@ class Loaded:
     problems: list[Problem]
     files: dict[str, str]  # relative path -> sha256
     unpinned: list[str] = field(default_factory=list)
+    public_only: bool = False  # the hidden tests are the public ones (LiveCodeBench's offline copy)
 
 
 def sha256_of(path: Path) -> str:
@@ -218,8 +219,10 @@ def humaneval(rows: list[dict[str, Any]], name: str = "humaneval") -> list[Probl
 
 # EvalPlus's native format has inputs only: the expected output is what the reference solution returns for the
 # same input. This program (run after the answer, as the hidden test) computes it with the reference in its own
-# namespace and compares as EvalPlus's evaluator does: exact, or np.allclose(rtol=1e-7) with ``atol`` when the
-# expected value is floats (1e-6 when the task gives none), and find_zero's special oracle |poly(x)| <= atol.
+# namespace and compares as EvalPlus's evaluator (evalplus/eval/__init__.py) does: exact; or, when the expected
+# value is floats (a float or a non-empty list of floats) or the task has an ``atol``, the same type, the same
+# length and np.allclose(rtol=1e-7); find_zero by its special oracle |poly(x)| <= atol. Like EvalPlus, once an
+# expected value is floats the 1e-6 tolerance holds for the task's later inputs too.
 NATIVE_CHECK = """
 import copy as _copy, json as _json
 import numpy as _np
@@ -227,7 +230,7 @@ import numpy as _np
 def _is_floats(x):
     if isinstance(x, float):
         return True
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (list, tuple)) and x:
         return all(isinstance(i, float) for i in x)
     if isinstance(x, _np.ndarray):
         return x.dtype == _np.float64 or x.dtype == _np.float32
@@ -239,14 +242,20 @@ _atol = {atol!r}
 for _n, _inp in enumerate(_json.loads({inputs!r})):
     _exp = _reference[{entry!r}](*_copy.deepcopy(_inp))
     _out = {entry}(*_copy.deepcopy(_inp))
+    _why = f"input {{_n}}: expected {{_exp!r}}, got {{_out!r}}"
     if {entry!r} == "find_zero":
         assert abs(_reference["poly"](*_inp, _out)) <= _atol, f"input {{_n}}: poly(x) is not 0 at x = {{_out!r}}"
         continue
-    _tol = 1e-6 if _atol == 0 and _is_floats(_exp) else _atol
-    if _out == _exp:
-        continue
-    assert _tol != 0, f"input {{_n}}: expected {{_exp!r}}, got {{_out!r}}"
-    assert _np.allclose(_out, _exp, rtol=1e-07, atol=_tol), f"input {{_n}}: expected {{_exp!r}}, got {{_out!r}}"
+    _exact = _out == _exp
+    if _atol == 0 and _is_floats(_exp):
+        _atol = 1e-6
+    if not _exact and _atol != 0:
+        assert type(_out) == type(_exp), _why
+        if isinstance(_exp, (list, tuple)):
+            assert len(_out) == len(_exp), _why
+        assert _np.allclose(_out, _exp, rtol=1e-07, atol=_atol), _why
+    else:
+        assert _exact, _why
 """
 
 
@@ -398,13 +407,17 @@ def load(dataset: str, data_dir: Path, *, split: str = "test", download: bool = 
 def _livecodebench(data_dir: Path, release: str, download: bool, since: str | None, until: str | None) -> Loaded:
     rows: list[dict[str, Any]] = []
     files: dict[str, str] = {}
-    for name in lcb_files(release):
-        source = Source(name, LCB_URL + name.removeprefix("livecodebench/"), None)
-        if name == "livecodebench/test.jsonl" and not (data_dir / name).is_file() and (
-                data_dir / LCB_OFFLINE_V1).is_file():
-            source = SOURCES["livecodebench"]
+    names = lcb_files(release)
+    public_only = False
+    if names == ["livecodebench/test.jsonl"] and not (data_dir / names[0]).is_file() and not download and (
+            data_dir / LCB_OFFLINE_V1).is_file():
+        # Offline, release_v1 only: the public-only copy stands in, and the results say so (its "hidden"
+        # tests are the ones the platform sees). Never mixed with the full files of later releases.
+        names, public_only = [LCB_OFFLINE_V1], True
+    for name in names:
+        source = SOURCES["livecodebench"] if public_only else Source(
+            name, LCB_URL + name.removeprefix("livecodebench/"), None)
         path = fetch(source, data_dir, download)
         files[source.path] = sha256_of(path)
         rows += _rows(path)
-    return Loaded(livecodebench(rows, since, until), files)
-
+    return Loaded(livecodebench(rows, since, until), files, public_only=public_only)

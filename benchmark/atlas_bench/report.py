@@ -8,8 +8,9 @@ weighs as much as one run with one):
 - **selected@1**: the one answer the pipeline returned passed the hidden tests.
 - **random pick**: a uniformly random one of the k sampled candidates passes, c/n (the unbiased pass@1
   estimator over the samples; repairs are not independent samples and are left out).
-- **pass@k**: at least one of k samples passes (Chen et al.'s unbiased estimator): coverage, the ceiling of
-  any selection.
+- **pass@k**: at least one of k samples passes (Chen et al.'s unbiased estimator, the seeds' samples pooled):
+  coverage, the ceiling of selecting among the samples (repairs are not samples, so the repair ablation can
+  exceed it).
 """
 
 from __future__ import annotations
@@ -111,21 +112,31 @@ def summarise(records: list[dict[str, Any]], config: dict[str, Any], segments: l
             "per_seed": {str(s): _mean([1.0 if x["passed"] else 0.0 for _, seed, x in rows if seed == s])
                          for s in sorted({seed for _, seed, _ in rows})},
         }
-        sampled = [(p, x["samples_passed"]) for p, _, x in rows if x.get("samples_passed")]
-        if sampled:
-            n = max(len(s) for _, s in sampled)  # the k asked for; a solve cut short by its deadline has fewer
-            random_pick = _rate([(p, sum(s) / len(s)) for p, s in sampled])
-            coverage = _rate([(p, pass_at_k(len(s), sum(s), min(n, len(s)))) for p, s in sampled])
-            entry |= {"samples_per_task": n, "random_pick": random_pick["rate"], "random_pick_ci95":
-                      random_pick["ci95"], f"pass@{n}": coverage["rate"], f"pass@{n}_ci95": coverage["ci95"],
-                      "pass@k": coverage["rate"], "pass@k_ci95": coverage["ci95"]}
+        # The samples of each problem's seeds, pooled. A record without the field predates sample scoring and is
+        # left out (the count says how many are in); an empty list is a solve that produced no sample: 0 of 0.
+        pooled: dict[str, list[int]] = {}
+        for p, _, x in rows:
+            if "samples_passed" in x:
+                n_c = pooled.setdefault(p, [0, 0])
+                n_c[0] += len(x["samples_passed"])
+                n_c[1] += sum(bool(v) for v in x["samples_passed"])
+        if pooled:
+            k = 1 if name == "baseline" else int(config["k"])
+            values = list(pooled.values())
+            random_pick = [c / n if n else 0.0 for n, c in values]
+            coverage = [pass_at_k(n, c, min(k, n)) if n else 0.0 for n, c in values]
+            entry |= {"k": k, "sampled_problems": len(values), "short_of_k": sum(1 for n, _ in values if n < k),
+                      "random_pick": _mean(random_pick), "random_pick_ci95": bootstrap(random_pick),
+                      "pass@k": _mean(coverage), "pass@k_ci95": bootstrap(coverage)}
         ablations[name] = entry
     difficulty: dict[str, dict[str, Any]] = {}
     for r in records:
-        bucket = difficulty.setdefault(_bucket(r, widest), {"tasks": 0, "passed": {a: 0 for a in names}})
-        bucket["tasks"] += 1
+        bucket = difficulty.setdefault(_bucket(r, widest), {"tasks": {a: 0 for a in names},
+                                                             "passed": {a: 0 for a in names}})
         for a in names:
-            bucket["passed"][a] += bool((r["ablations"].get(a) or {}).get("passed"))
+            if a in r["ablations"]:
+                bucket["tasks"][a] += 1
+                bucket["passed"][a] += bool(r["ablations"][a]["passed"])
     wall = sum(max(0.0, s["ended"] - s["started"]) for s in segments)
     ran = sum(s["tasks"] for s in segments)
     return {
@@ -158,19 +169,27 @@ def report(summary: dict[str, Any]) -> str:
              f"k = {config['k']}, repair rounds {config['repair_rounds']}, {config['max_tokens']} tokens per "
              "candidate. The platform saw the prompt and the public tests only; each answer was scored once on "
              "the hidden tests.", "",
+             *(["**These hidden tests are the public ones** (LiveCodeBench's offline public-only copy): the platform "
+                "saw every test that scored it. Use the full release files for real numbers.", ""]
+               if (config.get("extra") or {}).get("public_only") else []),
              "| ablation | tasks | selected@1 | 95% CI | random pick | pass@k | passed public tests | tokens / task "
              "| wall s / task | sandbox calls / task |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, a in summary["ablations"].items():
-        k = a.get("samples_per_task")
-        coverage = f"{_pct(a.get('pass@k'))} (k={k})" if k else ""
+        coverage = f"{_pct(a['pass@k'])} (k={a['k']})" if "pass@k" in a else ""
         lines.append(f"| {name} | {a['tasks']} | {_pct(a['selected@1'])} | {_ci(a['ci95'])} | "
                      f"{_pct(a.get('random_pick'))} | {coverage} | {a['public_verified']} | "
                      f"{_num(a['tokens_per_task'], 0)} | {_num(a['wall_s_per_task'], 1)} | "
                      f"{_num(a['sandbox_calls_per_task'], 1)} |")
-    lines += ["", "random pick: the chance a uniformly random sampled candidate passes (c/n); pass@k: at least one "
-              "of the k samples passes (unbiased estimator), the ceiling of any selection. Both over the samples "
-              "of that ablation's own request."]
+    lines += ["", "random pick: the chance that a uniformly random one of the request's sampled candidates passes "
+              "(c/n); pass@k: at least one of k samples passes (unbiased estimator), the ceiling of selecting among "
+              "the samples (repairs are not samples, so the repair ablation can exceed it). Both per problem, the "
+              "seeds' samples pooled."]
+    short = {n: a for n, a in summary["ablations"].items() if a.get("short_of_k") or
+             ("sampled_problems" in a and a["sampled_problems"] < a["problems"])}
+    for name, a in short.items():
+        lines.append(f"- {name}: {a['sampled_problems']} of {a['problems']} problem(s) have scored samples; "
+                     f"{a['short_of_k']} have fewer than k (a solve cut short), estimated at their own count.")
     seeds = [str(s) for s in config["seeds"]]
     if len(seeds) > 1:
         lines += ["", "## Per seed", "", "| ablation | " + " | ".join(f"seed {s}" for s in seeds) + " |",
@@ -181,12 +200,13 @@ def report(summary: dict[str, Any]) -> str:
         names = list(summary["ablations"])
         lines += ["", "## By difficulty", "",
                   "The dataset's own difficulty where it has one; otherwise how many of the widest ablation's "
-                  "samples solve the problem.", "",
-                  "| difficulty | tasks | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+                  "samples solve the problem. selected@1 (tasks).", "",
+                  "| difficulty | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for bucket in _ordered(summary["difficulty"]):
             d = summary["difficulty"][bucket]
-            lines.append(f"| {bucket} | {d['tasks']} | "
-                         + " | ".join(_pct(d["passed"][a] / d["tasks"]) for a in names) + " |")
+            lines.append(f"| {bucket} | " + " | ".join(
+                f"{_pct(d['passed'][a] / d['tasks'][a])} ({d['tasks'][a]})" if d["tasks"][a] else "" for a in names)
+                + " |")
     lines += ["", "## Run", ""]
     if run["tasks_per_hour"]:
         lines.append(f"- Wall clock {run['wall_clock_s']:,.0f} s over {run['segments']} segment(s), "
@@ -202,8 +222,8 @@ def report(summary: dict[str, Any]) -> str:
     for path, digest in (config.get("extra") or {}).get("files", {}).items():
         lines.append(f"- Dataset file {path}: sha256 {digest}.")
     if summary.get("unfinished"):
-        lines += ["", f"{len(summary['unfinished'])} task(s) failed on the platform and are not counted; a re-run "
-                  "retries them."]
+        lines += ["", "Not counted (the platform failed, or the sandbox could not score); a re-run retries them:", "",
+                  *(f"- {line}" for line in summary["unfinished"])]
     return "\n".join(lines) + "\n"
 
 
@@ -267,10 +287,11 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        ys = [summary["difficulty"][b]["passed"][name] / summary["difficulty"][b]["tasks"] * 100 for b in buckets]
+        ys = [d["passed"][name] / d["tasks"][name] * 100 if d["tasks"][name] else 0.0
+              for d in (summary["difficulty"][b] for b in buckets)]
         ax.bar([j + (i - (len(names) - 1) / 2) * width for j in range(len(buckets))], ys, width, label=name)
     ax.set_xticks(range(len(buckets)),
-                  [f"{b}\n({summary['difficulty'][b]['tasks']})" for b in buckets], fontsize=8)
+                  [f"{b}\n({max(summary['difficulty'][b]['tasks'].values())})" for b in buckets], fontsize=8)
     ax.set_ylabel("selected@1 (%)")
     ax.set_title("by difficulty (tasks in brackets)")
     ax.legend()

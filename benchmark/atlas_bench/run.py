@@ -25,6 +25,7 @@ from atlas_bench.report import SEGMENTS_FILE, TASKS_FILE, read_segments, read_ta
 from atlas_bench.score import Scorer, ScorerUnavailable
 
 ABLATIONS = ("baseline", "public", "self", "repair")
+GIVE_UP_AFTER = 5
 
 
 class PlatformError(Exception):
@@ -112,7 +113,8 @@ def run(problems: list[Problem], config: RunConfig, out: Path, url: str, key: st
     out.mkdir(parents=True, exist_ok=True)
     done = read_tasks(out)
     todo = [(p, s) for p in problems for s in config.seeds if task_key(p.id, s) not in done]
-    write(out, report_on(problems, config, out, environment))  # `atlas-bench report` works even after a kill -9
+    ids = [p.id for p in problems]
+    write(out, report_on(ids, config, out, environment))  # `atlas-bench report` works even after a kill -9
     segment = {"started": time.time(), "tasks": 0}
     failures: list[str] = []
 
@@ -128,20 +130,21 @@ def run(problems: list[Problem], config: RunConfig, out: Path, url: str, key: st
         if segment["tasks"]:
             with (out / SEGMENTS_FILE).open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(segment) + "\n")
-        summary = report_on(problems, config, out, environment)
+        summary = report_on(ids, config, out, environment)
         summary["unfinished"] = failures
         write(out, summary)
     return summary
 
 
-def report_on(problems: list[Problem] | None, config: RunConfig, out: Path,
+def report_on(problem_ids: list[str] | None, config: RunConfig, out: Path,
               environment: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The summary of what ``out`` holds (for these problems and seeds, when given)."""
+    """The summary of what ``out`` holds for these problems and the config's seeds (every record when the ids
+    are unknown: a run from before they were recorded)."""
     done = read_tasks(out)
-    if problems is None:
+    if problem_ids is None:
         records = list(done.values())
     else:
-        records = [done[task_key(p.id, s)] for p in problems for s in config.seeds if task_key(p.id, s) in done]
+        records = [done[task_key(p, s)] for p in problem_ids for s in config.seeds if task_key(p, s) in done]
     return summarise(records, asdict(config), read_segments(out), environment)
 
 
@@ -151,14 +154,21 @@ async def _work(todo: list[tuple[Problem, int]], config: RunConfig, out: Path, u
     async with httpx.AsyncClient() as http:
         scorer = Scorer(http, sandbox_url, signing_key)
         slots = asyncio.Semaphore(config.concurrency)
+        streak = [0]  # failures in a row: a platform or sandbox that is down ends the run instead of every task
 
         async def one(problem: Problem, seed: int) -> None:
             async with slots:
+                if streak[0] >= GIVE_UP_AFTER:
+                    return
                 try:
                     record = await run_task(http, url, key, scorer, config, problem, seed)
                 except (PlatformError, ScorerUnavailable) as exc:
                     failures.append(f"{problem.id}: {exc}")
+                    streak[0] += 1
+                    if streak[0] == GIVE_UP_AFTER:
+                        failures.append(f"stopped after {GIVE_UP_AFTER} failures in a row; the rest was not tried")
                     return
+                streak[0] = 0
                 append(out, record)
                 done[task_key(problem.id, seed)] = record
                 if progress:

@@ -5,6 +5,7 @@ passes. "The sandbox could not judge" is an error, never a verdict."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,8 @@ import httpx
 
 from atlas_bench.datasets import Problem
 from atlas_core.capability import mint, signing_key
+
+RETRY_WAITS_S: tuple[float | None, ...] = (1.0, 2.0, 4.0, None)  # a busy sandbox (503) is asked again, then refused
 
 
 class ScorerUnavailable(Exception):
@@ -38,35 +41,42 @@ class Scorer:
         return (await self.score_many(problem, [code]))[0]
 
     async def score_many(self, problem: Problem, codes: list[str | None]) -> list[Score]:
-        """Each program's score, in order, from one sandbox call (each distinct program is run once)."""
+        """Each program's score, in order. Each distinct program is judged once, in its own sandbox call (so one
+        slow program cannot run another out of the call's deadline), the calls concurrently."""
         hidden = problem.hidden
         distinct = list(dict.fromkeys(c for c in codes if c and c.strip()))
-        scores: dict[str, Score] = {}
-        if distinct:
-            scores = dict(zip(distinct, await self._judge(problem, distinct), strict=True))
+        judged = await asyncio.gather(*(self._judge(problem, code) for code in distinct))
+        scores = dict(zip(distinct, judged, strict=True))
         return [scores[c] if c in scores else Score(False, "no_code", 0, len(hidden.tests)) for c in codes]
 
-    async def _judge(self, problem: Problem, codes: list[str]) -> list[Score]:
+    async def _judge(self, problem: Problem, code: str) -> Score:
         hidden = problem.hidden
         body: dict[str, Any] = {
-            "language": problem.language, "mode": hidden.mode,
-            "candidates": [{"id": str(i), "code": code} for i, code in enumerate(codes)],
+            "language": problem.language, "mode": hidden.mode, "candidates": [{"id": "answer", "code": code}],
             "tests": hidden.tests, "stop_on_first_failure": True, "limits": {"timeout_s": hidden.timeout_s},
-            "deadline_s": min(3600.0, 60.0 + hidden.timeout_s * len(hidden.tests) * len(codes)),
+            "deadline_s": min(3600.0, 60.0 + hidden.timeout_s * len(hidden.tests)),
         }
         if hidden.mode == "assert":
             body["setup"] = hidden.setup
         if hidden.mode == "functional":
             body["func_name"] = hidden.func_name
-        token = mint(self._key, issuer="atlas-bench", task_id=f"{problem.id}-{secrets.token_hex(4)}",
-                     languages=(problem.language,), ttl_s=120)  # checked on arrival
-        try:
-            answer = await self._http.post(f"{self._url}/judge", json=body, timeout=body["deadline_s"] + 30,
-                                           headers={"Authorization": f"Bearer {token}"})
-        except httpx.HTTPError as exc:
-            raise ScorerUnavailable(f"the sandbox is unreachable ({type(exc).__name__})") from None
+        for wait in RETRY_WAITS_S:
+            token = mint(self._key, issuer="atlas-bench", task_id=f"{problem.id}-{secrets.token_hex(4)}",
+                         languages=(problem.language,), ttl_s=120)  # checked on arrival
+            try:
+                answer = await self._http.post(f"{self._url}/judge", json=body, timeout=body["deadline_s"] + 30,
+                                               headers={"Authorization": f"Bearer {token}"})
+            except httpx.HTTPError as exc:
+                raise ScorerUnavailable(f"the sandbox is unreachable ({type(exc).__name__})") from None
+            if answer.status_code not in (429, 503) or wait is None:
+                break
+            await asyncio.sleep(wait)  # busy: its worker pool is full
         if answer.status_code != 200:
             raise ScorerUnavailable(f"the sandbox answered {answer.status_code}: {answer.text[:300]}")
-        by_id = {r["id"]: r for r in answer.json()["candidates"]}
-        return [Score(r["verdict"] == "passed", r["verdict"], int(r["tests_passed"]), int(r["tests_total"]),
-                      r.get("first_failure")) for r in (by_id[str(i)] for i in range(len(codes)))]
+        judged = answer.json()
+        result = judged["candidates"][0]
+        if judged.get("deadline_hit") or result["verdict"] == "Skipped":
+            # tests left unrun are no verdict on the program: the task is retried, not failed
+            raise ScorerUnavailable(f"the sandbox ran out of its deadline judging {problem.id}")
+        return Score(result["verdict"] == "passed", result["verdict"], int(result["tests_passed"]),
+                     int(result["tests_total"]), result.get("first_failure"))

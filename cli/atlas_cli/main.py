@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -160,11 +161,11 @@ def parser() -> argparse.ArgumentParser:
 
 def bench(argv: list[str]) -> None:
     """``atlas bench ARGS`` is ``atlas-bench ARGS``, when the benchmark package is installed."""
-    try:
-        from atlas_bench.__main__ import main as bench_main
-    except ImportError:
+    if importlib.util.find_spec("atlas_bench") is None:
         raise SystemExit(_fail("atlas bench needs the atlas-bench package: pip install -c constraints.txt "
-                               "./benchmark (make install has it)", 2)) from None
+                               "./benchmark (make install has it)", 2))
+    from atlas_bench.__main__ import main as bench_main
+
     bench_main(argv)
 
 

@@ -143,7 +143,8 @@ class VerifyRepair:
                 "kind": "attempt", "n": n, "worker": ctx.worker, "started_at": started, "finished_at": time.time(),
                 "k": k_n, "heat": heat, "seed": seed_n, "status": result.status, "verified": result.verified,
                 "stopped": result.stopped, "summary": result.summary, "code": result.code,
-                "candidates": [c.model_dump(exclude_none=True) for c in result.candidates],
+                # verdicts only: the failing programs below are the code a later attempt needs
+                "candidates": [c.model_dump(exclude_none=True, exclude={"code"}) for c in result.candidates],
                 "tokens": {"prompt": result.tokens.prompt, "completion": result.tokens.completion},
                 "failing": [{"index": c.index, "code": c.code, "failure": c.failure} for c in failing],
             }

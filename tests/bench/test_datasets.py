@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import json
 import pickle
 import re
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from atlas_bench.datasets import DatasetError, Problem, decode_private_tests, livecodebench, load
+from atlas_bench.datasets import DatasetError, Problem, decode_private_tests, humanevalplus_native, livecodebench, load
 from atlas_bench.score import Score, Scorer
 from tests.conftest import REPO, SANDBOX_SIGNING
 
@@ -111,6 +112,17 @@ def test_livecodebench_releases_read_their_files(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="unknown LiveCodeBench release"):
         load("livecodebench", tmp_path, release="v7")
 
+    # Offline, the public-only copy stands in for release_v1 alone, and says so.
+    offline = tmp_path / "offline"
+    (offline / "livecodebench").mkdir(parents=True)
+    (offline / "livecodebench" / "release_v1_public.jsonl.gz").write_bytes(
+        gzip.compress((json.dumps(row("a", "2023-05-01")) + "\n").encode()))
+    loaded = load("livecodebench", offline)
+    assert loaded.public_only and [p.id for p in loaded.problems] == ["lcb/a"]
+    with pytest.raises(DatasetError, match=r"test\.jsonl is missing"):  # not mixed with later releases
+        load("livecodebench", offline, release="release_v2")
+    assert not load("livecodebench", tmp_path).public_only
+
 
 @needs_data
 def test_private_tests_decode_without_unpickling_objects() -> None:
@@ -147,6 +159,23 @@ def test_every_canonical_solution_passes_and_a_wrong_one_fails(name: str, sandbo
 def entry(problem: Problem) -> str:
     found = problem.entry_point or re.search(r"(\w+)\(", problem.hidden.tests[0]["code"].removeprefix("assert "))
     return found if isinstance(found, str) else found.group(1) if found else "missing"
+
+
+def test_native_humanevalplus_compares_as_evalplus_does(sandbox_url: str) -> None:
+    row = {"task_id": "T/1", "prompt": "def half(xs):\n", "canonical_solution": "    return [x / 2 for x in xs]\n",
+           "entry_point": "half", "atol": 0, "base_input": [[[]], [[1.0, 3.0]]], "plus_input": [[[2.0]]]}
+    problem = humanevalplus_native([row], "humanevalplus-native")[0]
+    answers = {
+        "def half(xs):\n    return [x / 2 for x in xs]\n": True,
+        "def half(xs):\n    return [x / 2 + 1e-9 for x in xs]\n": True,  # floats within 1e-6
+        "def half(xs):\n    return [x / 2 for x in xs] if xs else None\n": False,  # [] is not floats: exact
+        "def half(xs):\n    return [x / 2 for x in xs] or 0\n": False,
+        "def half(xs):\n    return tuple(x / 2 for x in xs)\n": False,  # allclose would accept; the type differs
+        "def half(xs):\n    return [[x / 2 for x in xs]]\n": False,  # allclose would broadcast; the length differs
+        "def half(xs):\n    return [x / 2 + 1e-3 for x in xs]\n": False,
+    }
+    scores = score_all(sandbox_url, [problem] * len(answers), list(answers))
+    assert [s.passed for s in scores] == list(answers.values()), [s.failure for s in scores]
 
 
 def test_livecodebench_comparison_rules(sandbox_url: str) -> None:

@@ -43,16 +43,29 @@ def test_rates_average_seeds_per_problem_and_samples_give_random_pick_and_covera
     assert summary["problems"] == 2 and public["tasks"] == 4
     assert public["selected@1"] == 0.75  # a: (1 + 0) / 2, b: 1
     assert public["per_seed"] == {"0": 1.0, "1": 0.5}
-    assert public["random_pick"] == 0.5625  # a: (1/4 + 0) / 2, b: 1 -> (0.125 + 1) / 2
-    assert public["samples_per_task"] == 4
-    assert public["pass@k"] == 0.75  # a: (1 + 0) / 2 of seeds have a passing sample, b: 1
+    assert public["random_pick"] == 0.5625  # seeds pooled: a 1 of 8, b 8 of 8 -> (0.125 + 1) / 2
+    assert public["k"] == 4 and public["short_of_k"] == 0 and public["sampled_problems"] == 2
+    assert public["pass@k"] == 0.75  # a: 1 - C(7, 4) / C(8, 4) = 0.5, b: 1
+    assert summary["ablations"]["baseline"]["pass@k"] == 0.5 and summary["ablations"]["baseline"]["k"] == 1
     assert summary["ablations"]["baseline"]["selected@1"] == 0.5
     assert public["sandbox_calls_per_task"] == 2 and public["tokens_per_task"] == 40
     assert summary["run"]["tasks_per_hour"] == 400.0  # 4 tasks in 36 s of wall clock
     # no dataset difficulty: how many of the public samples solve it
-    assert summary["difficulty"]["every sample solves"] == {"tasks": 2, "passed": {"baseline": 2, "public": 2}}
+    assert summary["difficulty"]["every sample solves"] == {"tasks": {"baseline": 2, "public": 2},
+                                                              "passed": {"baseline": 2, "public": 2}}
     assert summary["difficulty"]["some samples solve"]["passed"] == {"baseline": 0, "public": 1}
-    assert summary["difficulty"]["no sample solves"]["tasks"] == 1
+    assert summary["difficulty"]["no sample solves"]["tasks"] == {"baseline": 1, "public": 1}
+
+
+def test_a_task_missing_an_ablation_or_its_samples_is_not_counted_as_failing_it() -> None:
+    old = record("c", 0, True, True, [True])
+    del old["ablations"]["public"]["samples_passed"]  # scored before samples were
+    del old["ablations"]["baseline"]
+    summary = summarise([*RECORDS, old], CONFIG, [])
+    assert summary["ablations"]["public"]["sampled_problems"] == 2 and summary["ablations"]["public"]["problems"] == 3
+    assert summary["ablations"]["baseline"]["tasks"] == 4
+    assert sum(d["tasks"]["baseline"] for d in summary["difficulty"].values()) == 4
+    assert sum(d["tasks"]["public"] for d in summary["difficulty"].values()) == 5
 
 
 def test_the_datasets_own_difficulty_wins() -> None:

@@ -107,3 +107,25 @@ def test_a_run_without_credentials_says_what_to_pass(tmp_path: Path, monkeypatch
     monkeypatch.delenv("ATLAS_SANDBOX_SIGNING_KEY", raising=False)
     assert bench("--out", str(tmp_path / "o"), "--state-dir", str(tmp_path)) == 2
     assert "--api-key" in capsys.readouterr().err
+
+
+def test_a_platform_that_keeps_failing_ends_the_run_with_a_report(sandbox_url: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    app = FastAPI()
+    calls: list[int] = []
+
+    @app.post("/v1/solve")
+    async def solve() -> Any:
+        calls.append(1)
+        return JSONResponse({"error": {"message": "model unavailable"}}, 503)
+
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
+    monkeypatch.setenv("ATLAS_SANDBOX_SIGNING_KEY", SANDBOX_SIGNING)
+    monkeypatch.setattr("atlas_bench.run.GIVE_UP_AFTER", 2)
+    with ServerThread(app) as server:
+        assert bench("--file", str(data), "--out", str(tmp_path / "out"), "--url", server.url, "--api-key", KEY,
+                     "--sandbox-url", sandbox_url) == 1
+    assert len(calls) == 2  # the third problem is not tried
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "answered 503" in report and "stopped after 2 failures in a row" in report
