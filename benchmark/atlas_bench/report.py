@@ -227,6 +227,15 @@ def report(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(fig: Any, ax: Any, path: Path, ylabel: str, title: str) -> Path:
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     """pass_rates.png (selected@1, random pick and pass@k per ablation with 95% CIs), tokens_vs_pass.png and
     difficulty.png. Agg: no display needed."""
@@ -260,12 +269,8 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
         if xs:
             ax.bar(xs, ys, width, yerr=errs, capsize=3, label=metric.replace("_", " "))
     ax.set_xticks(range(len(names)), names)
-    ax.set_ylabel("pass rate on hidden tests (%)")
-    ax.set_title(f"{summary['config']['dataset']}: {summary['problems']} problems, 95% CI")
-    ax.legend()
-    fig.tight_layout()
-    written.append(out / "pass_rates.png")
-    fig.savefig(written[-1], dpi=120)
+    written.append(_save(fig, ax, out / "pass_rates.png", "pass rate on hidden tests (%)",
+                         f"{summary['config']['dataset']}: {summary['problems']} problems, 95% CI"))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -275,12 +280,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
                     yerr=[[(a["selected@1"] - a["ci95"][0]) * 100], [(a["ci95"][1] - a["selected@1"]) * 100]],
                     fmt="o", capsize=3, label=name)
     ax.set_xlabel("tokens per task")
-    ax.set_ylabel("selected@1 (%)")
-    ax.set_title("cost against pass rate")
-    ax.legend()
-    fig.tight_layout()
-    written.append(out / "tokens_vs_pass.png")
-    fig.savefig(written[-1], dpi=120)
+    written.append(_save(fig, ax, out / "tokens_vs_pass.png", "selected@1 (%)", "cost against pass rate"))
     plt.close(fig)
 
     buckets = _ordered(summary["difficulty"])
@@ -292,12 +292,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
         ax.bar([j + (i - (len(names) - 1) / 2) * width for j in range(len(buckets))], ys, width, label=name)
     ax.set_xticks(range(len(buckets)),
                   [f"{b}\n({max(summary['difficulty'][b]['tasks'].values())})" for b in buckets], fontsize=8)
-    ax.set_ylabel("selected@1 (%)")
-    ax.set_title("by difficulty (tasks in brackets)")
-    ax.legend()
-    fig.tight_layout()
-    written.append(out / "difficulty.png")
-    fig.savefig(written[-1], dpi=120)
+    written.append(_save(fig, ax, out / "difficulty.png", "selected@1 (%)", "by difficulty (tasks in brackets)"))
     plt.close(fig)
     return written
 
