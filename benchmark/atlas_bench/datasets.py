@@ -100,7 +100,7 @@ SOURCES = {
 }
 # LiveCodeBench publishes each release as one more file (test.jsonl is release_v1's 400 problems, test2.jsonl
 # adds release_v2's, ...); its loader names a release (cumulative) or files (vN, vA_vB). The offline copy of
-# test.jsonl holds the public tests only and stands in for it when test.jsonl itself is not there.
+# test.jsonl holds the public tests only; offline, it stands in for release_v1 alone, flagged (_livecodebench).
 LCB_FILES = 6
 LCB_URL = "https://huggingface.co/datasets/livecodebench/code_generation_lite/resolve/main/"
 LCB_OFFLINE_V1 = "livecodebench/release_v1_public.jsonl.gz"
@@ -110,12 +110,13 @@ def lcb_files(release: str) -> list[str]:
     """The files of a LiveCodeBench release tag: release_vN (v1 to vN), release_latest, vN (only N's new
     problems) or vA_vB (A's to B's)."""
     match = re.fullmatch(r"release_v(\d+)|v(\d+)(?:_v(\d+))?", release)
+    first = last = 0
     if release == "release_latest":
         first, last = 1, LCB_FILES
     elif match:
         cumulative, first_n, last_n = match.groups()
         first, last = (1, int(cumulative)) if cumulative else (int(first_n), int(last_n or first_n))
-    if release != "release_latest" and (not match or not 1 <= first <= last <= LCB_FILES):
+    if not 1 <= first <= last <= LCB_FILES:
         raise DatasetError(f"unknown LiveCodeBench release {release!r}: release_v1 .. release_v{LCB_FILES}, "
                            "release_latest, vN (that release's new problems) or vA_vB")
     numbers = range(first, last + 1)

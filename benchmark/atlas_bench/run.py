@@ -1,6 +1,7 @@
 """``atlas-bench run``: every problem through the platform's ``POST /v1/solve`` with a key, as a user sends it (the
-prompt and its public tests only), once per ablation and seed; the one selected answer scored once on the
-hidden tests in the sandbox.
+prompt and its public tests only), once per ablation and seed; then the selected answer and every sampled
+candidate scored once on the hidden tests in the sandbox (the platform has answered by then and never sees
+them). The summary and reports are report.py's.
 
 Ablations (each a budget of the same request): ``baseline`` (k = 1, no self-tests, no repair: the greedy
 candidate), ``public`` (best of k by the public tests), ``self`` (+ the model's own tests), ``repair`` (+ repair
