@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from atlas_bench import __version__
 from atlas_bench.datasets import DATASETS, SOURCES, DatasetError, load
-from atlas_bench.report import compare, read_tasks, report, write
+from atlas_bench.report import compare, read_tasks, report, task_key, write
 from atlas_bench.run import ABLATIONS, RunConfig, report_on, run
 from atlas_core.settings import default_state_dir
 
@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                               "until": args.until, "limit": args.limit, "version": __version__,
                               "problems": [p.id for p in problems]})
     out = Path(args.out)
-    keys = {f"{p.id}#{s}" for p in problems for s in config.seeds}
+    keys = {task_key(p.id, s) for p in problems for s in config.seeds}
     finished = [r for k, r in read_tasks(out).items() if k in keys]
     tally = {"passed": sum(bool(r["ablations"].get(config.ablations[-1], {}).get("passed")) for r in finished),
              "n": len(finished)}

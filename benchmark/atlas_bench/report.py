@@ -25,32 +25,30 @@ TASKS_FILE = "tasks.jsonl"
 SEGMENTS_FILE = "segments.jsonl"  # one line per run segment (a resumed run has several): wall clock and tasks
 
 
-def read_tasks(out: Path) -> dict[str, dict[str, Any]]:
-    """The finished tasks in ``out``, keyed ``id#seed`` (a torn last line, from a kill mid-write, is ignored)."""
-    path = out / TASKS_FILE
-    found: dict[str, dict[str, Any]] = {}
+def task_key(problem_id: str, seed: int) -> str:
+    return f"{problem_id}#{seed}"
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    """Every whole JSON line of ``path`` (a line torn by a kill mid-write is skipped)."""
     if not path.is_file():
-        return found
+        return []
+    rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            record = json.loads(line)
+            rows.append(json.loads(line))
         except ValueError:
             continue
-        found[f"{record['id']}#{record['seed']}"] = record
-    return found
+    return rows
+
+
+def read_tasks(out: Path) -> dict[str, dict[str, Any]]:
+    """The finished tasks in ``out``, keyed ``id#seed``."""
+    return {task_key(r["id"], r["seed"]): r for r in _json_lines(out / TASKS_FILE)}
 
 
 def read_segments(out: Path) -> list[dict[str, Any]]:
-    path = out / SEGMENTS_FILE
-    if not path.is_file():
-        return []
-    segments = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            segments.append(json.loads(line))
-        except ValueError:
-            continue
-    return segments
+    return _json_lines(out / SEGMENTS_FILE)
 
 
 def _mean(values: list[float]) -> float | None:

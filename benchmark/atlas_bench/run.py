@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from atlas_bench.datasets import Problem
-from atlas_bench.report import SEGMENTS_FILE, TASKS_FILE, read_segments, read_tasks, summarise, write
+from atlas_bench.report import SEGMENTS_FILE, TASKS_FILE, read_segments, read_tasks, summarise, task_key, write
 from atlas_bench.score import Scorer, ScorerUnavailable
 
 ABLATIONS = ("baseline", "public", "self", "repair")
@@ -49,10 +49,6 @@ class RunConfig:
             return {"k": 1, "self_tests": False, "repair_rounds": 0, "max_tokens": self.max_tokens}
         return {"k": self.k, "self_tests": ablation in ("self", "repair"),
                 "repair_rounds": self.repair_rounds if ablation == "repair" else 0, "max_tokens": self.max_tokens}
-
-
-def task_key(problem_id: str, seed: int) -> str:
-    return f"{problem_id}#{seed}"
 
 
 def append(out: Path, record: dict[str, Any]) -> None:
@@ -125,7 +121,7 @@ def run(problems: list[Problem], config: RunConfig, out: Path, url: str, key: st
             progress(record)
 
     try:
-        asyncio.run(_work(todo, config, out, url, key, sandbox_url, signing_key, finished, done, failures))
+        asyncio.run(_work(todo, config, out, url, key, sandbox_url, signing_key, finished, failures))
     finally:
         segment["ended"] = time.time()
         if segment["tasks"]:
@@ -151,7 +147,7 @@ def report_on(problem_ids: list[str] | None, config: RunConfig, out: Path,
 
 async def _work(todo: list[tuple[Problem, int]], config: RunConfig, out: Path, url: str, key: str,
                 sandbox_url: str, signing_key: str, progress: Callable[[dict[str, Any]], None] | None,
-                done: dict[str, dict[str, Any]], failures: list[str]) -> None:
+                failures: list[str]) -> None:
     async with httpx.AsyncClient() as http:
         scorer = Scorer(http, sandbox_url, signing_key)
         slots = asyncio.Semaphore(config.concurrency)
@@ -171,7 +167,6 @@ async def _work(todo: list[tuple[Problem, int]], config: RunConfig, out: Path, u
                     return
                 streak[0] = 0
                 append(out, record)
-                done[task_key(problem.id, seed)] = record
                 if progress:
                     progress(record)
 
