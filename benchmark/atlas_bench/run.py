@@ -148,7 +148,9 @@ def report_on(problem_ids: list[str] | None, config: RunConfig, out: Path,
 async def _work(todo: list[tuple[Problem, int]], config: RunConfig, out: Path, url: str, key: str,
                 sandbox_url: str, signing_key: str, progress: Callable[[dict[str, Any]], None] | None,
                 failures: list[str]) -> None:
-    async with httpx.AsyncClient() as http:
+    # idle connections are dropped before uvicorn's 5 s keep-alive closes them on its side: a request sent on a
+    # connection the server is closing fails with ReadError although both ends are healthy
+    async with httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry=2.0)) as http:
         scorer = Scorer(http, sandbox_url, signing_key)
         slots = asyncio.Semaphore(config.concurrency)
         streak = [0]  # failures in a row: a platform or sandbox that is down ends the run instead of every task

@@ -15,7 +15,8 @@ import httpx
 from atlas_bench.datasets import Problem
 from atlas_core.capability import mint, signing_key
 
-RETRY_WAITS_S: tuple[float | None, ...] = (1.0, 2.0, 4.0, None)  # a busy sandbox (503) is asked again, then refused
+# a busy sandbox (429/503) or a dropped connection is asked again, then given up on; judging is idempotent
+RETRY_WAITS_S: tuple[float | None, ...] = (1.0, 2.0, 4.0, None)
 
 
 class ScorerUnavailable(Exception):
@@ -66,11 +67,15 @@ class Scorer:
             try:
                 answer = await self._http.post(f"{self._url}/judge", json=body, timeout=body["deadline_s"] + 30,
                                                headers={"Authorization": f"Bearer {token}"})
-            except httpx.HTTPError as exc:
-                raise ScorerUnavailable(f"the sandbox is unreachable ({type(exc).__name__})") from None
-            if answer.status_code not in (429, 503) or wait is None:
-                break
-            await asyncio.sleep(wait)  # busy: its worker pool is full
+            except httpx.TimeoutException:
+                raise ScorerUnavailable("the sandbox did not answer within its deadline") from None
+            except httpx.TransportError as exc:  # refused, reset, closed mid-answer
+                if wait is None:
+                    raise ScorerUnavailable(f"the sandbox is unreachable ({type(exc).__name__})") from None
+            else:
+                if answer.status_code not in (429, 503) or wait is None:
+                    break
+            await asyncio.sleep(wait)
         if answer.status_code != 200:
             raise ScorerUnavailable(f"the sandbox answered {answer.status_code}: {answer.text[:300]}")
         judged = answer.json()
