@@ -73,6 +73,18 @@ def _secrets(state_dir: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
+def _local_urls(state_dir: Path) -> dict[str, str]:
+    """The proxy's and the sandbox's URLs as ``atlas up`` started them (its ``run/plan.json``), so a platform on
+    non-default ports needs no ``--url``; without a running ``atlas up``, its default ports."""
+    urls = {"llm-proxy": "http://127.0.0.1:8000", "sandbox": "http://127.0.0.1:8020"}
+    try:
+        services = json.loads((state_dir / "run" / "plan.json").read_text())["services"]
+        urls |= {s["name"]: s["url"] for s in services if s.get("name") in urls and s.get("url")}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return urls
+
+
 def _sha256(path: Path, cache: Path) -> str:
     """The file's SHA-256, remembered in ``cache`` by path, size and mtime: a GGUF of several GB is hashed once,
     not at every resume."""
@@ -125,6 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("atlas-bench: error: no API key or sandbox signing key: pass --api-key (or ATLAS_API_KEY) and set "
               "ATLAS_SANDBOX_SIGNING_KEY, or run beside `atlas up` (--state-dir)", file=sys.stderr)
         return 2
+    local = _local_urls(state_dir)
+    url, sandbox_url = args.url or local["llm-proxy"], args.sandbox_url or local["sandbox"]
     try:
         loaded = load(args.dataset, data_dir(args), split=args.split, download=args.download,
                       allow_unpinned=args.allow_unpinned, since=args.since, until=args.until, release=args.release,
@@ -171,8 +185,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                       file=sys.stderr, flush=True)
 
         try:
-            summary = run(problems, config, out, args.url.rstrip("/").removesuffix("/v1"), key, args.sandbox_url,
-                          signing, progress, environment(state_dir, args.model_file, _local(args.url), out))
+            summary = run(problems, config, out, url.rstrip("/").removesuffix("/v1"), key, sandbox_url,
+                          signing, progress, environment(state_dir, args.model_file, _local(url), out))
         except KeyboardInterrupt:  # run() has written the report of what finished
             print(f"interrupted: {tally['n']} of {len(keys)} task(s) in {out}; run again to continue",
                   file=sys.stderr)
@@ -238,10 +252,13 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--max-tokens", type=int, default=512)
     bench.add_argument("--concurrency", type=int, default=1, help="tasks in flight at once")
     bench.add_argument("--out", required=True, help="output directory (a re-run continues there)")
-    bench.add_argument("--url", default="http://127.0.0.1:8000", help="the proxy (default: local atlas up)")
+    bench.add_argument("--url", help="the proxy (default: the one atlas up runs from --state-dir, else "
+                       "http://127.0.0.1:8000)")
     bench.add_argument("--api-key", help="sk-llm- key (default: ATLAS_API_KEY, else the one atlas up kept)")
-    bench.add_argument("--state-dir", help="atlas up's state directory (for the key and the sandbox signing key)")
-    bench.add_argument("--sandbox-url", default="http://127.0.0.1:8020", help="the sandbox that scores answers")
+    bench.add_argument("--state-dir", help="atlas up's state directory, for the key, the sandbox signing key and the "
+                       "URLs (default: ATLAS_STATE_DIR, else atlas up's default)")
+    bench.add_argument("--sandbox-url", help="the sandbox that scores answers (default: atlas up's, else "
+                       "http://127.0.0.1:8020)")
     bench.add_argument("--model-file", help="the GGUF the platform serves, to record its hash (default: the one "
                        "atlas up serves from --state-dir)")
     rebuild = sub.add_parser("report", help="rebuild a run's results.json, report.md and plots from its tasks")

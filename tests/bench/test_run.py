@@ -109,6 +109,27 @@ def test_a_run_without_credentials_says_what_to_pass(tmp_path: Path, monkeypatch
     assert "--api-key" in capsys.readouterr().err
 
 
+def test_beside_atlas_up_the_key_secrets_and_urls_come_from_its_state_directory(
+        proxy: ServerThread, sandbox_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``atlas up`` leaves in its state directory is enough, on whatever ports it started the platform."""
+    for name in ("ATLAS_API_KEY", "ATLAS_SANDBOX_SIGNING_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    state = tmp_path / "state"
+    (state / "run").mkdir(parents=True)
+    (state / "admin.json").write_text(json.dumps({"key": KEY}))
+    (state / "secrets.env").write_text(f"ATLAS_SANDBOX_SIGNING_KEY={SANDBOX_SIGNING}\n")
+    (state / "run" / "plan.json").write_text(json.dumps({"services": [
+        {"name": "llm-proxy", "url": proxy.url}, {"name": "sandbox", "url": sandbox_url},
+        {"name": "redis", "url": "redis://127.0.0.1:1"}]}))
+    data = tmp_path / "mine.jsonl"
+    data.write_text(json.dumps(PROBLEMS[0]) + "\n")
+    out = tmp_path / "out"
+    assert bench("--file", str(data), "--out", str(out), "--state-dir", str(state), "--ablations", "public",
+                 "--k", "3") == 0
+    assert len(proxy.server.config.app.state.bodies) == 1  # type: ignore[union-attr]
+    assert json.loads((out / "results.json").read_text())["ablations"]["public"]["selected@1"] == 1.0
+
+
 def test_a_platform_that_keeps_failing_ends_the_run_with_a_report(sandbox_url: str, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     app = FastAPI()
