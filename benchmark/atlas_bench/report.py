@@ -1,6 +1,6 @@
 """What a run's per-task records add up to: ``results.json``, ``report.md`` and the PNG plots, and the
-comparison of two runs. Everything here reads ``tasks.jsonl`` only, so a report can be rebuilt at any time
-(``atlas-bench report DIR``) and two runs compared long after they ended.
+comparison of two runs. Everything here reads ``tasks.jsonl`` (or its archived ``tasks.jsonl.gz``) only, so a
+report can be rebuilt at any time (``atlas-bench report DIR``) and two runs compared long after they ended.
 
 Metrics per ablation, over the problems (seeds averaged per problem first, so a problem run with three seeds
 weighs as much as one run with one):
@@ -15,6 +15,7 @@ weighs as much as one run with one):
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,14 @@ def task_key(problem_id: str, seed: int) -> str:
 
 
 def _json_lines(path: Path) -> list[dict[str, Any]]:
-    """Every whole JSON line of ``path`` (a line torn by a kill mid-write is skipped)."""
-    if not path.is_file():
-        return []
+    """Every whole JSON line of ``path`` (a line torn by a kill mid-write is skipped), after those of an archived
+    ``path.gz`` beside it: a run kept compressed is read as it is, and resuming it appends to ``path``."""
+    archived = path.with_name(path.name + ".gz")
+    texts = [gzip.decompress(archived.read_bytes()).decode("utf-8")] if archived.is_file() else []
+    if path.is_file():
+        texts.append(path.read_text(encoding="utf-8"))
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in "\n".join(texts).splitlines():
         try:
             rows.append(json.loads(line))
         except ValueError:

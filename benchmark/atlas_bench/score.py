@@ -69,7 +69,7 @@ class Scorer:
                                                headers={"Authorization": f"Bearer {token}"})
             except httpx.TimeoutException:
                 raise ScorerUnavailable("the sandbox did not answer within its deadline") from None
-            except httpx.TransportError as exc:  # refused, reset, closed mid-answer
+            except httpx.HTTPError as exc:  # refused, reset, closed mid-answer
                 if wait is None:
                     raise ScorerUnavailable(f"the sandbox is unreachable ({type(exc).__name__})") from None
             else:

@@ -3,6 +3,7 @@ plots, ``compare``'s flips, and ``atlas bench`` as the same program."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from atlas_bench.__main__ import main
-from atlas_bench.report import compare, summarise
+from atlas_bench.report import compare, read_tasks, summarise
 from atlas_cli.main import main as atlas_main
 
 CONFIG: dict[str, Any] = {"dataset": "mine", "k": 4, "ablations": ["baseline", "public"], "seeds": [0, 1],
@@ -103,6 +104,14 @@ def test_compare_counts_the_flips_on_the_tasks_both_runs_hold(tmp_path: Path) ->
     assert "| baseline | 33.3% | 66.7% | +33.3 pts | 1 | 0 |" in text
     assert "| public | 66.7% | 33.3% | -33.3 pts | 0 | 1 |" in text
     assert "**public**: fail → pass none; pass → fail a#0" in text
+
+
+def test_an_archived_run_is_read_compressed_and_a_resumed_one_adds_to_it(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", RECORDS[:3])
+    tasks = tmp_path / "a" / "tasks.jsonl"
+    (tmp_path / "a" / "tasks.jsonl.gz").write_bytes(gzip.compress(tasks.read_bytes()))
+    tasks.write_text(json.dumps(RECORDS[3]) + "\n")  # what resuming the archived run appended
+    assert list(read_tasks(tmp_path / "a")) == ["a#0", "a#1", "b#0", "b#1"]
 
 
 def test_atlas_bench_is_atlas_bench(capsys: pytest.CaptureFixture[str]) -> None:
