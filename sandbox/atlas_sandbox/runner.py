@@ -205,10 +205,12 @@ class Runner:
                 fds["--seccomp"] = seccomp_fd
         argv = self._argv(full, workdir, writable, cwd_work, fds)
         try:
+            # Never the service's own environment, not even to bwrap: its init process is PID 1 inside the
+            # sandbox, and the program can read /proc/1/environ (--clearenv only cleans the program's).
             proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, pass_fds=child_fds, start_new_session=True,
-                cwd=None if self.isolated else workdir, env=None if self.isolated else ENV | {"HOME": str(workdir)},
+                cwd=None if self.isolated else workdir, env=ENV if self.isolated else ENV | {"HOME": str(workdir)},
                 user=self._uid, group=self._uid, extra_groups=[] if self._uid is not None else None,
             )
         except OSError as exc:
