@@ -17,11 +17,12 @@ import logging
 import math
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from atlas_sandbox.cgroups import Cgroups, RunGroup
@@ -123,6 +124,11 @@ class Runner:
         self.isolated = config.isolation != "none"
         self._system = _system_binds()
         if self.isolated:
+            # found on the service's PATH here: runs start with the sandbox's own environment, not this one
+            found = shutil.which(config.bwrap)
+            if found is None:
+                raise SandboxFailure(f"cannot start the sandbox: {config.bwrap} is not on PATH (install bubblewrap)")
+            self.config = replace(config, bwrap=found)
             become_subreaper()
         # Popen drops to the run uid itself: one exec fewer than setpriv on every run.
         self._uid = config.run_uid if self.isolated and os.geteuid() == 0 else None
