@@ -215,12 +215,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    for path in (args.run_a, args.run_b):
-        if not read_tasks(Path(path)):
-            print(f"atlas-bench: error: {path} holds no finished tasks (tasks.jsonl): is it a run's --out "
-                  "directory?", file=sys.stderr)
-            return 2
-    print(compare(Path(args.run_a), Path(args.run_b)), end="")
+    try:
+        print(compare(Path(args.run_a), Path(args.run_b)), end="")
+    except FileNotFoundError as exc:
+        print(f"atlas-bench: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

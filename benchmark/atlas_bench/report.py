@@ -309,8 +309,12 @@ def write(out: Path, summary: dict[str, Any]) -> None:
 
 
 def compare(a: Path, b: Path) -> str:
-    """Markdown: each ablation both runs hold, on the tasks both finished, with the per-task flips."""
+    """Markdown: each ablation both runs hold, on the tasks both finished, with the per-task flips. A directory
+    without finished tasks is a FileNotFoundError."""
     ta, tb = read_tasks(a), read_tasks(b)
+    for path, tasks in ((a, ta), (b, tb)):
+        if not tasks:
+            raise FileNotFoundError(f"{path} holds no finished tasks (tasks.jsonl): is it a run's --out directory?")
     common = [k for k in ta if k in tb]
     lines = [f"# {a} → {b}", "", f"{len(common)} task(s) in both runs ({len(ta)} in A, {len(tb)} in B).", "",
              "| ablation | A selected@1 | B selected@1 | change | fail → pass | pass → fail |",
