@@ -67,7 +67,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     proc.wait(timeout=10)
 
 
-TOKEN = "t" * 8 + secrets.token_urlsafe(32)
+METRICS_TOKEN = "m" * 8 + secrets.token_urlsafe(32)  # /metrics and /readyz details on every service
+PROXY_TOKEN = "p" * 8 + secrets.token_urlsafe(32)  # llm-proxy's credential at the portal and rag-api
+RECOVERY_TOKEN = "r" * 8 + secrets.token_urlsafe(32)  # the host CLI's bootstrap and recovery credential
 LLAMA_KEY = "k" * 8 + secrets.token_urlsafe(32)
 SANDBOX_SIGNING = "s" * 8 + secrets.token_urlsafe(32)
 
@@ -79,7 +81,9 @@ def service_env(redis_server: RedisServer, tmp_path: Path) -> dict[str, str]:
     with redis_server.client() as client:
         client.flushdb()
     return {
-        "ATLAS_SERVICE_TOKEN": TOKEN,
+        "ATLAS_METRICS_TOKEN": METRICS_TOKEN,
+        "ATLAS_PROXY_TOKEN": PROXY_TOKEN,
+        "ATLAS_RECOVERY_TOKEN": RECOVERY_TOKEN,
         "ATLAS_LLAMA_API_KEY": LLAMA_KEY,
         "ATLAS_JWT_SECRET": "j" * 8 + secrets.token_urlsafe(32),
         "ATLAS_KEY_HASH_SECRET": "h" * 8 + secrets.token_urlsafe(32),

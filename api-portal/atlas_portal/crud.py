@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atlas_portal.db import ApiKey, ModelSetting, UsageDaily, User, utcnow
@@ -34,18 +34,27 @@ async def create_user(
     return user
 
 
+async def count_users(session: AsyncSession) -> int:
+    return int((await session.execute(select(func.count(User.id)))).scalar_one())
+
+
+async def count_keys(session: AsyncSession, *, user_id: int) -> int:
+    return int((await session.execute(select(func.count(ApiKey.id)).where(ApiKey.user_id == user_id))).scalar_one())
+
+
 async def list_users(session: AsyncSession) -> Sequence[User]:
     return (await session.execute(select(User).order_by(User.id))).scalars().all()
 
 
 async def create_key(
     session: AsyncSession, *, user_id: int, name: str, key_hash: str, prefix: str, rate_limit: int,
-    tokens_per_min: int, max_concurrent: int, allowed_models: list[str] | None, expires_days: int | None,
+    tokens_per_min: int, max_concurrent: int, max_streams: int | None, allowed_models: list[str] | None,
+    expires_days: int | None,
 ) -> ApiKey:
     expires = utcnow() + dt.timedelta(days=expires_days) if expires_days else None
     key = ApiKey(user_id=user_id, name=name, key_hash=key_hash, prefix=prefix, rate_limit=rate_limit,
-                 tokens_per_min=tokens_per_min, max_concurrent=max_concurrent, allowed_models=allowed_models,
-                 expires_at=expires, is_active=True)
+                 tokens_per_min=tokens_per_min, max_concurrent=max_concurrent, max_streams=max_streams,
+                 allowed_models=allowed_models, expires_at=expires, is_active=True)
     session.add(key)
     await session.flush()
     return key

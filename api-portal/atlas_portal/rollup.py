@@ -38,8 +38,9 @@ def aggregate(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> dict[Key, list
             key = (day, int(fields[b"user_id"]), int(fields[b"key_id"]), fields[b"model"].decode()[:200])
             status = int(fields[b"status"])
             row = totals[key]
-            row[0] += 1
-            row[1] += status >= 400
+            requests = int(fields.get(b"requests", 1))  # a task attempt's tokens come without a request: 0
+            row[0] += requests
+            row[1] += requests and status >= 400
             row[2] += int(fields.get(b"prompt_tokens", 0))
             row[3] += int(fields.get(b"completion_tokens", 0))
             row[4] += int(float(fields.get(b"latency_ms", 0)))

@@ -32,18 +32,20 @@ async def verify_password(password: str, password_hash: str | None) -> bool:
     return await anyio.to_thread.run_sync(verify)
 
 
-def issue_token(user_id: int, secret: str, ttl_s: int) -> str:
+def issue_token(user_id: int, session_id: str, secret: str, ttl_s: int) -> str:
+    """A login: the user and the server-side session it belongs to (``sessions``), which logout, a password
+    change or deactivation end at once."""
     now = int(time.time())
-    return jwt.encode({"sub": str(user_id), "iat": now, "exp": now + ttl_s, "aud": "atlas-portal"}, secret,
-                      algorithm="HS256")
+    return jwt.encode({"sub": str(user_id), "sid": session_id, "iat": now, "exp": now + ttl_s,
+                       "aud": "atlas-portal"}, secret, algorithm="HS256")
 
 
-def read_token(token: str, secret: str) -> int | None:
-    """The user id of a valid, unexpired token, else None."""
+def read_token(token: str, secret: str) -> tuple[int, str] | None:
+    """``(user id, session id)`` of a valid, unexpired token, else None (its session may still have ended)."""
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"], audience="atlas-portal",
-                            options={"require": ["sub", "exp", "iat"]})
-        return int(claims["sub"])
+                            options={"require": ["sub", "sid", "exp", "iat"]})
+        return int(claims["sub"]), str(claims["sid"])
     except (jwt.InvalidTokenError, ValueError):
         return None
 

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 from atlas_core.capability import public_key_text
+from atlas_core.redis_acl import RULES
 from atlas_core.settings import (
     CONF_ENV,
     AtlasSettings,
@@ -59,6 +60,10 @@ class RunnerSettings(AtlasSettings):
     redis_port: Port = Field(
         6380, description="Port of the Redis that atlas up starts (not 6379, which a system Redis may hold)."
     )
+    redis_maxmemory_mb: int = Field(
+        1024, ge=64, le=1024 * 1024, description="maxmemory of the Redis that atlas up starts, in MiB: beyond it "
+        "Redis refuses writes (noeviction) rather than take the host's memory; /readyz warns at "
+        "ATLAS_REDIS_MEMORY_ALARM of it.")
     worker_count: int = Field(
         2, ge=0, le=64,
         description="task-workers atlas up starts (worker i serves health on ATLAS_WORKER_PORT + i - 1); two, so "
@@ -80,14 +85,19 @@ SERVICE_SETTINGS: dict[str, type[HttpSettings]] = {
     "dashboard": DashboardSettings,
 }
 ALL_SETTINGS: list[type[BaseSettings]] = [RunnerSettings, *SERVICE_SETTINGS.values()]
-# URLs derived from ports when not set, so changing a port in atlas.conf is enough locally.
+# URLs derived from hosts and ports when not set, so changing a port in atlas.conf is enough locally.
 DERIVED_URLS = {
-    "ATLAS_LLAMA_URL": "ATLAS_LLAMA_PORT",
-    "ATLAS_EMBED_URL": "ATLAS_EMBED_PORT",
-    "ATLAS_SANDBOX_URL": "ATLAS_SANDBOX_PORT",
-    "ATLAS_PORTAL_URL": "ATLAS_PORTAL_PORT",
-    "ATLAS_RAG_URL": "ATLAS_RAG_PORT",
+    "ATLAS_LLAMA_URL": (None, "ATLAS_LLAMA_PORT"),
+    "ATLAS_EMBED_URL": ("ATLAS_EMBED_HOST", "ATLAS_EMBED_PORT"),
+    "ATLAS_SANDBOX_URL": ("ATLAS_SANDBOX_HOST", "ATLAS_SANDBOX_PORT"),
+    "ATLAS_PORTAL_URL": ("ATLAS_PORTAL_HOST", "ATLAS_PORTAL_PORT"),
+    "ATLAS_RAG_URL": ("ATLAS_RAG_HOST", "ATLAS_RAG_PORT"),
 }
+REDIS_PASSWORD_PREFIX = "ATLAS_REDIS_PASSWORD_"  # noqa: S105 (a key name): + the service, upper-cased
+
+
+def redis_password_key(service: str) -> str:
+    return REDIS_PASSWORD_PREFIX + service.upper().replace("-", "_")
 
 
 # Set in the environment for clients (`atlas solve`, OpenCode's config), read by no service: not a typo.
@@ -156,14 +166,17 @@ def resolve(values: dict[str, str], generated: Mapping[str, str]) -> RunConfig:
         merged.pop("ATLAS_REDIS_PASSWORD", None)  # the generated one belongs to the local Redis only
     merged.setdefault("ATLAS_STATE_DIR", str(runner.state_dir))
     defaults = {key: str(info.default) for cls in ALL_SETTINGS for key, _, info in iter_keys(cls)}
-    host = connect_host(merged.get("ATLAS_HOST", defaults["ATLAS_HOST"]))
-    for url_key, port_key in DERIVED_URLS.items():
+
+    def address(host_key: str | None, port_key: str) -> str:
+        host = connect_host(merged.get(host_key, "127.0.0.1") if host_key else "127.0.0.1")
+        return f"http://{host}:{merged.get(port_key, defaults[port_key])}"
+
+    for url_key, (host_key, port_key) in DERIVED_URLS.items():
         if url_key not in merged:
-            merged[url_key] = f"http://{host}:{merged.get(port_key, defaults[port_key])}"
+            merged[url_key] = address(host_key, port_key)
     if "ATLAS_SANDBOX_SIGNING_KEY" in merged:  # the sandbox gets only the public half
         merged.setdefault("ATLAS_SANDBOX_VERIFY_KEY", public_key_text(merged["ATLAS_SANDBOX_SIGNING_KEY"]))
-    proxy_port = merged.get("ATLAS_PROXY_PORT", defaults["ATLAS_PROXY_PORT"])
-    merged.setdefault("ATLAS_PUBLIC_API_URL", f"http://{host}:{proxy_port}/v1")
+    merged.setdefault("ATLAS_PUBLIC_API_URL", address("ATLAS_PROXY_HOST", "ATLAS_PROXY_PORT") + "/v1")
     services = {
         name: load_settings(cls, environ=merged, conf_file=None, read_conf_file=False)
         for name, cls in SERVICE_SETTINGS.items()
@@ -172,6 +185,7 @@ def resolve(values: dict[str, str], generated: Mapping[str, str]) -> RunConfig:
 
 
 def secret_keys() -> list[str]:
-    """Every secret some service requires and atlas up generates (sorted, so the file reads stably)."""
+    """Every secret some service requires and atlas up generates (sorted, so the file reads stably): the
+    services' credentials, the local Redis's administrator password (the CLI's) and each service's own Redis user."""
     keys = {key for cls in ALL_SETTINGS for key, _, info in iter_keys(cls) if is_generated_secret(info)}
-    return sorted(keys | {"ATLAS_REDIS_PASSWORD"})
+    return sorted(keys | {"ATLAS_REDIS_PASSWORD"} | {redis_password_key(name) for name in RULES})

@@ -4,6 +4,7 @@ first ``atlas up`` saved in ``STATE_DIR/admin.json`` (mode 0600)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,14 @@ class PortalSession:
         except httpx.HTTPError:
             raise SettingsError(f"api-portal is not reachable at {self.url}: is ATLAS up (`atlas status`)?") from None
         if login.status_code != 200:
-            raise SettingsError(f"the portal refused the saved admin login: {_message(login)}")
+            raise SettingsError(f"the portal refused the saved admin login: {_message(login)} (if the password "
+                                "was changed, `atlas admin recover` sets a new one and saves it)")
         self.headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    def close(self) -> None:
+        """End this login (each command logs in once; sessions per user are capped)."""
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{self.url}/api/auth/logout", headers=self.headers, timeout=10)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = httpx.request(method, f"{self.url}{path}", headers=self.headers, timeout=10, **kwargs)
@@ -59,6 +66,13 @@ def _limit(value: int) -> str:
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
     portal = PortalSession(state_dir)
+    try:
+        return _run(args, portal)
+    finally:
+        portal.close()
+
+
+def _run(args: argparse.Namespace, portal: PortalSession) -> int:
     if args.keys_command == "list":
         keys = portal.call("GET", "/api/keys")
         if args.json:

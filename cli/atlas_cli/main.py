@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from atlas_cli import keys, runner, solve, task
+from atlas_cli import admin, keys, runner, solve, task
 from atlas_cli.plan import log_dir
 from atlas_core.capability import public_key_text
 from atlas_core.settings import SettingsError, conf_path, default_state_dir, read_conf
@@ -149,6 +149,7 @@ def parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", parents=[common], help="stop every service, leaving no process behind")
     down.set_defaults(func=cmd_down)
     keys.add_parser(sub, common).set_defaults(func=lambda args: keys.run(args, _state_dir(args)))
+    admin.add_parser(sub, common).set_defaults(func=lambda args: admin.run(args, _state_dir(args)))
     solve.add_parser(sub, common).set_defaults(func=lambda args: solve.run(args, _state_dir(args)))
     task.add_parser(sub, common).set_defaults(func=lambda args: task.run(args, _state_dir(args)))
     sandbox_key = sub.add_parser("sandbox-key", help="print the sandbox verify key for the signing key on stdin")

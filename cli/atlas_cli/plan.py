@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from atlas_cli.config import RunConfig, connect_host
+from atlas_cli.config import RunConfig, connect_host, redis_password_key
+from atlas_core.redis_acl import RULES, acl_lines
 from atlas_core.settings import SettingsError
 from atlas_llama.embed import Settings as EmbedSettings
 
@@ -108,11 +109,15 @@ def _redis_spec(config: RunConfig) -> ServiceSpec:
         "bind 127.0.0.1",
         f"port {port}",
         "protected-mode yes",
+        # The default user is the operator's (the CLI's probes, redis-cli); each service has its own below.
         f"requirepass {_quote(password)}",
+        *acl_lines({name: config.values[redis_password_key(name)] for name in RULES}),
         f"dir {_quote(str(data))}",
-        # Durable: the task queue and rate-limit state must survive a restart, and never be evicted.
+        # Durable: the task queue and rate-limit state must survive a restart, and never be evicted: a full Redis
+        # refuses writes (the services answer 503) instead of dropping tasks or taking the host's memory.
         "appendonly yes",
         "appendfsync everysec",
+        f"maxmemory {config.runner.redis_maxmemory_mb}mb",
         "maxmemory-policy noeviction",
         'logfile ""',
         "daemonize no",
@@ -171,8 +176,10 @@ def build_plan(config: RunConfig) -> list[ServiceSpec]:
                 )
         module = SERVICE_MODULES[name]
         env = _base_env(config) | config.env_for(cls) | (_OFFLINE_HF if name == "embedding-server" else {})
+        if config.local_redis and name in RULES:  # its own Redis user, allowed only what it needs
+            env |= {"ATLAS_REDIS_USER": name, "ATLAS_REDIS_PASSWORD": config.values[redis_password_key(name)]}
         # The credential that unlocks the reasons on /readyz (the embedding server's is the model key).
-        token = config.values["ATLAS_LLAMA_API_KEY" if name == "embedding-server" else "ATLAS_SERVICE_TOKEN"]
+        token = config.values["ATLAS_LLAMA_API_KEY" if name == "embedding-server" else "ATLAS_METRICS_TOKEN"]
         copies = runner.worker_count if name == "task-worker" else 1
         for i in range(copies):  # task-workers side by side: task-worker, task-worker-2, ... on port, port + 1, ...
             url = f"http://{connect_host(host)}:{port + i}"

@@ -73,7 +73,8 @@ def check_ports(specs: list[ServiceSpec]) -> None:
                 probe.bind((spec.host, spec.port))
             except OSError as exc:
                 if exc.errno == errno.EADDRNOTAVAIL:
-                    raise UpError(f"ATLAS_HOST={spec.host} is not an address of this machine") from None
+                    raise UpError(f"{spec.name} is set to bind {spec.host}, which is not an address of this "
+                                  "machine: fix its ATLAS_*_HOST") from None
                 raise UpError(
                     f"port {spec.port} ({spec.name}) is already in use: stop what holds it "
                     f"(`ss -ltnp 'sport = :{spec.port}'`) or choose another port in atlas.conf"
@@ -221,7 +222,7 @@ def first_start(config: RunConfig, say: Any) -> None:
     portal_url = config.values["ATLAS_PORTAL_URL"]
     try:
         response = httpx.post(f"{portal_url}/internal/bootstrap", timeout=30,
-                              headers={"Authorization": f"Bearer {config.values['ATLAS_SERVICE_TOKEN']}"})
+                              headers={"Authorization": f"Bearer {config.values['ATLAS_RECOVERY_TOKEN']}"})
     except httpx.HTTPError as exc:
         raise UpError(f"the portal did not answer the first-start bootstrap: {type(exc).__name__}") from None
     if response.status_code == 201:

@@ -119,7 +119,7 @@ def base_url(args: argparse.Namespace) -> str:
     path = args.conf or conf_path()
     values = (read_conf(path) if path is not None else {}) | {k: v for k, v in os.environ.items() if v}
     port = values.get("ATLAS_PROXY_PORT", str(ProxySettings.model_fields["port"].default))
-    return f"http://{connect_host(values.get('ATLAS_HOST', '127.0.0.1'))}:{port}"
+    return f"http://{connect_host(values.get('ATLAS_PROXY_HOST', '127.0.0.1'))}:{port}"
 
 
 def _events(response: httpx.Response) -> Iterator[Any]:

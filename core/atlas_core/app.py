@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 import httpx
 from fastapi import FastAPI
 from pydantic import SecretStr
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from atlas_core import __version__
@@ -62,20 +63,61 @@ class RequestIdMiddleware:
             await response(scope, receive, with_header)
 
 
-def service_app(service: str, metrics_token: SecretStr, lifespan: Lifespan) -> FastAPI:
+class BodyLimitMiddleware:
+    """Refuses a request body over ``limit`` bytes with 413 before the route sees it: at once when the declared
+    Content-Length says so, else as soon as the bytes read pass it (the route's read raises, so a handler never
+    stores part of an oversized request)."""
+
+    def __init__(self, app: ASGIApp, limit: int, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.limit = limit
+        self.metrics = metrics
+
+    def _message(self) -> str:
+        return f"request body is larger than this service's limit of {self.limit} bytes; send less"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            self.metrics.body_refused.labels(self.metrics.service).inc()
+            await error_response(413, self._message())(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    self.metrics.body_refused.labels(self.metrics.service).inc()
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def service_app(service: str, metrics_token: SecretStr, lifespan: Lifespan, *, max_body_bytes: int) -> FastAPI:
     """A FastAPI app with the shared plumbing; the service adds its routes and, in ``lifespan``, its
     clients (on ``app.state``) and readiness checks (``app.state.readiness``).
 
-    ``metrics_token`` guards ``/metrics`` (the service credential for ATLAS services)."""
-    # No interactive docs: they load assets from a CDN (offline installs) and are one more open endpoint.
+    ``metrics_token`` guards ``/metrics`` and the reasons on ``/readyz``; ``max_body_bytes`` bounds every request
+    body (413 beyond it)."""
+    # No interactive docs: they load assets from a CDN (offline installs) and are one more open endpoint. The
+    # OpenAPI document is built on demand (``app.openapi()``) for the bound and fuzz tests, never served.
     app = FastAPI(title=f"ATLAS {service}", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     metrics = ServiceMetrics(service)
     app.state.metrics = metrics
     app.state.readiness = {}
+    app.state.max_body_bytes = max_body_bytes
     install_error_handlers(app)
     app.include_router(health_router(service, metrics_token))
     app.include_router(metrics_router(metrics, metrics_token))
+    app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     return app
@@ -90,5 +132,5 @@ async def open_clients(app: FastAPI, settings: ServiceSettings, stack: AsyncExit
     stack.push_async_callback(http.aclose)
     app.state.redis = redis
     app.state.http = http
-    app.state.readiness["redis"] = redis_check(redis)
+    app.state.readiness["redis"] = redis_check(redis, settings.redis_memory_alarm, app.state.metrics.redis_memory)
     return http

@@ -1,4 +1,6 @@
-"""Service-to-service credential: a bearer token compared in constant time."""
+"""Service-to-service credentials: bearer tokens compared in constant time, one per kind of caller, so each opens
+only what its holder needs (the metrics token reads /metrics, the proxy token acts for users, the recovery token
+bootstraps and recovers the admin)."""
 
 from __future__ import annotations
 
@@ -21,14 +23,14 @@ def presents(request: Request, token: SecretStr) -> bool:
     return presented is not None and hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
 
 
-def require_service_token(token: SecretStr) -> Callable[[Request], None]:
-    """A dependency that admits only callers presenting the service token."""
+def require_token(token: SecretStr, key: str) -> Callable[[Request], None]:
+    """A dependency that admits only callers presenting ``token`` (the setting ``key`` names it in the error)."""
 
     def check(request: Request) -> None:
         if not presents(request, token):
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
-                "this endpoint needs the service credential: send 'Authorization: Bearer <ATLAS_SERVICE_TOKEN>'",
+                f"this endpoint needs a service credential: send 'Authorization: Bearer <{key}>'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Depends, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from atlas_core.auth import require_service_token
+from atlas_core.auth import require_token
 
 
 class ServiceMetrics:
@@ -30,6 +30,10 @@ class ServiceMetrics:
             registry=self.registry,
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+        self.redis_memory = Gauge("atlas_redis_memory_used_ratio", "Redis used_memory / maxmemory, as last seen",
+                                  registry=self.registry)
+        self.body_refused = Counter("atlas_http_body_too_large_total", "Requests refused for their body size",
+                                    ["service"], registry=self.registry)
         self.service = service
 
 
@@ -63,8 +67,8 @@ class MetricsMiddleware:
 
 
 def metrics_router(metrics: ServiceMetrics, token: SecretStr) -> APIRouter:
-    """``GET /metrics`` for Prometheus, behind the service credential (a scrape config sends it)."""
-    router = APIRouter(tags=["metrics"], dependencies=[Depends(require_service_token(token))])
+    """``GET /metrics`` for Prometheus, behind the metrics credential (a scrape config sends it)."""
+    router = APIRouter(tags=["metrics"], dependencies=[Depends(require_token(token, "ATLAS_METRICS_TOKEN"))])
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:

@@ -11,7 +11,9 @@ Layout (one Redis; every multi-key step is a Lua script, so it is atomic):
   last change.
 - ``atlas:tasks:delayed``: tasks waiting out a retry backoff (a sorted set by due time, ``priority|id``).
 - ``atlas:tasks:dead``: the dead-letter stream, with the reason.
-- ``atlas:tasks:owner:{user}``: the owner's task ids by submission time (for listing).
+- ``atlas:tasks:owner:{user}``: the owner's task ids by submission time (for listing), and the records kept per
+  owner: beyond ``keep_per_owner`` the oldest finished ones are deleted when the owner submits another.
+- ``atlas:tasks:active:{user}``: the owner's tasks waiting or running, which their quota bounds.
 - ``atlas:tasks:metrics:{YYYY-MM-DD}``: per-day counters for the dashboard (kept 40 days).
 
 A worker holding an entry refreshes its idle time (heartbeat); an entry idle longer than the visibility timeout
@@ -29,6 +31,20 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+
+from atlas_core.queue_scripts import (
+    ADD_ATTEMPT,
+    BEGIN,
+    CANCEL,
+    FINISH,
+    HAND_BACK,
+    HEARTBEAT,
+    PROMOTE,
+    READ,
+    RETRY,
+    SUBMIT,
+)
+from atlas_core.schemas import REVOKED, USAGE_MAXLEN, USAGE_STREAM
 
 Priority = Literal["p0", "p1", "p2"]
 PRIORITIES: tuple[Priority, ...] = ("p0", "p1", "p2")
@@ -69,6 +85,10 @@ def owner_key(owner: str) -> str:
     return f"atlas:tasks:owner:{owner}"
 
 
+def active_key(owner: str) -> str:
+    return f"atlas:tasks:active:{owner}"
+
+
 def metrics_key(when: float | None = None) -> str:
     day = datetime.fromtimestamp(when if when is not None else time.time(), UTC).strftime("%Y-%m-%d")
     return f"atlas:tasks:metrics:{day}"
@@ -81,224 +101,14 @@ class QueueFull(Exception):
         self.limit = limit
 
 
-# KEYS: stream, record, events, metrics, owner index, p0, p1, p2, delayed
-# ARGV: task id, limit, ttl, now, owner-index cutoff, event data, then the record's field/value pairs.
-# Returns the work in the queue with this task, 0 if the task exists already, -1 - n when the queue is full.
-SUBMIT = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end  -- a re-sent submission (the reply was lost)
-local n = redis.call('XLEN', KEYS[6]) + redis.call('XLEN', KEYS[7]) + redis.call('XLEN', KEYS[8])
-    + redis.call('ZCARD', KEYS[9])
-if n >= tonumber(ARGV[2]) then return -1 - n end
-local ttl = tonumber(ARGV[3])
-redis.call('HSET', KEYS[2], unpack(ARGV, 7))
-local entry = redis.call('XADD', KEYS[1], '*', 'id', ARGV[1])
-redis.call('HSET', KEYS[2], 'entry', entry)
-redis.call('EXPIRE', KEYS[2], ttl)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'type', 'queued', 'data', ARGV[6])
-redis.call('EXPIRE', KEYS[3], ttl)
-redis.call('HINCRBY', KEYS[4], 'submitted', 1)
-redis.call('EXPIRE', KEYS[4], 3456000)
-redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[5])
-redis.call('EXPIRE', KEYS[5], ttl)
-return n + 1
-"""
+class QuotaReached(Exception):
+    """The owner has as many tasks waiting or running as their quota allows."""
 
-# Prepended to the scripts that ask whether a task has its outcome already.
-_FINISHED = """
-local function finished(status)
-    return status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'dead'
-end
-"""
-
-# A worker takes a delivered entry. KEYS: record, events, attempts. ARGV: consumer, now, entry, ttl.
-# Returns {state, deliveries, record, attempts}; state is run, skip (finished)
-# or gone (expired).
-BEGIN = _FINISHED + """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'gone', 0} end
-if finished(status) then
-    return {'skip', 0}
-end
-local previous = redis.call('HGET', KEYS[1], 'worker') or ''
-local ttl = tonumber(ARGV[4])
-for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
-if status == 'running' and previous == ARGV[1] and redis.call('HGET', KEYS[1], 'entry') == ARGV[3] then
-    -- the same call again (its reply was lost): nothing new has happened
-    return {'run', tonumber(redis.call('HGET', KEYS[1], 'deliveries')), redis.call('HGETALL', KEYS[1]),
-            redis.call('LRANGE', KEYS[3], 0, -1)}
-end
-local deliveries = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'entry', ARGV[3], 'heartbeat', ARGV[2])
-redis.call('HSETNX', KEYS[1], 'started_at', ARGV[2])
-if status == 'running' then
-    local note = cjson.encode({kind='interruption', worker=previous, reclaimed_by=ARGV[1], at=tonumber(ARGV[2]),
-        message='worker ' .. previous .. ' stopped while running this task; ' .. ARGV[1] .. ' took it over'})
-    redis.call('RPUSH', KEYS[3], note)
-    redis.call('EXPIRE', KEYS[3], ttl)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'type', 'interrupted', 'data', note)
-end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'type', 'started',
-    'data', cjson.encode({worker=ARGV[1], delivery=deliveries}))
-return {'run', deliveries, redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[3], 0, -1)}
-"""
-
-# Keep an entry: reset its idle time, and the task's TTLs (a task may run longer than them), if this consumer
-# still holds it. KEYS: stream, record, events, attempts. ARGV: group, consumer, entry, now, ttl.
-# Returns {held (0/1), cancel flag}.
-HEARTBEAT = """
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if not (pending[1] and pending[1][2] == ARGV[2]) or redis.call('EXISTS', KEYS[2]) == 0 then return {0, '0'} end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
-redis.call('HSET', KEYS[2], 'heartbeat', ARGV[4])
-for i = 2, 4 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[5])) end
-return {1, redis.call('HGET', KEYS[2], 'cancel') or '0'}
-"""
-
-# Give a running task back at shutdown, if this consumer still holds it and runs it: the delivery does not
-# count, and the entry looks long idle, so the next reclaim by any worker takes it at once.
-# KEYS: stream, record, events. ARGV: group, consumer, entry. Returns 1 if handed back.
-HAND_BACK = """
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if not (pending[1] and pending[1][2] == ARGV[2]) then return 0 end
-if redis.call('HGET', KEYS[2], 'status') ~= 'running' or redis.call('HGET', KEYS[2], 'worker') ~= ARGV[2] then
-    return 0
-end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', 1000000000, 'JUSTID')
-redis.call('HINCRBY', KEYS[2], 'deliveries', -1)
-redis.call('HSET', KEYS[2], 'status', 'queued', 'worker', '')
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'type', 'handed_back', 'data', cjson.encode({worker=ARGV[2]}))
-return 1
-"""
-
-# Record an attempt once (a re-sent call must not store it twice). KEYS: attempts. ARGV: attempt JSON, n, ttl.
-ADD_ATTEMPT = """
-for _, x in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-    local a = cjson.decode(x)
-    if a.kind == 'attempt' and a.n == tonumber(ARGV[2]) then return 0 end
-end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return 1
-"""
-
-# Store the outcome once. KEYS: stream, record, events, attempts, metrics, dead.
-# ARGV: group, entry, ttl, status, event data, dead-letter data ('' = none), metric increments (JSON),
-# then the record's field/value pairs. Returns 1 when written, 0 when the task was already finished.
-FINISH = _FINISHED + """
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-local status = redis.call('HGET', KEYS[2], 'status')
-if (not status) or finished(status) then
-    return 0
-end
-local ttl = tonumber(ARGV[3])
-redis.call('HSET', KEYS[2], 'status', ARGV[4], unpack(ARGV, 8))
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'type', 'done', 'data', ARGV[5])
-if ARGV[6] ~= '' then
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', 10000, '*', 'data', ARGV[6])
-end
-for _, key in ipairs({KEYS[2], KEYS[3], KEYS[4]}) do redis.call('EXPIRE', key, ttl) end
-for field, by in pairs(cjson.decode(ARGV[7])) do redis.call('HINCRBY', KEYS[5], field, by) end
-redis.call('EXPIRE', KEYS[5], 3456000)
-return 1
-"""
-
-# Back off and try again later, if this consumer runs the task (otherwise the entry is left alone: pending, it
-# is reclaimed; or finished, it is dropped). KEYS: stream, record, events, delayed.
-# ARGV: group, entry, due, member, event, counted (1: this delivery counts toward the limit), last error, consumer.
-RETRY = _FINISHED + """
-local status = redis.call('HGET', KEYS[2], 'status')
-if status ~= 'running' or redis.call('HGET', KEYS[2], 'worker') ~= ARGV[8] then
-    if (not status) or finished(status) then
-        redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-        redis.call('XDEL', KEYS[1], ARGV[2])
-    end
-    return 0
-end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-if ARGV[6] ~= '1' then
-    redis.call('HINCRBY', KEYS[2], 'deliveries', -1)
-    redis.call('HINCRBY', KEYS[2], 'outages', 1)
-end
-redis.call('HSET', KEYS[2], 'status', 'queued', 'entry', '', 'worker', '', 'last_error', ARGV[7])
-redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'type', 'retry', 'data', ARGV[5])
-return 1
-"""
-
-# Read new entries, streams in the given order, in one round trip. KEYS: the streams in reading order.
-# ARGV: group, consumer, count. Returns {1, {{stream, id, fields}...}}, or {0, {last-delivered id per stream}}
-# when every stream is empty (the ids to block on without missing an entry added in between).
-READ = """
-local count = tonumber(ARGV[3])
-local out = {}
-for _, key in ipairs(KEYS) do
-    if count <= 0 then break end
-    local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count, 'STREAMS', key, '>')
-    if got then
-        for _, e in ipairs(got[1][2]) do
-            table.insert(out, {key, e[1], e[2]})
-            count = count - 1
-        end
-    end
-end
-if #out > 0 then return {1, out} end
-local ids = {}
-for _, key in ipairs(KEYS) do
-    local last = '0'
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
-        local name, id
-        for j = 1, #g, 2 do
-            if g[j] == 'name' then name = g[j + 1] elseif g[j] == 'last-delivered-id' then id = g[j + 1] end
-        end
-        if name == ARGV[1] then last = id end
-    end
-    table.insert(ids, last)
-end
-return {0, ids}
-"""
-
-# Move due retries back into their streams. KEYS: delayed. ARGV: now, how many.
-PROMOTE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(due) do
-    local sep = string.find(member, '|', 1, true)
-    local priority, id = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
-    redis.call('ZREM', KEYS[1], member)
-    local record = 'atlas:task:' .. id
-    if redis.call('HGET', record, 'status') == 'queued' then
-        local entry = redis.call('XADD', 'atlas:tasks:' .. priority, '*', 'id', id)
-        redis.call('HSET', record, 'entry', entry)
-    end
-end
-return #due
-"""
-
-# Cancel. KEYS: record, events, delayed, metrics. ARGV: now, ttl. Returns the status after the call.
-CANCEL = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return '' end
-if status == 'running' then
-    if redis.call('HGET', KEYS[1], 'cancel') ~= '1' then
-        redis.call('HSET', KEYS[1], 'cancel', '1')
-        redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'type', 'cancelling', 'data', '{}')
-    end
-    return 'cancelling'
-end
-if status ~= 'queued' then return status end
-local priority = redis.call('HGET', KEYS[1], 'priority')
-local id = redis.call('HGET', KEYS[1], 'id')
-local entry = redis.call('HGET', KEYS[1], 'entry')
-if entry and entry ~= '' then redis.call('XDEL', 'atlas:tasks:' .. priority, entry) end
-redis.call('ZREM', KEYS[3], priority .. '|' .. id)
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'stop_reason', 'CANCELLED', 'finished_at', ARGV[1], 'cancel', '1')
-local data = cjson.encode({status='cancelled', stop_reason='CANCELLED'})
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'type', 'done', 'data', data)
-redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
-return 'cancelled'
-"""
+    def __init__(self, active: int, quota: int) -> None:
+        super().__init__(f"you have {active} tasks waiting or running, the most your account may have at once "
+                         f"({quota}); wait for one to finish or cancel one")
+        self.active = active
+        self.quota = quota
 
 
 @dataclass(frozen=True)
@@ -315,7 +125,7 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Begun:
-    state: Literal["run", "skip", "gone"]
+    state: Literal["run", "skip", "gone", "revoked"]
     deliveries: int
     record: dict[str, str]
     history: list[dict[str, Any]]
@@ -332,10 +142,12 @@ def _decode(raw: dict[Any, Any]) -> dict[str, str]:
 class TaskQueue:
     """Every queue operation; ``redis`` is a client with ``decode_responses=False`` (the services' default)."""
 
-    def __init__(self, redis: Redis, *, ttl_s: int = 7 * 86400, max_queued: int = 10_000) -> None:
+    def __init__(self, redis: Redis, *, ttl_s: int = 7 * 86400, max_queued: int = 10_000,
+                 keep_per_owner: int = 1_000) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
         self.max_queued = max_queued
+        self.keep_per_owner = keep_per_owner
         self._scripts = {name: redis.register_script(body) for name, body in (
             ("submit", SUBMIT), ("begin", BEGIN), ("heartbeat", HEARTBEAT), ("finish", FINISH),
             ("retry", RETRY), ("promote", PROMOTE), ("cancel", CANCEL), ("read", READ), ("hand_back", HAND_BACK),
@@ -358,21 +170,24 @@ class TaskQueue:
     # -- the API side ---------------------------------------------------------------------------------------
 
     async def submit(self, spec: dict[str, Any], *, owner: str, priority: Priority, deadline_s: float,
-                     max_attempts: int, key_id: str = "") -> str:
-        """Queue a task; QueueFull when the bound is reached (nothing is written then)."""
+                     max_attempts: int, key_id: str = "", quota: int = 0, limits: str = "") -> str:
+        """Queue a task; QueueFull when the queue's bound is reached, QuotaReached when the owner's ``quota`` of
+        tasks waiting or running is (nothing is written then). ``limits`` (JSON) is kept for the worker."""
         task_id = uuid.uuid4().hex
         now = time.time()
         fields = {"id": task_id, "owner": owner, "key_id": key_id, "priority": priority, "status": "queued",
                   "spec": json.dumps(spec), "submitted_at": repr(now), "deadline_at": repr(now + deadline_s),
-                  "max_attempts": str(max_attempts), "deliveries": "0", "cancel": "0"}
+                  "max_attempts": str(max_attempts), "deliveries": "0", "cancel": "0", "limits": limits}
         keys = [stream_key(priority), record_key(task_id), events_key(task_id), metrics_key(now),
-                owner_key(owner), *(stream_key(p) for p in PRIORITIES), DELAYED]
+                owner_key(owner), *(stream_key(p) for p in PRIORITIES), DELAYED, active_key(owner)]
         event = json.dumps({"priority": priority})
         args: list[str | int] = [task_id, self.max_queued, self.ttl_s, repr(now), repr(now - self.ttl_s), event,
-                *(x for pair in fields.items() for x in pair)]
-        queued = int(await self._scripts["submit"](keys=keys, args=args))  # 0: a re-sent call found it queued
-        if queued < 0:
-            raise QueueFull(-queued - 1, self.max_queued)
+                                 quota, self.keep_per_owner, *(x for pair in fields.items() for x in pair)]
+        code, count = await self._scripts["submit"](keys=keys, args=args)
+        if int(code) == 2:
+            raise QueueFull(int(count), self.max_queued)
+        if int(code) == 3:
+            raise QuotaReached(int(count), quota)
         return task_id
 
     async def record(self, task_id: str) -> dict[str, str] | None:
@@ -403,14 +218,20 @@ class TaskQueue:
                 out.append((_text(entry_id), f.get("type", ""), json.loads(f.get("data") or "{}")))
         return out
 
-    async def cancel(self, task_id: str) -> str:
+    async def cancel(self, task_id: str, owner: str, message: str = "cancelled by its owner") -> str:
         """The status after the request: cancelled (it had not started), cancelling (the worker stops it within
         about a second), or the finished status it already had; '' when there is no such task."""
         now = time.time()
-        keys = [record_key(task_id), events_key(task_id), DELAYED, metrics_key(now)]
-        return _text(await self._scripts["cancel"](keys=keys, args=[repr(now), self.ttl_s]))
+        keys = [record_key(task_id), events_key(task_id), DELAYED, metrics_key(now), active_key(owner)]
+        return _text(await self._scripts["cancel"](keys=keys, args=[repr(now), self.ttl_s, message]))
 
-    async def stats(self) -> dict[str, Any]:
+    async def active(self, owner: str) -> list[str]:
+        """The owner's tasks waiting or running (a finished one may linger until their next submission)."""
+        return [_text(x) for x in await self.redis.zrange(active_key(owner), 0, -1)]
+
+    async def stats(self, *, detail: bool = False) -> dict[str, Any]:
+        """The queue's numbers. Worker names (host names) only with ``detail``: operators see them, key holders
+        see how many workers are alive."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in PRIORITIES:
                 pipe.xlen(stream_key(p))
@@ -431,15 +252,18 @@ class TaskQueue:
                 continue
             workers.append({"name": name, "alive": now - info["seen"] < 10, "seen_s_ago": round(now - info["seen"], 1),
                             **{k: v for k, v in info.items() if k != "seen"}})
-        return {
+        numbers: dict[str, Any] = {
             "queued": {p: int(n) - running[p] for p, n in zip(PRIORITIES, lengths, strict=True)},
             "running": sum(running.values()),
             "retrying": int(answers[6]),
             "dead_letter": int(answers[7]),
             "limit": self.max_queued,
             "today": {k: int(v) for k, v in _decode(answers[8] or {}).items()},
-            "workers": workers,
+            "workers_alive": sum(1 for w in workers if w["alive"]),
         }
+        if detail:
+            numbers["workers"] = workers
+        return numbers
 
     async def announce(self, worker: str, info: dict[str, Any]) -> None:
         """A worker says it is alive (every second) and what it does, for the stats."""
@@ -491,7 +315,7 @@ class TaskQueue:
 
     async def begin(self, delivery: Delivery, consumer: str) -> Begun:
         tid = delivery.task_id
-        answer = await self._scripts["begin"](keys=[record_key(tid), events_key(tid), attempts_key(tid)],
+        answer = await self._scripts["begin"](keys=[record_key(tid), events_key(tid), attempts_key(tid), REVOKED],
                                               args=[consumer, repr(time.time()), delivery.entry, self.ttl_s])
         flat = answer[2] if len(answer) > 2 else []
         record = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
@@ -505,32 +329,35 @@ class TaskQueue:
             pipe.xdel(stream_key(delivery.priority), delivery.entry)
             await pipe.execute()
 
-    async def heartbeat(self, delivery: Delivery, consumer: str) -> tuple[bool, bool]:
-        """(still held by this consumer, cancellation requested)."""
+    async def heartbeat(self, delivery: Delivery, consumer: str) -> tuple[bool, str]:
+        """(still held by this consumer, "" or why it must stop: "cancelled" by its owner, or "revoked")."""
         tid = delivery.task_id
         held, cancel = await self._scripts["heartbeat"](
-            keys=[stream_key(delivery.priority), record_key(tid), events_key(tid), attempts_key(tid)],
+            keys=[stream_key(delivery.priority), record_key(tid), events_key(tid), attempts_key(tid), REVOKED],
             args=[GROUP, consumer, delivery.entry, repr(time.time()), self.ttl_s])
-        return bool(int(held)), _text(cancel) == "1"
+        return bool(int(held)), {"1": "cancelled", "revoked": "revoked"}.get(_text(cancel), "")
 
     async def event(self, task_id: str, kind: str, data: dict[str, Any]) -> None:
         await self.redis.xadd(events_key(task_id), {"type": kind, "data": json.dumps(data)},
                               maxlen=EVENTS_MAXLEN, approximate=True)
 
-    async def add_attempt(self, task_id: str, attempt: dict[str, Any]) -> None:
-        await self._scripts["add_attempt"](keys=[attempts_key(task_id)],
-                                           args=[json.dumps(attempt), int(attempt["n"]), self.ttl_s])
+    async def add_attempt(self, task_id: str, attempt: dict[str, Any], usage: dict[str, Any] | None = None) -> None:
+        """Record an attempt, once, with ``usage`` (a usage-stream entry) metered in the same step."""
+        fields = [x for pair in (usage or {}).items() for x in pair] or [""]
+        await self._scripts["add_attempt"](keys=[attempts_key(task_id), USAGE_STREAM],
+                                           args=[json.dumps(attempt), int(attempt["n"]), self.ttl_s, USAGE_MAXLEN,
+                                                 *fields])
 
     async def finish(self, delivery: Delivery, status: str, fields: dict[str, str], event: dict[str, Any],
-                     counts: dict[str, int], dead_letter: dict[str, Any] | None = None) -> bool:
+                     counts: dict[str, int], dead_letter: dict[str, Any] | None = None, owner: str = "") -> bool:
         """Acknowledge the entry and store the outcome, once: False when the task had finished already."""
         tid = delivery.task_id
         fields = {"finished_at": repr(time.time()), **fields}
         keys = [stream_key(delivery.priority), record_key(tid), events_key(tid), attempts_key(tid), metrics_key(),
-                DEAD]
+                DEAD, active_key(owner)]
         args: list[str | int] = [GROUP, delivery.entry, self.ttl_s, status, json.dumps(event),
-                json.dumps(dead_letter) if dead_letter else "", json.dumps(counts),
-                *(x for pair in fields.items() for x in pair)]
+                                 json.dumps(dead_letter) if dead_letter else "", json.dumps(counts), tid,
+                                 *(x for pair in fields.items() for x in pair)]
         return bool(await self._scripts["finish"](keys=keys, args=args))
 
     async def retry(self, delivery: Delivery, consumer: str, delay_s: float, event: dict[str, Any], *,
@@ -550,8 +377,9 @@ class TaskQueue:
                                                            events_key(tid)], args=[GROUP, consumer, delivery.entry]))
 
     async def redis_policy(self) -> dict[str, str]:
-        """The settings that make Redis safe for a queue: noeviction, and persistence (AOF)."""
-        policy = await self.redis.config_get("maxmemory-policy")
-        aof = await self.redis.config_get("appendonly")
-        return {"maxmemory_policy": _text(next(iter(policy.values()), "")),
-                "appendonly": _text(next(iter(aof.values()), ""))}
+        """The settings that make Redis safe for a queue: noeviction, and persistence (AOF). From INFO, which every
+        service's Redis user may run (CONFIG GET is an administrator's command, and would show secrets)."""
+        memory = await self.redis.info("memory")
+        persistence = await self.redis.info("persistence")
+        return {"maxmemory_policy": _text(memory.get("maxmemory_policy", "")),
+                "appendonly": "yes" if int(persistence.get("aof_enabled", 0)) else "no"}

@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from atlas_core.app import open_clients, service_app
 from atlas_dashboard.settings import Settings
 
+MAX_BODY_BYTES = 64 * 1024  # it takes no request bodies yet
+
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
@@ -18,4 +20,4 @@ def create_app(settings: Settings) -> FastAPI:
             await open_clients(app, settings, stack)
             yield
 
-    return service_app("dashboard", settings.service_token, lifespan)
+    return service_app("dashboard", settings.metrics_token, lifespan, max_body_bytes=MAX_BODY_BYTES)

@@ -11,16 +11,16 @@ import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel, Field, field_validator
 
 from atlas_core.app import service_app
-from atlas_core.auth import require_service_token
+from atlas_core.auth import require_token
 from atlas_core.serve import run_service
-from atlas_core.settings import HttpSettings, Port, Secret, SettingsError
+from atlas_core.settings import HttpSettings, Port, Secret, SettingsError, host_field
 from atlas_llama.models import default_embed_model
 
 MAX_INPUTS = 512
@@ -29,6 +29,7 @@ MAX_CHARS = 32_000
 
 class Settings(HttpSettings):
     port: Port = Field(8081, validation_alias="ATLAS_EMBED_PORT", description="llama-server B (embeddings) port.")
+    host: str = host_field("embedding-server", "ATLAS_EMBED_HOST")
     embed_model_path: Path | None = Field(
         default_factory=default_embed_model,
         description="Embedding model: a GGUF file (served by llama.cpp) or a sentence-transformers directory. "
@@ -39,12 +40,15 @@ class Settings(HttpSettings):
     )
 
 
+Text = Annotated[str, Field(max_length=MAX_CHARS)]
+
+
 class EmbeddingRequest(BaseModel):
-    input: str | list[str]
-    model: str | None = None
+    input: Text | Annotated[list[Text], Field(max_length=MAX_INPUTS)]
+    model: str | None = Field(None, max_length=200)
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = None
-    user: str | None = None
+    dimensions: int | None = Field(None, ge=1, le=65_536)
+    user: str | None = Field(None, max_length=256)
 
     @field_validator("input")
     @classmethod
@@ -105,8 +109,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.readiness["model"] = loaded
         yield
 
-    app = service_app("embedding-server", settings.llama_api_key, lifespan)
-    Authorized = Depends(require_service_token(settings.llama_api_key))
+    # Its callers hold the model key (as for llama-server A): that is its metrics credential too.
+    app = service_app("embedding-server", settings.llama_api_key, lifespan,
+                      max_body_bytes=MAX_INPUTS * MAX_CHARS * 4 + 65_536)  # every input at its longest, in UTF-8
+    Authorized = Depends(require_token(settings.llama_api_key, "ATLAS_LLAMA_API_KEY"))
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -9,18 +9,23 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
 import aiohttp
 from fastapi import FastAPI
+from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from atlas_core.app import open_clients, service_app
 from atlas_core.health import http_check, llama_check
+from atlas_core.ratelimit import Limiter
 from atlas_proxy import events
 from atlas_proxy.forward import Forwarder
 from atlas_proxy.keys import KeyCache
-from atlas_proxy.limits import Limiter
+from atlas_proxy.metering import Meter
 from atlas_proxy.models import ModelCache
 from atlas_proxy.routes import routes
 from atlas_proxy.settings import Settings
 from atlas_proxy.state import ProxyState
+from atlas_proxy.tasks import TaskRelay
+
+POOL_WAIT_S = 5.0  # how long a request waits for a free backend connection before it is answered 503
 
 
 class OverheadMiddleware:
@@ -46,38 +51,53 @@ class OverheadMiddleware:
         await self.app(scope, receive, timed)
 
 
+def backend_session(connections: int, read_timeout_s: float) -> aiohttp.ClientSession:
+    """A connection pool to the backends with a cap and a pool-wait timeout (aiohttp's ``connect`` timeout
+    covers the wait for a free connection as well as the connection itself)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=30),
+        timeout=aiohttp.ClientTimeout(total=None, connect=POOL_WAIT_S, sock_connect=5.0, sock_read=read_timeout_s),
+        auto_decompress=False, trust_env=False)
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             http = await open_clients(app, settings, stack)
             redis = app.state.redis
-            keys = KeyCache(settings.portal_url, settings.service_token, http, settings.proxy_key_cache_s)
-            models = ModelCache(settings.portal_url, settings.service_token, http)
+            keys = KeyCache(settings.portal_url, settings.proxy_token, http, settings.proxy_key_cache_s)
+            models = ModelCache(settings.portal_url, settings.proxy_token, http)
             limiter = Limiter(redis, settings.proxy_upstream_timeout_s)
-            backends = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=30),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0,
-                                              sock_read=settings.proxy_upstream_timeout_s),
-                auto_decompress=False, trust_env=False)
+            backends = backend_session(settings.proxy_backend_connections, settings.proxy_upstream_timeout_s)
             stack.push_async_callback(backends.close)
-            forwarder = Forwarder(settings, backends, limiter, redis)
-            stack.push_async_callback(forwarder.drain)  # runs before Redis and the HTTP client close
+            # Event streams stay open for as long as a task runs: a pool of their own, so they never starve requests.
+            streams = backend_session(settings.proxy_stream_connections, settings.proxy_upstream_timeout_s)
+            stack.push_async_callback(streams.close)
+            meter = Meter(redis, limiter, settings.proxy_usage_buffer, app.state.metrics.registry)
+            stack.push_async_callback(meter.drain)  # runs before Redis and the HTTP client close
+            forwarder = Forwarder(settings, backends, meter)
+            relay = TaskRelay(settings.rag_url, settings.proxy_token.get_secret_value(), backends, streams, limiter,
+                              meter)
             app.state.proxy = ProxyState(settings=settings, keys=keys, models=models, limiter=limiter,
-                                         forwarder=forwarder)
+                                         forwarder=forwarder, tasks=relay, rejections=rejections)
             app.state.readiness["api-portal"] = http_check(http, f"{settings.portal_url}/livez")
             app.state.readiness["llama-server"] = llama_check(http, settings.llama_url)
-            listener = asyncio.create_task(events.listen(redis, keys, models))
-
-            async def stop_listener() -> None:
-                listener.cancel()
-                with suppress(asyncio.CancelledError):
-                    await listener
-
-            stack.push_async_callback(stop_listener)
+            for job in (events.listen(redis, keys, models), meter.run()):
+                task = asyncio.create_task(job)
+                stack.push_async_callback(_cancel, task)
             yield
 
-    app = service_app("llm-proxy", settings.service_token, lifespan)
+    app = service_app("llm-proxy", settings.metrics_token, lifespan,
+                      max_body_bytes=settings.proxy_max_body_bytes)
+    rejections = Counter("atlas_proxy_rejections_total", "Requests refused, by reason and whose limit",
+                         ["reason", "scope"], registry=app.state.metrics.registry)
     app.router.routes.extend(routes())
     app.add_middleware(OverheadMiddleware)
     return app
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task

@@ -6,7 +6,7 @@ parser and connection pool cost about half the CPU per request (measured with py
 
 from __future__ import annotations
 
-import asyncio
+import io
 import json
 import logging
 import re
@@ -16,16 +16,14 @@ from typing import Any
 
 import aiohttp
 import anyio
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from atlas_core.errors import error_response
-from atlas_core.schemas import USAGE_MAXLEN, USAGE_STREAM, KeyInfo, ModelEntry
+from atlas_core.schemas import KeyInfo, ModelEntry
 from atlas_proxy.calls import Call
-from atlas_proxy.limits import Limiter
+from atlas_proxy.metering import Meter, Settlement
 from atlas_proxy.settings import Settings
 
 log = logging.getLogger("atlas.proxy")
@@ -35,6 +33,7 @@ EVENT_END = re.compile(rb"\r?\n\r?\n")
 DONE = re.compile(rb"^data:\s*\[DONE\]\s*$", re.MULTILINE)
 PIECE = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')  # a non-empty piece of generated text
 BACKENDS = {"llama": "llama-server", "embed": "embedding-server", "rag": "rag-api"}
+LARGE_BODY = 1 << 20  # aiohttp warns that sending more as one bytes object blocks its loop: stream it instead
 
 
 class ClosingStreamingResponse(StreamingResponse):
@@ -51,45 +50,52 @@ class ClosingStreamingResponse(StreamingResponse):
                     await aclose()
 
 
+def payload(raw: bytes) -> bytes | io.BytesIO:
+    return io.BytesIO(raw) if len(raw) > LARGE_BODY else raw
+
+
 class Forwarder:
-    def __init__(self, settings: Settings, http: aiohttp.ClientSession, limiter: Limiter, redis: Redis) -> None:
-        self._pending: set[asyncio.Task[None]] = set()
+    def __init__(self, settings: Settings, http: aiohttp.ClientSession, meter: Meter) -> None:
         self._settings = settings
         self._http = http
-        self._limiter = limiter
-        self._redis = redis
+        self.meter = meter
         llama_key = settings.llama_api_key.get_secret_value()
         self._targets = {
             "llama": (settings.llama_url, llama_key),
             "embed": (settings.embed_url, llama_key),
-            "rag": (settings.rag_url, settings.service_token.get_secret_value()),
+            "rag": (settings.rag_url, settings.proxy_token.get_secret_value()),
         }
 
     async def forward(self, request: Request, path: str, call: Call, entry: ModelEntry, info: KeyInfo,
                       admission: str | None, reserved: int, extra_headers: dict[str, str]) -> Response:
         base, token = self._targets[entry.route]
-        raw = call.raw
+        raw = call.upstream_body(entry.route, self._settings.proxy_default_max_tokens)
         if entry.upstream != call.model:  # a renamed model: the backend knows its own name
-            raw = json.dumps({**call.body, "model": entry.upstream}).encode()
+            raw = json.dumps({**json.loads(raw), "model": entry.upstream}).encode()
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
                    "Accept-Encoding": "identity", "X-Request-Id": request.state.request_id}
         if entry.route == "rag":
-            headers |= {"X-Atlas-User-Id": str(info.user_id), "X-Atlas-Key-Id": str(info.key_id)}
+            # rag-api never spends more on this solve than was reserved for it
+            headers |= {"X-Atlas-User-Id": str(info.user_id), "X-Atlas-Key-Id": str(info.key_id),
+                        "X-Atlas-Token-Cap": str(reserved)}
         sent = time.perf_counter()
         backend = BACKENDS[entry.route]
         started = time.time()
 
-        def failed(status: int, message: str) -> Response:
-            self._account(info, call, admission, reserved, status, 0, 0, started)
+        def settlement(status: int, prompt: int = 0, completion: int = 0) -> Settlement:
+            return Settlement(info, call.model, admission, reserved, status, prompt, completion, started)
+
+        async def failed(status: int, message: str) -> Response:
+            await self.meter.settle(settlement(status))
             return error_response(status, message)
 
         waited = f"{self._settings.proxy_upstream_timeout_s:g}s"
         try:
-            upstream = await self._http.post(f"{base}{path}", data=raw, headers=headers)
+            upstream = await self._http.post(f"{base}{path}", data=payload(raw), headers=headers)
         except TimeoutError:
-            return failed(504, f"{backend} did not answer within {waited}")
+            return await failed(504, f"{backend} did not answer within {waited}")
         except aiohttp.ClientError as exc:
-            return failed(503, f"{backend} is unavailable ({type(exc).__name__}); try again shortly")
+            return await failed(503, f"{backend} is unavailable ({type(exc).__name__}); try again shortly")
         request.state.upstream_s = time.perf_counter() - sent
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP} | extra_headers
 
@@ -97,79 +103,27 @@ class Forwarder:
             try:
                 content = await upstream.read()
             except TimeoutError:
-                return failed(504, f"{backend} stopped answering for {waited}")
+                return await failed(504, f"{backend} stopped answering for {waited}")
             except aiohttp.ClientError as exc:
-                return failed(502, f"{backend} broke off its answer ({type(exc).__name__})")
+                return await failed(502, f"{backend} broke off its answer ({type(exc).__name__})")
             finally:
                 upstream.release()
             request.state.upstream_s = time.perf_counter() - sent
             if upstream.status >= 400:
-                self._account(info, call, admission, reserved, upstream.status, 0, 0, started)
-                return _upstream_error(upstream.status, content, backend, extra_headers)
-            prompt, completion = _usage(content)
-            self._account(info, call, admission, reserved, upstream.status, prompt, completion, started)
+                await self.meter.settle(settlement(upstream.status))
+                return upstream_error(upstream.status, content, backend, extra_headers)
+            await self.meter.settle(settlement(upstream.status, *_usage(content)))
             return Response(content, status_code=upstream.status, headers=out_headers)
 
-        return ClosingStreamingResponse(self._relay(upstream, call, info, admission, reserved, started),
+        return ClosingStreamingResponse(self._relay(upstream, call, entry.route, settlement),
                                         status_code=upstream.status, headers=out_headers)
 
-    async def relay(self, request: Request, body: bytes, info: KeyInfo, extra_headers: dict[str, str]) -> Response:
-        """A task-API call to rag-api as it is (method, path, query, body), answered as rag-api answers it;
-        the event stream passes through as it comes. Tasks meter their tokens when they finish (the worker
-        writes the usage), so nothing is counted here."""
-        base, token = self._targets["rag"]
-        headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "identity",
-                   "X-Request-Id": request.state.request_id, "X-Atlas-User-Id": str(info.user_id),
-                   "X-Atlas-Key-Id": str(info.key_id)}
-        if body:
-            headers["Content-Type"] = "application/json"
-        if "last-event-id" in request.headers:
-            headers["Last-Event-ID"] = request.headers["last-event-id"][:64]
-        query = f"?{request.url.query}" if request.url.query else ""
-        try:
-            upstream = await self._http.request(request.method, f"{base}{request.url.path}{query}", data=body or None,
-                                                headers=headers)
-        except TimeoutError:
-            return error_response(504, "rag-api did not answer in time")
-        except aiohttp.ClientError as exc:
-            return error_response(503, f"rag-api is unavailable ({type(exc).__name__}); try again shortly")
-        out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP} | extra_headers
-        if upstream.content_type != "text/event-stream" or upstream.status >= 400:
-            try:
-                content = await upstream.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                return error_response(502, f"rag-api broke off its answer ({type(exc).__name__})")
-            finally:
-                upstream.release()
-            if upstream.status in (429, 503) and b'"error"' in content:
-                # rag-api's own refusal (a full queue, Redis down): its message and Retry-After go to the client
-                retry = {"Retry-After": upstream.headers["retry-after"]} if "retry-after" in upstream.headers else {}
-                return Response(content, status_code=upstream.status, media_type="application/json",
-                                headers=extra_headers | retry)
-            if upstream.status >= 400:
-                return _upstream_error(upstream.status, content, "rag-api", extra_headers)
-            return Response(content, status_code=upstream.status, headers=out_headers)
-
-        async def events() -> AsyncIterator[bytes]:
-            finished = False
-            try:
-                async for chunk in upstream.content.iter_any():
-                    yield chunk
-                finished = True
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("task event stream broke off: %s", type(exc).__name__)
-            finally:
-                if finished:
-                    upstream.release()
-                else:
-                    upstream.close()
-
-        return ClosingStreamingResponse(events(), status_code=upstream.status, headers=out_headers)
-
-    async def _relay(self, upstream: aiohttp.ClientResponse, call: Call, info: KeyInfo, admission: str | None,
-                     reserved: int, started: float) -> AsyncIterator[bytes]:
+    async def _relay(self, upstream: aiohttp.ClientResponse, call: Call, route: str,
+                     settlement: Any) -> AsyncIterator[bytes]:
+        """Event by event. The usage is settled before the client gets ``[DONE]``; rag-api's usage chunk, asked
+        for on the client's behalf, is metered and not passed on unless the client asked for usage."""
         buffer, usage, pieces, last_data = b"", None, 0, b""
-        status, finished = upstream.status, False
+        status, finished, settled = upstream.status, False, False
         try:
             async for chunk in upstream.content.iter_any():
                 buffer += chunk
@@ -180,8 +134,13 @@ class Forwarder:
                         if call.want_usage and usage is None:  # the backend did not count: say what we saw
                             usage = _estimate(call, pieces)
                             out.append(_usage_event(last_data, usage))
+                        prompt, completion = usage or _estimate(call, pieces)
+                        await self.meter.settle(settlement(status, prompt, completion))
+                        settled = True
                     elif b'"usage"' in event and (found := _event_usage(event)) is not None:
                         usage = found
+                        if route == "rag" and not call.want_usage and _is_usage_chunk(event):
+                            continue
                     elif event.startswith(b"data:"):
                         pieces += PIECE.search(event) is not None
                         last_data = event
@@ -196,50 +155,14 @@ class Forwarder:
             log.warning("upstream stream broke off: %s", type(exc).__name__)
         finally:
             # The client may have gone (this generator is being cancelled): closing the backend connection
-            # cancels the generation there. A finished answer only hands its connection back to the pool. Nothing
-            # here awaits, so a cancelled task still gets through it; the settlement runs as its own task.
+            # cancels the generation there. A finished answer only hands its connection back to the pool.
             if finished:
                 upstream.release()
             else:
                 upstream.close()
-            prompt, completion = usage or _estimate(call, pieces)
-            self._account(info, call, admission, reserved, status, prompt, completion, started)
-
-    def _account(self, info: KeyInfo, call: Call, admission: str | None, reserved: int, status: int,
-                       prompt: int, completion: int, started: float) -> None:
-        """Settle a finished request off the response path: the client does not wait for this round trip."""
-        task = asyncio.create_task(self._settle(info, call, admission, reserved, status, prompt, completion,
-                                                started))
-        self._pending.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self._pending.discard)
-
-    async def drain(self) -> None:
-        """Wait for the settlements still in flight (at shutdown)."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-
-    async def _settle(self, info: KeyInfo, call: Call, admission: str | None, reserved: int, status: int,
-                      prompt: int, completion: int, started: float) -> None:
-        """Free the concurrency slot, reconcile reserved tokens and log usage, in one round trip."""
-        usage = {"ts": started, "key_id": info.key_id, "user_id": info.user_id, "model": call.model,
-                 "status": status, "prompt_tokens": prompt, "completion_tokens": completion,
-                 "latency_ms": round((time.time() - started) * 1000, 1)}
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                if admission is not None:
-                    self._limiter.finish(pipe, info, admission, reserved, prompt + completion)
-                pipe.xadd(USAGE_STREAM, usage, maxlen=USAGE_MAXLEN, approximate=True)  # type: ignore[arg-type]
-                await pipe.execute()
-        except NoScriptError:  # Redis restarted and lost the script (the usage entry went in): reload, retry
-            try:
-                await self._limiter.reload()
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    self._limiter.finish(pipe, info, admission or "", reserved, prompt + completion)
-                    await pipe.execute()
-            except RedisError as exc:
-                log.warning("could not release limits: %s", exc)
-        except Exception as exc:  # a background task: whatever went wrong is logged, never lost silently
-            log.warning("could not record usage or release limits: %s", exc)
+            if not settled:
+                prompt, completion = usage or _estimate(call, pieces)
+                self.meter.settle_later(settlement(status, prompt, completion))
 
 
 def _usage(content: bytes) -> tuple[int, int]:
@@ -267,6 +190,15 @@ def _event_usage(event: bytes) -> tuple[int, int] | None:
         return None
 
 
+def _is_usage_chunk(event: bytes) -> bool:
+    """OpenAI's final usage-only chunk (no choices), as opposed to a solve's result event that carries usage."""
+    try:
+        data = _data(event) or {}
+    except ValueError:
+        return False
+    return data.get("object") == "chat.completion.chunk" and not data.get("choices")
+
+
 def _estimate(call: Call, pieces: int) -> tuple[int, int]:
     """Prompt characters / 4, and one token per streamed piece (llama.cpp streams a token per event)."""
     return max(1, call.prompt_chars // 4), pieces
@@ -285,7 +217,7 @@ def _usage_event(last: bytes, usage: tuple[int, int]) -> bytes:
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
 
-def _upstream_error(status: int, content: bytes, backend: str, headers: dict[str, str]) -> Response:
+def upstream_error(status: int, content: bytes, backend: str, headers: dict[str, str]) -> Response:
     """A backend's error in OpenAI's shape: its own message when it has one, never its internals."""
     try:
         body = json.loads(content)

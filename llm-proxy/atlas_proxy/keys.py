@@ -34,9 +34,9 @@ class KeyRejected(Exception):
 
 
 class KeyCache:
-    def __init__(self, portal_url: str, service_token: SecretStr, http: httpx.AsyncClient, ttl_s: float) -> None:
+    def __init__(self, portal_url: str, proxy_token: SecretStr, http: httpx.AsyncClient, ttl_s: float) -> None:
         self._url = f"{portal_url}/internal/keys/validate"
-        self._headers = {"Authorization": f"Bearer {service_token.get_secret_value()}"}
+        self._headers = {"Authorization": f"Bearer {proxy_token.get_secret_value()}"}
         self._http = http
         self._ttl_s = ttl_s
         self._valid: dict[str, tuple[KeyInfo, float]] = {}

@@ -20,9 +20,9 @@ class ModelsUnavailable(Exception):
 
 
 class ModelCache:
-    def __init__(self, portal_url: str, service_token: SecretStr, http: httpx.AsyncClient) -> None:
+    def __init__(self, portal_url: str, proxy_token: SecretStr, http: httpx.AsyncClient) -> None:
         self._url = f"{portal_url}/internal/models"
-        self._headers = {"Authorization": f"Bearer {service_token.get_secret_value()}"}
+        self._headers = {"Authorization": f"Bearer {proxy_token.get_secret_value()}"}
         self._http = http
         self._entries: dict[str, ModelEntry] | None = None
         self._fetched = 0.0

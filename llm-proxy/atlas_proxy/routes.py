@@ -3,6 +3,7 @@ model list."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Any
@@ -12,7 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from atlas_core.budget import ceiling_of
 from atlas_core.errors import error_response
+from atlas_core.ratelimit import REASONS, Decision, Owner
 from atlas_core.schemas import KeyInfo
 from atlas_proxy.calls import SOLVE_MODEL, BadRequest, parse, read_body
 from atlas_proxy.keys import KeyRejected, PortalUnavailable
@@ -39,6 +42,7 @@ async def authenticate(request: Request, state: ProxyState) -> KeyInfo:
     try:
         return await state.keys.lookup(key)
     except KeyRejected as exc:
+        state.rejections.labels("auth", "key").inc()
         raise BadRequest(str(exc), status=401) from None
     except PortalUnavailable as exc:
         raise BadRequest(f"cannot check API keys right now: {exc}", status=503) from None
@@ -68,28 +72,56 @@ async def handle(request: Request, path: str) -> Response:
     except BadRequest as exc:
         return exc.response()
 
-    max_tokens = 0 if path == "/v1/embeddings" else (call.max_tokens or state.settings.proxy_default_max_tokens)
-    reserve = call.prompt_chars // 4 + max_tokens
-    admission: str | None = uuid.uuid4().hex
-    limit_headers: dict[str, str] = {}
-    try:
-        decision = await state.limiter.admit(info, admission or "", reserve)
-    except RedisError as exc:
-        if not state.settings.proxy_fail_open:
-            return error_response(503, "rate limiting is unavailable (Redis is down); try again shortly")
-        log.warning("Redis down, serving without limits (ATLAS_PROXY_FAIL_OPEN): %s", exc)
-        admission = None
-    else:
-        limit_headers = decision.headers(info)
-        if not decision.admitted:
-            return error_response(429, f"rate limit reached for this key: {decision.reason}", headers=limit_headers,
-                                  code="rate_limit_exceeded")
+    reserve = call.reserve(entry.route, state.settings, state.settings.proxy_default_max_tokens)
+    admitted = await admit(request, state, info, reserve)
+    if isinstance(admitted, Response):
+        return admitted
+    admission, limit_headers = admitted
     return await state.forwarder.forward(request, path, call, entry, info, admission, reserve, limit_headers)
 
 
+async def admit(request: Request, state: ProxyState, info: KeyInfo, reserve: int
+                ) -> tuple[str | None, dict[str, str]] | Response:
+    """``(admission id, rate-limit headers)``, or the 429 or 503 that refuses the request. The admission id is
+    None when Redis is down and the proxy serves without limits (ATLAS_PROXY_FAIL_OPEN)."""
+    admission = uuid.uuid4().hex
+    try:
+        decision = await state.limiter.admit(Owner.of(info), admission, reserve)
+    except RedisError as exc:
+        if not state.settings.proxy_fail_open:
+            return error_response(503, "rate limiting is unavailable (Redis is down); try again shortly",
+                                  headers={"Retry-After": "2"})
+        log.warning("Redis down, serving without limits (ATLAS_PROXY_FAIL_OPEN): %s", exc)
+        return None, {}
+    headers = decision.headers(info)
+    if not decision.admitted:
+        state.rejections.labels(decision.reason.split(" (")[0], decision.scope).inc()
+        return error_response(429, decision.message, headers=headers, code="rate_limit_exceeded")
+    return admission, headers
+
+
+def task_reservation(body: bytes, state: ProxyState, info: KeyInfo) -> Response | None:
+    """A task whose first attempt alone may spend more than the key's or user's tokens per minute can never run:
+    refused now (the worker charges every attempt against those limits as it goes)."""
+    try:
+        spec = json.loads(body)
+        budget = spec.get("budget") if isinstance(spec, dict) else None
+        prompt = spec.get("prompt") if isinstance(spec, dict) else None
+        ceiling = ceiling_of(budget if isinstance(budget, dict) else None, state.settings,
+                             len(prompt) if isinstance(prompt, str) else 0)
+    except (ValueError, RecursionError):
+        return None  # rag-api says what is wrong with the body
+    for limit, scope in ((info.tokens_per_min, "key"), (info.user_tokens_per_min, "user")):
+        if limit and ceiling > limit:
+            refused = Decision(admitted=False, reason=REASONS[4], scope=scope)
+            return error_response(429, refused.message + f": one attempt of this task may spend {ceiling} tokens",
+                                  code="rate_limit_exceeded")
+    return None
+
+
 async def handle_task(request: Request) -> Response:
-    """The task API: authenticated and rate-limited like any request (one request each; a stream of events
-    holds no concurrency slot), then relayed to rag-api with the key's owner, who alone may see the task."""
+    """The task API: authenticated, rate-limited and metered like any request (a stream of events holds no
+    concurrency slot once it is open), then relayed to rag-api with the key's owner, who alone may see the task."""
     state: ProxyState = request.app.state.proxy
     try:
         info = await authenticate(request, state)
@@ -98,22 +130,13 @@ async def handle_task(request: Request) -> Response:
         body = await read_body(request, state.settings.proxy_max_body_bytes) if request.method == "POST" else b""
     except BadRequest as exc:
         return exc.response()
-    admission = uuid.uuid4().hex
-    headers: dict[str, str] = {}
-    try:
-        decision = await state.limiter.admit(info, admission, 0)
-        if decision.admitted:
-            await state.limiter.release(info, admission)
-    except RedisError as exc:
-        if not state.settings.proxy_fail_open:
-            return error_response(503, "rate limiting is unavailable (Redis is down); try again shortly")
-        log.warning("Redis down, serving without limits (ATLAS_PROXY_FAIL_OPEN): %s", exc)
-    else:
-        headers = decision.headers(info)
-        if not decision.admitted:
-            return error_response(429, f"rate limit reached for this key: {decision.reason}", headers=headers,
-                                  code="rate_limit_exceeded")
-    return await state.forwarder.relay(request, body, info, headers)
+    if body and (refused := task_reservation(body, state, info)) is not None:
+        return refused
+    admitted = await admit(request, state, info, 0)
+    if isinstance(admitted, Response):
+        return admitted
+    admission, headers = admitted
+    return await state.tasks.relay(request, body, info, admission, headers)
 
 
 TASK_ROUTES = [("/v1/tasks", ["POST", "GET"]), ("/v1/tasks/{task_id}", ["GET", "DELETE"]),

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
+from atlas_core.ratelimit import Limiter
 from atlas_proxy.forward import Forwarder
 from atlas_proxy.keys import KeyCache
-from atlas_proxy.limits import Limiter
 from atlas_proxy.models import ModelCache
 from atlas_proxy.settings import Settings
+from atlas_proxy.tasks import TaskRelay
 
 
 @dataclass
@@ -18,3 +21,5 @@ class ProxyState:
     models: ModelCache
     limiter: Limiter
     forwarder: Forwarder
+    tasks: TaskRelay
+    rejections: Counter  # by reason (requests/tokens per minute, concurrency, auth) and whose limit

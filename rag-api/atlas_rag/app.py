@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
 import httpx
 from fastapi import FastAPI
@@ -13,7 +14,8 @@ from redis.exceptions import RedisError
 from atlas_core.app import open_clients, service_app
 from atlas_core.health import http_check, llama_check
 from atlas_core.queue import TaskQueue
-from atlas_rag import tasks
+from atlas_core.redis import redis_client
+from atlas_rag import revocations, tasks
 from atlas_rag.engine import Engine, EngineConfig
 from atlas_rag.llm import LLMClient
 from atlas_rag.routes import Solver, router
@@ -65,12 +67,24 @@ def create_app(settings: Settings) -> FastAPI:
             engine = build_engine(http, settings, "rag-api")
             app.state.solver = Solver(engine, Telemetry(app.state.redis, app.state.metrics.registry),
                                       settings.rag_max_concurrent)
-            queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s, max_queued=settings.task_max_queued)
-            app.state.tasks = tasks.TaskService(queue, engine, settings)
+            queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s, max_queued=settings.task_max_queued,
+                              keep_per_owner=settings.task_keep_per_user)
+            # Event streams hold a connection for each blocking read: a pool of their own, so however many
+            # are open, ordinary requests still get connections.
+            streams = redis_client(settings, pool=settings.task_stream_connections)
+            stack.push_async_callback(streams.aclose)
+            app.state.tasks = tasks.TaskService(queue, engine, settings, TaskQueue(streams, ttl_s=settings.task_ttl_s))
             await warn_unsafe_redis(queue)
-            yield
+            listener = asyncio.create_task(revocations.listen(app.state.redis, queue))
+            try:
+                yield
+            finally:
+                listener.cancel()
+                with suppress(asyncio.CancelledError):
+                    await listener
 
-    app = service_app("rag-api", settings.service_token, lifespan)
+    app = service_app("rag-api", settings.metrics_token, lifespan, max_body_bytes=settings.rag_max_body_bytes)
     app.include_router(router(settings))
     app.include_router(tasks.router(settings))
+    app.include_router(tasks.internal_router(settings))
     return app

@@ -26,6 +26,9 @@ from atlas_rag.timeline import Timeline
 
 log = logging.getLogger("atlas.rag.engine")
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
+MIN_CALL_TOKENS = 16  # a model call with less room than this is not worth making
+CHARS_PER_TOKEN = 3  # a cautious estimate of a prompt's tokens before the server counts them (code: 3-4)
+MESSAGE_OVERHEAD = 8  # the chat template's tokens around each message
 PromptStyle = Literal["chat", "completion"]
 MAX_SELF_TESTS = 10
 CARRIED_BASE = 1000  # indices of programs carried over from an earlier attempt (after any new sample)
@@ -132,6 +135,8 @@ class Solve:
     repair_rounds: int = 0
     heat: float = 0.0  # added to every sample's temperature (the task-worker raises it over attempts)
     stopped: Literal["done", "deadline", "budget"] = "done"
+    token_cap: int | None = None  # the most tokens this solve may spend (what the proxy or the worker reserved)
+    committed: int = 0  # tokens spent plus the most that the calls in flight may still spend
 
     def add(self, candidate: Candidate) -> Candidate:
         if candidate.code is not None:
@@ -162,6 +167,30 @@ class Solve:
     def count(self, generation: Generation) -> None:
         self.prompt_tokens += generation.prompt_tokens
         self.completion_tokens += generation.completion_tokens
+
+    def allow(self, prompt_chars: int, wanted: int) -> tuple[int, int]:
+        """Room for one model call under the token cap: ``(max_tokens to ask for, tokens set aside)``, counting the
+        calls already in flight. Raises TokenBudgetSpent when not even a short answer fits."""
+        if self.token_cap is None:
+            return wanted, 0
+        prompt = prompt_chars // CHARS_PER_TOKEN + 1
+        room = self.token_cap - self.committed - prompt
+        if room < MIN_CALL_TOKENS:
+            self.stopped = "budget"
+            raise TokenBudgetSpent(f"the solve's token cap of {self.token_cap} is spent")
+        allowed = min(wanted, room)
+        self.committed += prompt + allowed
+        return allowed, prompt + allowed
+
+    def spent(self, set_aside: int, generation: Generation | None) -> None:
+        """A call ended: what it set aside gives way to what it really spent."""
+        if self.token_cap is not None:
+            used = generation.prompt_tokens + generation.completion_tokens if generation else 0
+            self.committed += used - set_aside
+
+
+class TokenBudgetSpent(Exception):
+    """The solve may not spend another call's tokens: it ends with what it has (``stopped`` = budget)."""
 
 
 class Engine:
@@ -251,6 +280,8 @@ class Engine:
             except LLMUnavailable as exc:
                 failures.append(exc)
                 return
+            except TokenBudgetSpent:
+                return
             c = solve.add(Candidate(index=i, origin="sample", temperature=temp, seed=seed, code=code,
                                     tokens=gen.completion_tokens))
             await say({"stage": "generate", "candidate": c.index, "tokens": c.tokens,
@@ -260,21 +291,40 @@ class Engine:
         if failures and len(failures) == k - start:
             raise failures[0]
 
+    async def _chat(self, solve: Solve, messages: list[Message], *, temperature: float, seed: int | None,
+                    max_tokens: int) -> Generation:
+        """One chat call within the solve's token cap."""
+        chars = sum(len(m.get("content", "")) + MESSAGE_OVERHEAD * CHARS_PER_TOKEN for m in messages)
+        limit, aside = solve.allow(chars, max_tokens)
+        try:
+            gen = await self.llm.chat(messages, temperature=temperature, seed=seed, max_tokens=limit,
+                                      timeline=solve.timeline)
+        except BaseException:
+            solve.spent(aside, None)
+            raise
+        solve.spent(aside, gen)
+        solve.count(gen)
+        return gen
+
     async def _sample(self, solve: Solve, messages: list[Message], temp: float, seed: int | None
                       ) -> tuple[str | None, Generation]:
         problem = solve.problem
-        limit = solve.budget.max_tokens
         code: str | None
         if self.config.prompt_style == "completion":
             prefix = prompts.completion_prefix(problem)
-            gen = await self.llm.complete(prefix, temperature=temp, seed=seed, max_tokens=limit,
-                                          stop=COMPLETION_STOPS, timeline=solve.timeline)
+            limit, aside = solve.allow(len(prefix), solve.budget.max_tokens)
+            try:
+                gen = await self.llm.complete(prefix, temperature=temp, seed=seed, max_tokens=limit,
+                                              stop=COMPLETION_STOPS, timeline=solve.timeline)
+            except BaseException:
+                solve.spent(aside, None)
+                raise
+            solve.spent(aside, gen)
+            solve.count(gen)
             code = complete_code(prefix, gen.text)
         else:
-            gen = await self.llm.chat(messages, temperature=temp, seed=seed, max_tokens=limit,
-                                      timeline=solve.timeline)
+            gen = await self._chat(solve, messages, temperature=temp, seed=seed, max_tokens=solve.budget.max_tokens)
             code = extract_code(gen.text, problem.language, problem.entry_point)
-        solve.count(gen)
         if code is not None and problem.language == "python":
             code = add_imports(sanitize_python(code, problem.reads_stdin, problem.entry_point), problem.text)
         return code, gen
@@ -354,10 +404,11 @@ class Engine:
 
     async def write_self_tests(self, solve: Solve, say: Progress = _quiet) -> None:
         problem = solve.problem
-        gen = await self.llm.chat(prompts.self_tests(problem, self.config.self_test_count), temperature=0.0,
-                                  seed=solve.seed, max_tokens=min(solve.budget.max_tokens, 512),
-                                  timeline=solve.timeline)
-        solve.count(gen)
+        try:
+            gen = await self._chat(solve, prompts.self_tests(problem, self.config.self_test_count), temperature=0.0,
+                                   seed=solve.seed, max_tokens=min(solve.budget.max_tokens, 512))
+        except TokenBudgetSpent:
+            return
         solve.self_tests = parse_self_tests(gen.text, problem.entry_point or "")
         await say({"stage": "self-tests", "count": len(solve.self_tests),
                    "message": f"the model wrote {len(solve.self_tests)} usable test(s)"})
@@ -444,8 +495,9 @@ class Engine:
                                                                           + _describe(r)})
 
         outcomes = await asyncio.gather(*(fix(c, n) for n, c in enumerate(failing)), return_exceptions=True)
-        for outcome in outcomes:  # a repair the model or sandbox could not make is skipped, not fatal
-            if isinstance(outcome, BaseException) and not isinstance(outcome, LLMUnavailable | SandboxUnavailable):
+        for outcome in outcomes:  # a repair the model, the sandbox or the token cap did not allow is skipped
+            if isinstance(outcome, BaseException) and not isinstance(
+                    outcome, LLMUnavailable | SandboxUnavailable | TokenBudgetSpent):
                 raise outcome
         await self.judge(solve, say)
         if solve.self_tests:

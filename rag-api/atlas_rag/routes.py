@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from atlas_core.auth import require_service_token
+from atlas_core.auth import require_token
 from atlas_core.errors import error_response
 from atlas_rag.engine import Engine, Solve
 from atlas_rag.llm import LLMUnavailable
@@ -54,12 +54,13 @@ class Solver:
         self._slots = {k: until for k, until in self._slots.items() if until > now}
         return len(self._slots)
 
-    def start(self, request: SolveRequest) -> Solve:
+    def start(self, request: SolveRequest, token_cap: int | None = None) -> Solve:
         """Admit and parse a solve (Busy, or ProblemError for bad input, before any work). The slot is taken
         here, so a burst of requests cannot all pass before any of them runs; ``run`` gives it back."""
         if self.running >= self.limit:
             raise Busy()
         solve = self.engine.start(request)
+        solve.token_cap = token_cap
         self._slots[solve.id] = time.monotonic() + solve.budget.deadline_s + SLOT_GRACE_S
         return solve
 
@@ -145,10 +146,16 @@ async def stream_events(work: Callable[[Emit], Awaitable[SolveResult]],
 Frame = Callable[[dict[str, Any] | SolveResult], list[bytes]]
 
 
-def begin(solver: Solver, request: SolveRequest, prefix: str = "") -> Solve | Response:
+def token_cap(request: Request) -> int | None:
+    """What the proxy reserved for this request (``X-Atlas-Token-Cap``): the solve never spends more."""
+    value = request.headers.get("x-atlas-token-cap", "")
+    return int(value) if value.isdigit() and 0 < len(value) <= 12 else None
+
+
+def begin(solver: Solver, request: SolveRequest, prefix: str = "", cap: int | None = None) -> Solve | Response:
     """The solve, or the 400/503 that refuses it before any work."""
     try:
-        return solver.start(request)
+        return solver.start(request, cap)
     except ProblemError as exc:
         return error_response(400, str(exc), param=prefix + exc.field)
     except Busy:
@@ -173,12 +180,13 @@ async def respond(request: Request, solver: Solver, solve: Solve, stream: bool, 
 
 
 def router(settings: Settings) -> APIRouter:
-    api = APIRouter(dependencies=[Depends(require_service_token(settings.service_token))])
+    # Only llm-proxy may act for a user (it authenticated the key and names its owner in X-Atlas-User-Id).
+    api = APIRouter(dependencies=[Depends(require_token(settings.proxy_token, "ATLAS_PROXY_TOKEN"))])
 
     @api.post("/v1/solve", response_model=None)
     async def solve(body: SolveRequest, request: Request) -> Response:
         solver: Solver = request.app.state.solver
-        state = begin(solver, body)
+        state = begin(solver, body, cap=token_cap(request))
         if isinstance(state, Response):
             return state
 
@@ -212,13 +220,14 @@ def router(settings: Settings) -> APIRouter:
         usage_wanted = isinstance(options, dict) and options.get("include_usage") is True
         solver: Solver = request.app.state.solver
         if ext.verify is False or (ext.verify is None and not ext.tests and not is_coding_problem(text)):
-            return await plain_chat(solver, body, model, stream, usage_wanted)
+            return await plain_chat(solver, body, model, stream, usage_wanted, token_cap(request),
+                                    settings.rag_max_tokens)
         try:
             req = SolveRequest(problem=text, language=ext.language or guess_language(text), tests=ext.tests,
                                entry_point=ext.entry_point, budget=ext.budget, seed=ext.seed)
         except ValidationError as exc:
             return error_response(400, f"invalid request: {exc.errors()[0]['msg']}", param="messages")
-        state = begin(solver, req, "atlas.")
+        state = begin(solver, req, "atlas.", token_cap(request))
         if isinstance(state, Response):
             return state
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
@@ -244,10 +253,21 @@ def router(settings: Settings) -> APIRouter:
     return api
 
 
-async def plain_chat(solver: Solver, body: dict[str, Any], model: str, stream: bool, usage_wanted: bool
-                     ) -> Response:
-    """Not a coding problem: the model answers alone (k = 1), in OpenAI's shape, streamed as one piece."""
-    forward = {k: v for k, v in body.items() if k not in ("atlas", "model", "stream", "stream_options")}
+async def plain_chat(solver: Solver, body: dict[str, Any], model: str, stream: bool, usage_wanted: bool,
+                     cap: int | None, default_max_tokens: int) -> Response:
+    """Not a coding problem: the model answers alone (k = 1), in OpenAI's shape, streamed as one piece, within
+    the request's token cap (llama.cpp is told ``max_tokens``)."""
+    forward = {k: v for k, v in body.items()
+               if k not in ("atlas", "model", "stream", "stream_options", "max_completion_tokens")}
+    asked = body.get("max_completion_tokens", body.get("max_tokens"))
+    limit = asked if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0 else default_max_tokens
+    if cap is not None:
+        prompt = len(json.dumps(body.get("messages"))) // 3 + 1
+        limit = min(limit, cap - prompt)
+        if limit < 1:
+            return error_response(400, "the messages alone take the whole token budget this request reserved; "
+                                  "send a shorter conversation", param="messages")
+    forward["max_tokens"] = limit
     try:
         answer = await solver.engine.llm.forward_chat(forward)
     except LLMUnavailable as exc:

@@ -14,11 +14,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
-from atlas_core.auth import require_service_token
+from atlas_core.auth import require_token
 from atlas_core.errors import error_response
-from atlas_core.queue import TERMINAL, QueueFull, TaskQueue
+from atlas_core.queue import TERMINAL, QueueFull, QuotaReached, TaskQueue
+from atlas_core.schemas import TaskLimits
 from atlas_rag.engine import Engine
 from atlas_rag.problem import ProblemError
 from atlas_rag.schemas import TaskRequest
@@ -35,10 +37,20 @@ INTS = ("max_attempts", "deliveries", "attempts_made", "prompt_tokens", "complet
 
 
 class TaskService:
-    def __init__(self, queue: TaskQueue, engine: Engine, settings: Settings) -> None:
+    def __init__(self, queue: TaskQueue, engine: Engine, settings: Settings, streams: TaskQueue) -> None:
         self.queue = queue
         self.engine = engine
         self.settings = settings
+        self.streams = streams  # the same queue over the Redis pool kept for event streams
+
+
+def limits_of(request: Request, settings: Settings) -> TaskLimits:
+    """The owner's limits as the proxy sent them (``X-Atlas-Limits``); the defaults when it sent none."""
+    sent = request.headers.get("x-atlas-limits")
+    try:
+        return TaskLimits.model_validate_json(sent) if sent else TaskLimits(max_queued_tasks=settings.task_default_quota)
+    except ValidationError:
+        return TaskLimits(max_queued_tasks=settings.task_default_quota)
 
 
 def view(record: dict[str, str], attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -70,7 +82,8 @@ def _owner(request: Request) -> str | Response:
 
 
 def router(settings: Settings) -> APIRouter:
-    api = APIRouter(dependencies=[Depends(require_service_token(settings.service_token))])
+    # Only llm-proxy may act for a user (it authenticated the key and names its owner in X-Atlas-User-Id).
+    api = APIRouter(dependencies=[Depends(require_token(settings.proxy_token, "ATLAS_PROXY_TOKEN"))])
 
     async def owned(request: Request, task_id: str) -> dict[str, str] | Response:
         """The task's record if the caller owns it; a 404 (the same for absent and foreign tasks) otherwise."""
@@ -99,15 +112,25 @@ def router(settings: Settings) -> APIRouter:
             return error_response(400, "a task needs tests to verify against: give 'tests', or put examples "
                                   "(doctests, asserts, Input/Output samples) in the prompt", param="tests")
         deadline_s = body.deadline_s or s.task_deadline_s
+        spec = body.model_dump(mode="json", by_alias=True)
+        size = len(json.dumps(spec))
+        if size > s.task_max_spec_bytes:
+            return error_response(413, f"this task is {size} bytes as stored; a task may be at most "
+                                  f"{s.task_max_spec_bytes} (ATLAS_TASK_MAX_SPEC_BYTES): send fewer or shorter tests",
+                                  param="tests")
+        limits = limits_of(request, s)
+        key_id = request.headers.get("x-atlas-key-id", "")
         try:
             task_id = await service.queue.submit(
-                body.model_dump(mode="json", by_alias=True), owner=owner, priority=body.priority,
-                deadline_s=deadline_s, max_attempts=body.max_attempts or s.task_max_attempts,
-                key_id=request.headers.get("x-atlas-key-id", ""))
+                spec, owner=owner, priority=body.priority, deadline_s=deadline_s,
+                max_attempts=body.max_attempts or s.task_max_attempts, key_id=key_id[:20] if key_id.isdigit() else "",
+                quota=limits.max_queued_tasks, limits=limits.model_dump_json())
         except QueueFull as exc:
             return error_response(429, f"{exc}; retry later", code="queue_full", headers={"Retry-After": "10"})
+        except QuotaReached as exc:
+            return error_response(429, str(exc), code="task_quota", headers={"Retry-After": "10"})
         except RedisError:
-            return error_response(503, UNAVAILABLE)
+            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
         return JSONResponse({"task_id": task_id, "status": "queued", "priority": body.priority,
                              "deadline_at": time.time() + deadline_s},
                             status_code=202, headers={"Location": f"/v1/tasks/{task_id}"})
@@ -121,7 +144,7 @@ def router(settings: Settings) -> APIRouter:
         try:
             records = await queue.records(await queue.owned(owner, limit))
         except RedisError:
-            return error_response(503, UNAVAILABLE)
+            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
         return JSONResponse({"object": "list", "data": [view(r) for r in records if r.get("owner") == owner]})
 
     @api.get("/v1/tasks/{task_id}", response_model=None)
@@ -132,7 +155,7 @@ def router(settings: Settings) -> APIRouter:
                 return record
             attempts = await request.app.state.tasks.queue.attempts(task_id)
         except RedisError:
-            return error_response(503, UNAVAILABLE)
+            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
         return JSONResponse(view(record, attempts))
 
     @api.delete("/v1/tasks/{task_id}", response_model=None)
@@ -141,9 +164,9 @@ def router(settings: Settings) -> APIRouter:
             record = await owned(request, task_id)
             if isinstance(record, Response):
                 return record
-            status = await request.app.state.tasks.queue.cancel(task_id)
+            status = await request.app.state.tasks.queue.cancel(task_id, record["owner"])
         except RedisError:
-            return error_response(503, UNAVAILABLE)
+            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
         if status in TERMINAL and status != "cancelled":
             return error_response(409, f"task '{task_id}' has already finished ({status}); nothing to cancel",
                                   param="task_id", code="task_finished")
@@ -157,24 +180,45 @@ def router(settings: Settings) -> APIRouter:
         try:
             record = await owned(request, task_id)
         except RedisError:
-            return error_response(503, UNAVAILABLE)
+            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
         if isinstance(record, Response):
             return record
         start = request.headers.get("last-event-id", "0")
-        return StreamingResponse(follow(request.app.state.tasks.queue, task_id, start),
+        return StreamingResponse(follow(request.app.state.tasks.streams, task_id, start),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @api.get("/v1/queue/stats", response_model=None)
     async def stats(request: Request) -> Response:
+        """The queue's numbers as a key holder sees them: depths, counts and the caller's own quota; no host
+        names or Redis settings (those are on the operators' /internal/queue/stats)."""
+        owner = _owner(request)
+        if isinstance(owner, Response):
+            return owner
         queue: TaskQueue = request.app.state.tasks.queue
         try:
             numbers = await queue.stats()
+            active = len(await queue.active(owner))
         except RedisError:
-            return error_response(503, UNAVAILABLE)
+            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
+        return JSONResponse(numbers | {"mine": {"active": active,
+                                                "quota": limits_of(request, settings).max_queued_tasks}})
+
+    return api
+
+
+def internal_router(settings: Settings) -> APIRouter:
+    """Operators' views, behind the metrics credential (Prometheus and the dashboard hold it)."""
+    api = APIRouter(prefix="/internal",
+                    dependencies=[Depends(require_token(settings.metrics_token, "ATLAS_METRICS_TOKEN"))])
+
+    @api.get("/queue/stats", response_model=None)
+    async def stats(request: Request) -> Response:
+        queue: TaskQueue = request.app.state.tasks.queue
         try:
+            numbers = await queue.stats(detail=True)
             numbers["redis"] = await queue.redis_policy()
-        except RedisError:  # a managed Redis may refuse CONFIG GET
-            numbers["redis"] = None
+        except RedisError:
+            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
         return JSONResponse(numbers)
 
     return api

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 
 from atlas_core.app import open_clients, service_app
-from atlas_core.auth import bearer, require_service_token
+from atlas_core.auth import bearer, require_token
 from atlas_core.errors import error_response
 from atlas_sandbox.engine import BadRequest, Busy, Engine
 from atlas_sandbox.files import BadFiles
@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.verifier = Verifier(settings.sandbox_verify_key, app.state.redis)
             yield
 
-    app = service_app("sandbox", settings.service_token, lifespan)
+    app = service_app("sandbox", settings.metrics_token, lifespan, max_body_bytes=settings.sandbox_max_body_bytes)
     runs = Counter("atlas_sandbox_verdicts_total", "Verdicts given, by endpoint and verdict",
                    ["endpoint", "verdict"], registry=app.state.metrics.registry)
     run_time = Histogram("atlas_sandbox_request_seconds", "Time to answer /execute and /judge", ["endpoint"],
@@ -108,7 +108,8 @@ def create_app(settings: Settings) -> FastAPI:
             runs.labels("judge", cand.verdict).inc()
         return result
 
-    @app.get("/languages", dependencies=[Depends(require_service_token(settings.service_token))])
+    # What is installed and which isolation features are on: operators' information, behind the metrics credential.
+    @app.get("/languages", dependencies=[Depends(require_token(settings.metrics_token, "ATLAS_METRICS_TOKEN"))])
     async def languages(request: Request) -> dict[str, object]:
         engine: Engine = request.app.state.engine
         return {"languages": {name: {"version": tc.version, "file": tc.language.source,

@@ -106,8 +106,14 @@ def _assertion_failed(err: str | None, res: RunResult) -> bool:
 
 
 def _pytest_argv(tc: Toolchain, root: str, test_file: str) -> list[str]:
-    return [tc.paths["python3"], "-B", "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={root}",
-            f"{root}/{test_file}"]
+    # python -m puts the cwd (the work directory: these runs use cwd_work) first on sys.path, where -p finds
+    # the reporting plugin
+    return [tc.paths["python3"], "-B", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+            programs.PYTEST_PLUGIN, f"--rootdir={root}", f"{root}/{test_file}"]
+
+
+def _pytest_files(code: str, tests: dict[str, str]) -> dict[str, str]:
+    return {"solution.py": code, f"{programs.PYTEST_PLUGIN}.py": programs.pytest_plugin(), **tests}
 
 
 class Engine:
@@ -220,20 +226,20 @@ class Engine:
         token = programs.nonce()
         extra: dict[str, str] = {}
         name = tc.language.name
-        runner_file: str | None = None
-        nonce_on_stdin = pytest_style = False
+        harness: list[str] = []  # the harness file and its arguments, run instead of the program
+        pytest_style = False
         if req.test_code is not None:
             if name == "python":
                 pytest_style = "def test_" in req.test_code
                 if pytest_style:
-                    extra = {"solution.py": req.code, "test_main.py": req.test_code,
-                             "conftest.py": programs.pytest_conftest(token)}
+                    extra = _pytest_files(req.code, {"test_main.py": req.test_code})
                 else:
                     extra = {"harness.py": programs.python_statements(req.test_code)}
-                    runner_file, nonce_on_stdin = "harness.py", True
+                    harness = ["harness.py"]
             elif name == "javascript":
-                extra = {"check.js": programs.javascript_assert(req.code, "", req.test_code, token)}
-                runner_file = "check.js"
+                extra = {"run.js": programs.javascript_runner(),
+                         "check.js": programs.javascript_assert(req.code, "", req.test_code)}
+                harness = ["run.js", "check.js"]
             else:
                 raise BadRequest(f"test_code: supported for python and javascript; for {name} use /judge in "
                                  "stdin mode")
@@ -247,12 +253,12 @@ class Engine:
                                        error_message=output, execution_time_ms=(time.monotonic() - started) * 1000)
             root = self.runner.work_root(d)
             stdin = req.stdin.encode() if req.stdin else None
-            if nonce_on_stdin:  # the Python harness reads the nonce first
+            if req.test_code is not None:  # every harness reads the nonce first (pytest's plugin too)
                 stdin = f"{token}\n{req.stdin or ''}".encode()
             if pytest_style:
                 res = await self._run(_pytest_argv(tc, root, "test_main.py"), d, limits, stdin=stdin, cwd_work=True)
-            elif runner_file is not None:
-                argv = tc.argv(tc.language.run, f"{root}/{runner_file}", f"{root}/{EXE}")
+            elif harness:
+                argv = [*tc.argv(tc.language.run, f"{root}/{harness[0]}", ""), *(f"{root}/{h}" for h in harness[1:])]
                 res = await self._run(argv, d, limits, stdin=stdin, address_space=tc.language.limit_address_space)
             else:
                 argv = tc.argv(tc.language.run, f"{root}/{tc.language.source}", f"{root}/{EXE}")
@@ -289,12 +295,12 @@ class Engine:
             self.dirs.remove(d)
 
     async def _lint(self, tc: Toolchain, d: Path, limits: Limits) -> float | None:
+        """pylint's score, or None when it cannot finish within the caller's limits: a token or request may only
+        lower limits, so lint gets the same ones as the program, never more."""
         root = self.runner.work_root(d)
         argv = [tc.paths["python3"], "-B", "-m", "pylint", "--score=y", "--persistent=n", "--jobs=1",
                 f"{root}/{tc.language.source}"]
-        lint_limits = replace(limits, timeout_s=max(limits.timeout_s, 30), cpu_s=max(limits.cpu_s, 30),
-                              memory_mb=max(limits.memory_mb, 512))
-        res = await self._run(argv, d, lint_limits, address_space=False)
+        res = await self._run(argv, d, limits, address_space=tc.language.limit_address_space)
         for line in _text(res.stdout).splitlines():
             if "rated at" in line:
                 try:
@@ -362,7 +368,7 @@ class Engine:
             return cached
         started = time.monotonic()
         token = programs.nonce()
-        d = self._workdir(tc, code, self._test_files(req, tc.language.name, code, token), req.files)
+        d = self._workdir(tc, code, self._test_files(req, tc.language.name, code), req.files)
         try:
             err, output = await self._compile(tc, d, deadline - time.monotonic())
             total = len(req.tests)
@@ -430,19 +436,19 @@ class Engine:
                                             error=message)
         return outcomes
 
-    def _test_files(self, req: JudgeRequest, lang: str, code: str, token: str) -> dict[str, str]:
+    def _test_files(self, req: JudgeRequest, lang: str, code: str) -> dict[str, str]:
+        """The harness and test files of a candidate's work directory: none holds the run's nonce."""
         if req.mode == "functional":
             return {"harness.py": programs.python_functional(req.func_name or "")}
         if req.mode == "assert":
             if lang == "python":
                 tests = {f"t{j}.py": programs.python_assert(code, req.setup, t.code) for j, t in enumerate(req.tests)}
                 return {"run.py": programs.python_runner(), **tests}
-            return {f"t{j}.js": programs.javascript_assert(code, req.setup, t.code, token)
-                    for j, t in enumerate(req.tests)}
+            tests = {f"t{j}.js": programs.javascript_assert(code, req.setup, t.code) for j, t in enumerate(req.tests)}
+            return {"run.js": programs.javascript_runner(), **tests}
         if req.mode == "stdin":
             return self.stdin_files
-        return {"solution.py": code, "conftest.py": programs.pytest_conftest(token),  # pytest
-                **{f"test_{j}.py": t.code for j, t in enumerate(req.tests)}}
+        return _pytest_files(code, {f"test_{j}.py": t.code for j, t in enumerate(req.tests)})  # pytest
 
     async def _tests(self, req: JudgeRequest, tc: Toolchain, d: Path, token: str, limits: Limits,
                      deadline: float, window: int, passed_event: asyncio.Event | None) -> dict[int, Outcome]:
@@ -480,16 +486,13 @@ class Engine:
         run_limits = replace(limits, timeout_s=min(limits.timeout_s, remaining)) if cut else limits
         root = self.runner.work_root(d)
         cwd_work = False
-        python = tc.language.name == "python"
-        stdin: bytes | None = None
+        stdin = f"{token}\n".encode()  # every harness reads the nonce first
         if req.mode == "functional":
             argv = tc.argv(tc.language.run, f"{root}/harness.py", "")
             stdin = f"{token}\n{test.input}".encode()
-        elif req.mode == "assert" and python:
-            argv = [*tc.argv(tc.language.run, f"{root}/run.py", ""), f"{root}/t{j}.py"]
-            stdin = f"{token}\n".encode()
         elif req.mode == "assert":
-            argv = tc.argv(tc.language.run, f"{root}/t{j}.js", "")
+            ext = "py" if tc.language.name == "python" else "js"
+            argv = [*tc.argv(tc.language.run, f"{root}/run.{ext}", ""), f"{root}/t{j}.{ext}"]
         else:
             argv = _pytest_argv(tc, root, f"test_{j}.py")
             cwd_work = True

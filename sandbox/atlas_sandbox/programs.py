@@ -1,16 +1,28 @@
 """The programs a mode runs inside the sandbox around the candidate's code.
 
 Each ends by printing a marker line that carries a per-run random nonce: a program that exits 0 early
-(``sys.exit(0)``, ``os._exit(0)``) never reaches the marker. In Python the nonce arrives as the first line of
-stdin, read by the harness before the candidate's code runs, and the marker goes out through a copy of
-stdout taken before it, so neither reading the files nor closing ``sys.stdout`` helps a program fake or lose
-it. (Code in the same process could still dig the nonce out of the harness's frame; that needs a deliberate
-attack, which the isolation, not the verdict, is there to contain. JavaScript embeds the marker.)
+(``sys.exit(0)``, ``os._exit(0)``, ``process.exit(0)``) never reaches the marker. The nonce is never in a file
+of the work directory, which the candidate can read: it arrives as the first line of stdin, read by a harness
+before the candidate's code runs, and the marker goes out through stdout as it was before that code ran.
+
+- Python harnesses (``run.py``, ``harness.py``) read it with ``sys.stdin.readline()`` (the program reads the
+  rest of stdin from the same ``sys.stdin``) and keep a dup of fd 1, so closing ``sys.stdout`` does not lose
+  the marker; both are locals of a function, not globals of ``__main__`` the program could import.
+- pytest (``PYTEST_PLUGIN``, loaded with ``-p``): pytest imports ``-p`` plugins while it pre-parses its
+  arguments, before its capture plugin points fd 0 at /dev/null and fd 1 at a temporary file (in
+  ``pytest_load_initial_conftests``, which loads the conftest files: a conftest.py would come too late to see
+  stdin). The plugin reads the nonce a byte at a time and dups fd 1 at import, and writes marker and counts
+  through the dup when the session finishes.
+- JavaScript (``run.js``) reads it from fd 0 a byte at a time, then ``require()``s the file holding the
+  candidate's code and the test, then writes the marker with ``fs.writeSync(1, ...)``.
+
+Code in the same Python process could still dig the nonce out of a harness's frame or closure, or tamper with
+pytest itself (JavaScript offers no way to name another function's locals); that needs a deliberate attack,
+which the isolation, not the verdict, is there to contain.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import textwrap
 
@@ -55,7 +67,8 @@ sys.setrecursionlimit(50000)
 
 
 # Every Python harness starts by taking the nonce and a copy of stdout, and ends by writing the marker (plus a
-# JSON payload) through that copy, whatever the program did to sys.stdout.
+# JSON payload) through that copy, whatever the program did to sys.stdout. All of it runs inside a function
+# (``_in_function``): as globals of ``__main__``, the program could simply ``import __main__`` and read them.
 _NONCE_IN = """\
 import os, sys
 _tag = sys.stdin.readline().strip()
@@ -68,6 +81,10 @@ except (OSError, ValueError):  # the program closed it
     pass
 os.write(_out, ("\\n__ATLAS_" + _tag + "__" + {payload} + "\\n").encode())
 """
+
+
+def _in_function(body: str) -> str:
+    return "def _main():\n" + textwrap.indent(body, "    ") + "\n_main()\n"
 
 
 def nonce() -> str:
@@ -84,26 +101,47 @@ def python_assert(code: str, setup: str, test: str) -> str:
 
 
 def python_runner() -> str:
-    """``run.py PROGRAM``: reads the nonce, runs PROGRAM as ``__main__``, then writes the marker. All of it
-    inside a function, so the nonce is not a global of ``__main__`` the program could look up."""
-    body = _NONCE_IN + """\
+    """``run.py PROGRAM``: reads the nonce, runs PROGRAM as ``__main__``, then writes the marker."""
+    return _in_function(_NONCE_IN + """\
 _path = sys.argv[1]
 sys.argv = [_path]
 with open(_path) as _f:
     _code = compile(_f.read(), _path.rsplit("/", 1)[-1], "exec")
 exec(_code, {"__name__": "__main__", "__file__": _path, "__builtins__": __builtins__})
-""" + _MARKER_OUT.format(payload='""')
-    return "def _run():\n" + textwrap.indent(body, "    ") + "\n_run()\n"
+""" + _MARKER_OUT.format(payload='""'))
 
 
-def javascript_assert(code: str, setup: str, test: str, token: str) -> str:
-    return f"{code}\n\n{setup}\n\n{test}\n\nconsole.log({json.dumps(marker(token))});\n"
+def javascript_assert(code: str, setup: str, test: str) -> str:
+    """One test file: the code, the setup, the test (run by ``javascript_runner``)."""
+    return f"{code}\n\n{setup}\n\n{test}\n"
+
+
+def javascript_runner() -> str:
+    """``run.js FILE``: reads the nonce, runs FILE, then writes the marker. ``require()`` is synchronous (an ES
+    module graph with top-level await is refused), so the marker can only follow a test that finished; FILE
+    sees ``process.argv`` as under ``node FILE``, but is not ``require.main``."""
+    return """\
+"use strict";
+(function () {
+  const fs = require("fs");
+  const write = fs.writeSync;  // taken before the candidate's code could replace it
+  const byte = Buffer.alloc(1);
+  let tag = "";
+  while (fs.readSync(0, byte, 0, 1, null) === 1 && byte[0] !== 10) {
+    tag += String.fromCharCode(byte[0]);
+  }
+  const file = process.argv[2];
+  process.argv.splice(1, 2, file);
+  require(file);
+  write(1, "\\n__ATLAS_" + tag + "__\\n");
+})();
+"""
 
 
 def python_functional(func_name: str) -> str:
     """Calls ``Solution().<func_name>`` (or a top-level function of that name) of ``main.py`` with one JSON
     value per line of stdin (after the nonce line), and writes the result as JSON after the marker."""
-    return _NONCE_IN + f"""\
+    return _in_function(_NONCE_IN + f"""\
 import json
 _lines = [line for line in sys.stdin.read().split("\\n") if line.strip()]
 _args = [json.loads(line) for line in _lines]
@@ -124,13 +162,13 @@ def _plain(v):
     if isinstance(v, dict):
         return {{k: _plain(x) for k, x in v.items()}}
     return v
-""" + _MARKER_OUT.format(payload="json.dumps(_plain(_result))")
+""" + _MARKER_OUT.format(payload="json.dumps(_plain(_result))"))
 
 
 def python_statements(test: str) -> str:
     """For ``/execute`` with assert-style test code: runs ``main.py``, then each top-level ``assert`` or call
     of the test code as one test (other statements are setup), and reports counts after the marker."""
-    return _NONCE_IN + f"""\
+    return _in_function(_NONCE_IN + f"""\
 import ast, json, traceback
 _ns = {{"__name__": "__main__"}}
 _dir = __file__.rsplit("/", 1)[0]
@@ -153,32 +191,61 @@ for _node in _tree.body:
         if _first is None:
             _first = {{"test": ast.get_source_segment({test!r}, _node), "error": "".join(
                 traceback.format_exception_only(type(_exc), _exc)).strip()[-2000:]}}
-""" + _MARKER_OUT.format(payload='json.dumps({"run": _run, "passed": _passed, "first": _first})')
+""" + _MARKER_OUT.format(payload='json.dumps({"run": _run, "passed": _passed, "first": _first})'))
 
 
-def pytest_conftest(token: str) -> str:
-    """A conftest.py that reports pytest's counts and first failure after the marker."""
-    return f"""\
-import json, sys
-_counts = {{"run": 0, "passed": 0, "first": None}}
+PYTEST_PLUGIN = "_atlas_pytest_report"  # a reserved module name: no candidate file is called that
 
-def pytest_runtest_logreport(report):
-    if report.skipped:  # skipped and xfail tests are neither passes nor failures
-        return
-    if report.when == "call" or (report.when in ("setup", "teardown") and report.failed):
-        _counts["run"] += 1
-        if report.passed:
-            _counts["passed"] += 1
-        elif _counts["first"] is None and report.failed:
-            _counts["first"] = {{"test": report.nodeid, "error": str(report.longrepr)[-2000:]}}
 
-def pytest_sessionfinish(session, exitstatus):
-    try:
-        sys.stdout.flush()
-    except (OSError, ValueError):  # the program closed it
-        pass
-    sys.stdout.write("\\n" + {marker(token)!r} + json.dumps(_counts) + "\\n")
-"""
+def pytest_plugin() -> str:
+    """The ``-p`` plugin module that reports pytest's counts and first failure after the marker. It holds no
+    secret: the nonce comes on stdin. The hooks that count and write the marker are methods of an object made
+    in a closure and registered once, from ``pytest_configure``, which pytest calls before it imports any test
+    or the candidate's code: module-level hooks would let that code call ``pytest_sessionfinish`` itself."""
+    return '''\
+import json, os, sys
+
+
+def _reporter():
+    tag = b""
+    while not tag.endswith(b"\\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            break
+        tag += byte
+    out = os.dup(1)
+    counts = {"run": 0, "passed": 0, "first": None}
+
+    class Report:
+        def pytest_runtest_logreport(self, report):
+            if report.skipped:  # skipped and xfail tests are neither passes nor failures
+                return
+            if report.when == "call" or (report.when in ("setup", "teardown") and report.failed):
+                counts["run"] += 1
+                if report.passed:
+                    counts["passed"] += 1
+                elif counts["first"] is None and report.failed:
+                    counts["first"] = {"test": report.nodeid, "error": str(report.longrepr)[-2000:]}
+
+        def pytest_sessionfinish(self, session, exitstatus):
+            try:
+                sys.stdout.flush()
+            except (OSError, ValueError):  # the program closed it
+                pass
+            line = "\\n__ATLAS_" + tag.decode().strip() + "__" + json.dumps(counts) + "\\n"
+            os.write(out, line.encode())
+
+    registered = []
+
+    def pytest_configure(config):
+        if not registered:
+            registered.append(config.pluginmanager.register(Report(), "atlas-report"))
+
+    return pytest_configure
+
+
+pytest_configure = _reporter()
+'''
 
 
 def find_marker(stdout: str, token: str) -> str | None:

@@ -33,6 +33,8 @@ log = logging.getLogger("atlas.sandbox")
 
 INSIDE_WORK = "/sandbox"
 INSIDE_TMP = "/tmp"  # noqa: S108 - a private tmpfs inside the sandbox, not the host's /tmp
+INSIDE_SHM = "/dev/shm"  # noqa: S108 - POSIX semaphores (multiprocessing's locks and queues) live there
+SHM_SHARE = 8  # /dev/shm is a private tmpfs of this fraction of the /tmp size
 INSIDE_UID = 65534
 # Read-only parts of /etc some runtimes need (dynamic loader cache, alternatives symlinks, time zone data).
 ETC_ENTRIES = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime")
@@ -161,13 +163,18 @@ class Runner:
               fds: dict[str, int]) -> list[str]:
         if not self.isolated:
             return command
+        tmp = self.config.tmp_mb << 20
         args = [self.config.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
                 "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID), "--hostname", "sandbox",
                 *self._system, "--proc", "/proc", "--dev", "/dev",
-                "--size", str(self.config.tmp_mb * 1024 * 1024), "--tmpfs", INSIDE_TMP,
+                "--size", str(tmp // SHM_SHARE), "--tmpfs", INSIDE_SHM,
+                "--size", str(tmp), "--tmpfs", INSIDE_TMP,
                 "--bind" if writable else "--ro-bind", str(workdir), INSIDE_WORK,
-                # bwrap's root is a tmpfs: made read-only, only /tmp (and a compile's work dir) stay writable
-                "--remount-ro", "/",
+                # bwrap's root and /dev are tmpfs mounts without a size, whose pages no rlimit counts (nor any
+                # cgroup when per-run cgroups are off): both read-only. A remount does not reach sub-mounts, so
+                # the sized /tmp and /dev/shm (and a compile's work dir) stay writable, and so do the device
+                # nodes, each a bind mount of its own.
+                "--remount-ro", "/", "--remount-ro", "/dev",
                 "--chdir", INSIDE_WORK if cwd_work else INSIDE_TMP, "--clearenv"]
         for key, value in ENV.items():
             args += ["--setenv", key, value]

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from atlas_core.capability import verify_key
-from atlas_core.settings import Port, ServiceSettings
+from atlas_core.settings import Port, ServiceSettings, host_field
 from atlas_sandbox.limits import Limits
 
 
@@ -20,6 +20,10 @@ def _verify_key(value: str) -> str:
 
 class Settings(ServiceSettings):
     port: Port = Field(8020, validation_alias="ATLAS_SANDBOX_PORT", description="sandbox HTTP port.")
+    host: str = host_field("sandbox", "ATLAS_SANDBOX_HOST")
+    sandbox_max_body_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, le=1024**3, description="Largest /execute or /judge body the sandbox accepts "
+        "(candidates and tests of one call), in bytes (413 beyond).")
     sandbox_verify_key: Annotated[str, AfterValidator(_verify_key)] = Field(
         description="Ed25519 public key (base64url) that checks capability tokens. atlas up derives it from "
         "ATLAS_SANDBOX_SIGNING_KEY; elsewhere run `atlas sandbox-key` with that secret."

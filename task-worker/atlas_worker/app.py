@@ -14,12 +14,14 @@ from fastapi import FastAPI
 from atlas_core.app import open_clients, service_app
 from atlas_core.health import http_check, llama_check
 from atlas_core.queue import TaskQueue
+from atlas_core.ratelimit import Limiter
 from atlas_rag.app import build_engine
 from atlas_worker.loop import VerifyRepair
 from atlas_worker.settings import Settings
 from atlas_worker.worker import Worker, WorkerConfig
 
 log = logging.getLogger("atlas.worker")
+MAX_BODY_BYTES = 64 * 1024  # it serves health and metrics only
 
 
 def worker_config(settings: Settings) -> WorkerConfig:
@@ -36,7 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.readiness["sandbox"] = http_check(http, f"{settings.sandbox_url}/livez")
             queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s)
             worker = Worker(queue, VerifyRepair(build_engine(http, settings, "task-worker")),
-                            worker_config(settings))
+                            worker_config(settings), limiter=Limiter(app.state.redis, settings.rag_deadline_s))
             app.state.worker = worker
             loop = asyncio.create_task(worker.run())
             log.info("worker %s serving the task queue (%d at a time)", worker.name, settings.worker_concurrency)
@@ -47,4 +49,4 @@ def create_app(settings: Settings) -> FastAPI:
                 loop.cancel()
                 await asyncio.gather(loop, return_exceptions=True)
 
-    return service_app("task-worker", settings.service_token, lifespan)
+    return service_app("task-worker", settings.metrics_token, lifespan, max_body_bytes=MAX_BODY_BYTES)

@@ -11,19 +11,24 @@ The loop ends with SUCCESS (an attempt's answer passes every test), MAX_ATTEMPTS
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from atlas_core.queue import StopReason
+from redis.exceptions import RedisError
 
-__all__ = ["Outcome", "StopReason", "TaskContext", "VerifyRepair", "summarise"]
-from atlas_rag.engine import Engine, problem_seed
+from atlas_core.budget import solve_ceiling
+from atlas_core.queue import StopReason
+from atlas_rag.engine import Engine, SolveBudget, problem_seed
 from atlas_rag.problem import ProblemError
 from atlas_rag.sandbox import SandboxRefused
 from atlas_rag.schemas import MAX_K, TaskRequest
 from atlas_rag.select import rank_key
+from atlas_worker.gate import NoRoomBeforeDeadline, TokenGate, TooBig
+
+__all__ = ["Outcome", "StopReason", "TaskContext", "VerifyRepair", "summarise"]
 
 HEAT_STEP = 0.15
 HEAT_CAP = 0.4
@@ -47,6 +52,7 @@ class TaskContext:
     record_attempt: Callable[[dict[str, Any]], Awaitable[None]]
     deadline_at: float = float("inf")
     max_attempts: int = 1
+    gate: TokenGate | None = None  # the task's tokens per minute (None: no limit to respect)
 
 
 @dataclass
@@ -82,6 +88,18 @@ def finished_attempts(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The attempts, each once (by number), in order."""
     by_number = {a["n"]: a for a in history if a.get("kind") == "attempt"}
     return [by_number[n] for n in sorted(by_number)]
+
+
+def ceiling(budget: SolveBudget, k: int, prompt: str) -> int:
+    return solve_ceiling(k=k, max_tokens=budget.max_tokens, repair_rounds=budget.repair_rounds,
+                         self_tests=budget.self_tests, prompt_chars=len(prompt))
+
+
+def fitted(budget: SolveBudget, k: int, prompt: str, limit: int) -> int:
+    """The most candidates, up to ``k``, whose attempt fits within ``limit`` tokens (at least one)."""
+    while k > 1 and limit and ceiling(budget, k, prompt) > limit:
+        k -= 1
+    return k
 
 
 def progress_of(ctx: TaskContext, n: int) -> Callable[[dict[str, Any]], Awaitable[None]]:
@@ -120,7 +138,12 @@ class VerifyRepair:
             k_n, heat, seed_n = schedule(k, seed, n)
             try:
                 # Failing code from before is worth nothing unless it goes back with its failures: a repair round.
-                solve = self.engine.start(task.attempt(k_n, min(3600.0, remaining), seed_n, 1 if carried else 0))
+                request = task.attempt(k_n, min(3600.0, remaining), seed_n, 1 if carried else 0)
+                budget = self.engine.budget(request)
+                if ctx.gate is not None and k_n != (fit := fitted(budget, k_n, task.prompt, ctx.gate.limit)):
+                    k_n = fit  # a later attempt's larger k still has to fit in a minute's tokens
+                    request = task.attempt(k_n, min(3600.0, remaining), seed_n, 1 if carried else 0)
+                solve = self.engine.start(request)
             except ProblemError as exc:
                 return end("failed", "UNRECOVERABLE", f"the task cannot run as given: {exc}")
             if not solve.problem.tests:
@@ -132,11 +155,23 @@ class VerifyRepair:
                                        "message": f"attempt {n}/{ctx.max_attempts}: {k_n} candidate(s)"
                                                   + (f", repairing {len(carried)} from before" if carried else "")})
             started = time.time()
-
+            reserved, reservation = ceiling(solve.budget, k_n, task.prompt), None
+            if ctx.gate is not None:
+                try:
+                    reservation = await ctx.gate.acquire(reserved, ctx.deadline_at)
+                except TooBig as exc:
+                    return end("failed", "UNRECOVERABLE", f"{exc}: lower the task's budget or raise the limit")
+                except NoRoomBeforeDeadline as exc:
+                    return end("failed", "DEADLINE", str(exc))
+                solve.token_cap = reserved  # the attempt never spends more than it reserved
             try:
                 result = await self.engine.run(solve, progress_of(ctx, n))
             except SandboxRefused as exc:
                 return end("failed", "UNRECOVERABLE", str(exc))
+            finally:
+                if ctx.gate is not None and reservation is not None:
+                    with contextlib.suppress(RedisError):  # the reservation leaves the window within a minute anyway
+                        await ctx.gate.settle(reservation, reserved, solve.prompt_tokens + solve.completion_tokens)
             failing = sorted((c for c in solve.candidates if c.unique and not c.public_ok and c.failure),
                              key=rank_key)[:CARRY]
             attempt: dict[str, Any] = {

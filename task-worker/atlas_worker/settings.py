@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from atlas_core.settings import Port
+from atlas_core.settings import Port, host_field
 from atlas_rag.settings import EngineSettings, TaskSettings
 
 
@@ -12,6 +12,7 @@ class Settings(EngineSettings, TaskSettings):
     port: Port = Field(
         8030, validation_alias="ATLAS_WORKER_PORT",
         description="task-worker health and metrics port (atlas up gives worker i the port + i).")
+    host: str = host_field("task-worker", "ATLAS_WORKER_HOST")
     worker_concurrency: int = Field(
         1, ge=1, le=256, description="Tasks one worker runs at once (the model server is usually the limit).")
     worker_visibility_s: float = Field(

@@ -26,9 +26,10 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from atlas_core.queue import Delivery, TaskQueue
-from atlas_core.schemas import USAGE_MAXLEN, USAGE_STREAM
+from atlas_core.ratelimit import Limiter
 from atlas_rag.llm import LLMUnavailable
 from atlas_rag.sandbox import SandboxRefused, SandboxUnavailable
+from atlas_worker.gate import gate_for
 from atlas_worker.loop import Outcome, StopReason, TaskContext, summarise
 
 log = logging.getLogger("atlas.worker")
@@ -56,14 +57,17 @@ class Running:
     task: asyncio.Task[None]
     handling: bool = False  # the handler is running (only then may a cancellation interrupt the task)
     cancel_requested: bool = False
+    revoked: bool = False
     lost: bool = False
     hand_back: bool = False
 
 
 class Worker:
-    def __init__(self, queue: TaskQueue, handler: Handler, config: WorkerConfig, name: str | None = None) -> None:
+    def __init__(self, queue: TaskQueue, handler: Handler, config: WorkerConfig, name: str | None = None,
+                 limiter: Limiter | None = None) -> None:
         self.queue = queue
         self.handler = handler
+        self.limiter = limiter  # charges each attempt against its key's and owner's tokens per minute
         self.config = config
         self.name = name or consumer_name()
         self.running: dict[str, Running] = {}
@@ -183,6 +187,10 @@ class Worker:
 
     async def _serve_task(self, d: Delivery) -> None:
         begun = await self.queue.begin(d, self.name)
+        if begun.state == "revoked":  # its key or owner was revoked after it was submitted: it never runs
+            await self._finish(d, begun.record, "cancelled", ended("CANCELLED", REVOKED_MESSAGE, list(begun.history),
+                                                                   begun.record))
+            return
         if begun.state != "run":
             await self.queue.ack(d)
             return
@@ -205,13 +213,14 @@ class Worker:
             await self.queue.event(d.task_id, kind, data)
 
         async def record_attempt(attempt: dict[str, Any]) -> None:
-            await self.queue.add_attempt(d.task_id, attempt)
+            await self.queue.add_attempt(d.task_id, attempt, usage_entry(record, attempt))
             history.append(attempt)
 
         ctx = TaskContext(task_id=d.task_id, spec=_json(record.get("spec")), record=record, history=begun.history,
                           worker=self.name, emit=emit, record_attempt=record_attempt,
                           deadline_at=float(record.get("deadline_at") or "inf"),
-                          max_attempts=int(record.get("max_attempts") or 1))
+                          max_attempts=int(record.get("max_attempts") or 1),
+                          gate=gate_for(self.limiter, record, emit))
         me.handling = True
         try:
             outcome = await self.handler(ctx)
@@ -227,7 +236,7 @@ class Worker:
                 return
             if me.lost:
                 return  # another worker took the task over; its outcome is the one stored
-            outcome = ended("CANCELLED", "cancelled by its owner", history, record)
+            outcome = ended("CANCELLED", REVOKED_MESSAGE if me.revoked else "cancelled by its owner", history, record)
         except RedisError:
             raise  # not the handler's fault: see _serve
         except (LLMUnavailable, SandboxUnavailable) as exc:
@@ -263,11 +272,11 @@ class Worker:
 
     async def _beat(self, r: Running) -> None:
         try:
-            held, cancel = await self.queue.heartbeat(r.delivery, self.name)
+            held, stop = await self.queue.heartbeat(r.delivery, self.name)
         except RedisError:
             return  # the entry is safe in Redis; the next beat tries again
-        if (cancel or not held) and r.handling:
-            r.cancel_requested, r.lost = cancel, not held
+        if (stop or not held) and r.handling:
+            r.cancel_requested, r.revoked, r.lost = bool(stop), stop == "revoked", not held
             r.task.cancel()
 
     async def _retry(self, d: Delivery, record: dict[str, str], error: str, *, counted: bool,
@@ -295,27 +304,28 @@ class Worker:
                        "reason": outcome.message, "at": time.time()} if dead else None
         for attempt in range(8):
             try:
-                written = await self.queue.finish(d, status, fields, event, counts, dead_letter)
+                await self.queue.finish(d, status, fields, event, counts, dead_letter, owner=record.get("owner", ""))
                 break
             except RedisError:
                 if attempt == 7:
                     raise
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
         self.served += 1
-        if written and record.get("key_id") and (outcome.tokens["prompt"] or outcome.tokens["completion"]):
-            await self._meter(record, outcome, submitted)
 
-    async def _meter(self, record: dict[str, str], outcome: Outcome, submitted: float) -> None:
-        """A task's tokens count against its key like a request's (the proxy's usage stream)."""
-        usage = {"ts": submitted, "key_id": record["key_id"], "user_id": record.get("owner", ""),
-                 "model": "atlas", "status": 200, "prompt_tokens": outcome.tokens["prompt"],
-                 "completion_tokens": outcome.tokens["completion"],
-                 "latency_ms": round((time.time() - submitted) * 1000, 1)}
-        try:
-            await self.queue.redis.xadd(USAGE_STREAM, usage, maxlen=USAGE_MAXLEN,  # type: ignore[arg-type]
-                                        approximate=True)
-        except RedisError as exc:
-            log.warning("could not record the task's usage: %s", exc)
+
+REVOKED_MESSAGE = "its API key was revoked, or its owner's account deactivated"
+
+
+def usage_entry(record: dict[str, str], attempt: dict[str, Any]) -> dict[str, Any] | None:
+    """An attempt's tokens as a usage-stream entry of the task's key (``requests`` 0: the submission was the
+    request); recorded with the attempt, in one step, so each attempt is metered exactly once."""
+    tokens = attempt.get("tokens") or {}
+    if not record.get("key_id") or not (tokens.get("prompt") or tokens.get("completion")):
+        return None
+    return {"ts": attempt.get("finished_at", time.time()), "key_id": record["key_id"],
+            "user_id": record.get("owner", ""), "model": "atlas", "status": 200, "requests": 0,
+            "prompt_tokens": int(tokens.get("prompt", 0)), "completion_tokens": int(tokens.get("completion", 0)),
+            "latency_ms": round((attempt.get("finished_at", 0) - attempt.get("started_at", 0)) * 1000, 1)}
 
 
 def ended(reason: StopReason, message: str, history: list[dict[str, Any]], record: dict[str, str]) -> Outcome:

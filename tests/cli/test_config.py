@@ -28,15 +28,15 @@ def test_secrets_are_generated_once_private_and_never_printed(
     assert all(len(v) >= 32 for v in values.values())
     assert len(set(values.values())) == len(values)
     again = prepare({}, None)
-    assert again.values["ATLAS_SERVICE_TOKEN"] == config.values["ATLAS_SERVICE_TOKEN"]
+    assert again.values["ATLAS_METRICS_TOKEN"] == config.values["ATLAS_METRICS_TOKEN"]
     printed = capsys.readouterr()
     assert not any(v in printed.out + printed.err for v in values.values())
 
 
 def test_secrets_in_the_environment_win(platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     mine = "operator-chosen-token-" + "x" * 20
-    monkeypatch.setenv("ATLAS_SERVICE_TOKEN", mine)
-    assert prepare({}, None).values["ATLAS_SERVICE_TOKEN"] == mine
+    monkeypatch.setenv("ATLAS_METRICS_TOKEN", mine)
+    assert prepare({}, None).values["ATLAS_METRICS_TOKEN"] == mine
 
 
 def test_urls_follow_ports_and_services_get_only_their_keys(platform_env: dict[str, str]) -> None:
@@ -48,7 +48,8 @@ def test_urls_follow_ports_and_services_get_only_their_keys(platform_env: dict[s
     assert config.values["ATLAS_REDIS_URL"] == f"redis://127.0.0.1:{platform_env['ATLAS_REDIS_PORT']}/0"
     plan = {spec.name: spec for spec in build_plan(config)}
     assert "ATLAS_LLAMA_API_KEY" not in plan["dashboard"].env  # least privilege: it never calls the model
-    assert "ATLAS_SERVICE_TOKEN" not in plan["embedding-server"].env
+    assert "ATLAS_METRICS_TOKEN" not in plan["embedding-server"].env
+    assert "ATLAS_PROXY_TOKEN" not in plan["sandbox"].env and "ATLAS_RECOVERY_TOKEN" not in plan["llm-proxy"].env
     assert plan["llm-proxy"].env["ATLAS_LLAMA_API_KEY"] == config.values["ATLAS_LLAMA_API_KEY"]
     assert all(config.values["ATLAS_LLAMA_API_KEY"] not in arg for spec in plan.values() for arg in spec.argv)
 

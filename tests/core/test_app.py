@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from atlas_core.app import open_clients, service_app
 from atlas_core.settings import load_settings
 from atlas_sandbox.settings import Settings
-from tests.conftest import TOKEN, free_port
+from tests.conftest import METRICS_TOKEN, free_port
 
 
 class Item(BaseModel):
@@ -29,7 +29,7 @@ def build(env: dict[str, str]) -> FastAPI:
             await open_clients(app, settings, stack)
             yield
 
-    app = service_app("test-service", settings.service_token, lifespan)
+    app = service_app("test-service", settings.metrics_token, lifespan, max_body_bytes=1024)
 
     @app.post("/items")
     async def create(item: Item) -> Item:
@@ -59,7 +59,7 @@ def test_readyz_is_503_with_a_reason_when_redis_is_down(service_env: dict[str, s
     env = service_env | {"ATLAS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     with TestClient(build(env)) as down:
         public = down.get("/readyz")
-        detailed = down.get("/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
+        detailed = down.get("/readyz", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert public.status_code == detailed.status_code == 503
     assert public.json()["status"] == "not ready"
     assert public.json()["checks"]["redis"] == "unavailable"  # no hosts or driver messages for anonymous callers
@@ -70,7 +70,7 @@ def test_metrics_need_the_service_token(client: TestClient) -> None:
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     client.get("/livez")
-    response = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert response.status_code == 200
     assert 'atlas_http_requests_total{method="GET",route="/livez",service="test-service",status="200"}' in response.text
 

@@ -6,9 +6,9 @@ import pytest
 
 from atlas_core.settings import SettingsError, load_settings, read_conf
 from atlas_proxy.settings import Settings as ProxySettings
-from tests.conftest import LLAMA_KEY, TOKEN
+from tests.conftest import LLAMA_KEY, METRICS_TOKEN, PROXY_TOKEN
 
-SECRETS = {"ATLAS_SERVICE_TOKEN": TOKEN, "ATLAS_LLAMA_API_KEY": LLAMA_KEY}
+SECRETS = {"ATLAS_METRICS_TOKEN": METRICS_TOKEN, "ATLAS_PROXY_TOKEN": PROXY_TOKEN, "ATLAS_LLAMA_API_KEY": LLAMA_KEY}
 
 
 def test_conf_file_is_read_and_environment_wins(tmp_path: Path) -> None:
@@ -38,21 +38,21 @@ def test_bad_value_names_the_key() -> None:
 
 
 def test_missing_secret_is_required() -> None:
-    with pytest.raises(SettingsError, match="ATLAS_SERVICE_TOKEN is required"):
+    with pytest.raises(SettingsError, match="ATLAS_METRICS_TOKEN is required"):
         load_settings(ProxySettings, environ={"ATLAS_LLAMA_API_KEY": LLAMA_KEY})
 
 
 @pytest.mark.parametrize("weak", ["changeme", "password", "short-but-random-x1"])
 def test_weak_secret_refused_without_echoing_it(weak: str) -> None:
     with pytest.raises(SettingsError) as error:
-        load_settings(ProxySettings, environ={**SECRETS, "ATLAS_SERVICE_TOKEN": weak})
-    assert "ATLAS_SERVICE_TOKEN=<hidden>" in str(error.value)
+        load_settings(ProxySettings, environ={**SECRETS, "ATLAS_METRICS_TOKEN": weak})
+    assert "ATLAS_METRICS_TOKEN=<hidden>" in str(error.value)
     assert weak not in str(error.value)
 
 
 def test_read_conf_rejects_malformed_lines(tmp_path: Path) -> None:
     conf = tmp_path / "atlas.conf"
-    conf.write_text("ATLAS_PROXY_PORT=1\nexport ATLAS_SERVICE_TOKEN=do-not-echo-me\n")
+    conf.write_text("ATLAS_PROXY_PORT=1\nexport ATLAS_METRICS_TOKEN=do-not-echo-me\n")
     with pytest.raises(SettingsError, match=r"atlas.conf:2: expected KEY=value") as error:
         read_conf(conf)
     assert "do-not-echo-me" not in str(error.value)
@@ -63,5 +63,5 @@ def test_read_conf_rejects_malformed_lines(tmp_path: Path) -> None:
 
 def test_secret_values_lists_raw_secrets() -> None:
     settings = load_settings(ProxySettings, environ=SECRETS)
-    assert set(settings.secret_values()) >= {TOKEN, LLAMA_KEY}
-    assert TOKEN not in repr(settings)
+    assert set(settings.secret_values()) >= {METRICS_TOKEN, LLAMA_KEY}
+    assert METRICS_TOKEN not in repr(settings)

@@ -1,5 +1,8 @@
 """Each distribution installs alone with atlas-core into a fresh venv and starts: what each Dockerfile relies on
-(no Docker engine runs here, so this stands in for building the images)."""
+(no Docker engine runs here, so this stands in for building the images). It installs the way the Dockerfiles do:
+third-party packages from the distribution's lock (locks/, written by scripts/lock.py) with --require-hashes
+--no-deps, which proves the lock's hashes right, then the local directories with --no-deps; `pip check` then proves
+the lock complete."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.lock import LEFT_OUT, LOCK_DIR, LOCKS
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.install
@@ -26,8 +30,9 @@ DISTRIBUTIONS = {
     "llama-server": ("atlas_llama.embed", ["atlas-embed-server"], NO_KEY),
     "benchmark": ("atlas_bench", ["atlas-bench", "--version"], "atlas-bench 0.1.0"),
 }
-# Sibling distributions one needs (pip cannot resolve them from an index: they are local directories).
-NEEDS = {"task-worker": ["rag-api"]}  # the worker runs rag-api's engine
+# Each directory's lock: the one whose image installs it last (llama-server: the embedding server's, with its
+# `embed` extra; task-worker's lists the sibling it needs, rag-api, whose engine the worker runs).
+LOCK = {lock.installs[-1].partition("[")[0]: name for name, lock in LOCKS.items()}
 
 
 @pytest.mark.parametrize("directory", sorted(DISTRIBUTIONS))
@@ -36,13 +41,19 @@ def test_distribution_installs_alone(directory: str, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", str(python), "install", "--quiet",
-         "-c", str(REPO / "constraints.txt"), str(REPO / "core"),
-         *(str(REPO / d) for d in NEEDS.get(directory, [])), str(REPO / directory)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert install.returncode == 0, install.stderr[-3000:]
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", str(python)]
+    lock = LOCK[directory]
+    for args in (
+        ["--require-hashes", "--no-deps", "--only-binary", ":all:", "-r", str(LOCK_DIR / f"{lock}.txt")],
+        ["--no-deps", "--no-build-isolation", *(str(REPO / spec) for spec in LOCKS[lock].installs)],
+    ):
+        install = subprocess.run([*pip, "install", "--quiet", *args], capture_output=True, text=True, timeout=600)
+        assert install.returncode == 0, install.stderr[-3000:]
+    checked = subprocess.run([*pip, "check"], capture_output=True, text=True, timeout=120)
+    assert checked.stdout.strip(), checked.stderr
+    broken = [line for line in checked.stdout.splitlines()
+              if line != "No broken requirements found." and not any(f" requires {d}," in line for d in LEFT_OUT)]
+    assert not broken, f"locks/{lock}.txt is incomplete: {broken}"
     imported = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, text=True, timeout=120)
     assert imported.returncode == 0, imported.stderr
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}

@@ -13,10 +13,11 @@ from fastapi.testclient import TestClient
 from atlas_core.settings import load_settings
 from atlas_portal.app import create_app
 from atlas_portal.settings import Settings
-from tests.conftest import TOKEN
+from tests.conftest import PROXY_TOKEN, RECOVERY_TOKEN
 
 PG_ADMIN_URL = os.environ.get("ATLAS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-SERVICE = {"Authorization": f"Bearer {TOKEN}"}
+PROXY = {"Authorization": f"Bearer {PROXY_TOKEN}"}  # key validation and the model list
+HOST = {"Authorization": f"Bearer {RECOVERY_TOKEN}"}  # bootstrap and recovery
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +61,7 @@ def portal(portal_env: dict[str, str]) -> Iterator[TestClient]:
 
 
 def bootstrap(client: TestClient) -> dict[str, str]:
-    response = client.post("/internal/bootstrap", headers=SERVICE)
+    response = client.post("/internal/bootstrap", headers=HOST)
     assert response.status_code == 201, response.text
     body: dict[str, str] = response.json()
     return body

@@ -17,8 +17,11 @@ from atlas_portal.app import create_app as create_portal
 from atlas_portal.settings import Settings as PortalSettings
 from atlas_proxy.app import create_app as create_proxy
 from atlas_proxy.settings import Settings as ProxySettings
-from tests.conftest import LLAMA_KEY, TOKEN, RedisServer, ServerThread, free_port
+from tests.conftest import LLAMA_KEY, METRICS_TOKEN, PROXY_TOKEN, RECOVERY_TOKEN, RedisServer, ServerThread, free_port
 from tests.proxy.fake_upstream import fake_upstream
+
+# What the fake rag-api reports spending on a streamed atlas chat (a best-of-5 solve seen in a review)
+RAG_STREAM_USAGE = {"prompt_tokens": 693, "completion_tokens": 188, "total_tokens": 881}
 
 
 @dataclass
@@ -49,22 +52,26 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
         client.flushdb()
     llama = fake_upstream(["fake-chat"], LLAMA_KEY)
     embed = fake_upstream(["fake-embed"], LLAMA_KEY)
-    rag = fake_upstream([], TOKEN)
+    rag = fake_upstream([], PROXY_TOKEN, stream_usage=RAG_STREAM_USAGE)
     with ServerThread(llama) as llama_server, ServerThread(embed) as embed_server, ServerThread(rag) as rag_server:
         portal_port, proxy_port = free_port(), free_port()
         env = {
-            "ATLAS_SERVICE_TOKEN": TOKEN, "ATLAS_LLAMA_API_KEY": LLAMA_KEY,
+            "ATLAS_METRICS_TOKEN": METRICS_TOKEN, "ATLAS_PROXY_TOKEN": PROXY_TOKEN,
+            "ATLAS_RECOVERY_TOKEN": RECOVERY_TOKEN, "ATLAS_LLAMA_API_KEY": LLAMA_KEY,
             "ATLAS_JWT_SECRET": secrets.token_urlsafe(32), "ATLAS_KEY_HASH_SECRET": secrets.token_urlsafe(32),
             "ATLAS_REDIS_URL": redis_server.url, "ATLAS_REDIS_PASSWORD": redis_server.password,
             "ATLAS_STATE_DIR": str(tmp_path_factory.mktemp("proxy-state")),
             "ATLAS_LLAMA_URL": llama_server.url, "ATLAS_EMBED_URL": embed_server.url, "ATLAS_RAG_URL": rag_server.url,
             "ATLAS_PORTAL_URL": f"http://127.0.0.1:{portal_port}",
+            # Per-user limits off by default here: each test sets the ones it is about (a new user's, via PATCH).
+            "ATLAS_USER_DEFAULT_RPM": "0", "ATLAS_USER_DEFAULT_TPM": "0", "ATLAS_USER_DEFAULT_CONCURRENCY": "0",
+            "ATLAS_USER_DEFAULT_STREAMS": "0", "ATLAS_USER_DEFAULT_TASKS": "0", "ATLAS_MAX_KEYS_PER_USER": "10000",
             "ATLAS_PUBLIC_API_URL": f"http://127.0.0.1:{proxy_port}/v1",
         }
         portal_app = create_portal(load_settings(PortalSettings, environ=env))
         proxy_app = create_proxy(load_settings(ProxySettings, environ=env))
         with ServerThread(portal_app, portal_port) as portal, ServerThread(proxy_app, proxy_port) as proxy:
-            boot = httpx.post(f"{portal.url}/internal/bootstrap", headers={"Authorization": f"Bearer {TOKEN}"})
+            boot = httpx.post(f"{portal.url}/internal/bootstrap", headers={"Authorization": f"Bearer {RECOVERY_TOKEN}"})
             login = httpx.post(f"{portal.url}/api/auth/login",
                                json={"username": "admin", "password": boot.json()["password"]})
             admin = {"Authorization": f"Bearer {login.json()['access_token']}"}

@@ -27,7 +27,10 @@ SOLVE_RESULT = {"id": "solve-fake", "code": "def add(a, b):\n    return a + b\n"
                 "summary": "verified: 1/1 tests pass", "usage": SOLVE_USAGE}
 
 
-def fake_upstream(models: list[str], api_key: str, piece_delay_s: float = 0.0) -> FastAPI:
+def fake_upstream(models: list[str], api_key: str, piece_delay_s: float = 0.0,
+                  stream_usage: dict[str, int] | None = None) -> FastAPI:
+    """``stream_usage``: what a stream reports in its final usage chunk when the request asks for one with
+    ``stream_options.include_usage`` (as rag-api does); None: the backend never reports usage in streams."""
     app = FastAPI()
     app.state.requests = []
     app.state.abandoned = 0
@@ -65,6 +68,9 @@ def fake_upstream(models: list[str], api_key: str, piece_delay_s: float = 0.0) -
                 else:
                     chunk = {**base, "object": "text_completion", "choices": [{"index": 0, "text": piece}]}
                 yield f"data: {json.dumps(chunk)}\r\n\r\n".encode()
+            if stream_usage is not None and (body.get("stream_options") or {}).get("include_usage"):
+                usage = {**base, "object": "chat.completion.chunk", "choices": [], "usage": stream_usage}
+                yield f"data: {json.dumps(usage)}\r\n\r\n".encode()
             yield b"data: [DONE]\r\n\r\n"
         except asyncio.CancelledError:
             app.state.abandoned += 1

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from atlas_cli.main import main
-from tests.conftest import TOKEN
+from atlas_core.budget import solve_ceiling
+from tests.conftest import PROXY_TOKEN
 from tests.proxy.conftest import Stack
 from tests.proxy.fake_upstream import SOLVE_RESULT, SOLVE_USAGE
 
@@ -48,7 +49,7 @@ def test_solve_reaches_rag_api_unchanged_with_the_callers_identity_and_is_metere
     assert response.json() == SOLVE_RESULT
     seen = stack.rag.state.requests[-1]
     assert seen["path"] == "/v1/solve" and seen["raw"] == raw  # no model filled in: rag-api ignores it
-    assert seen["headers"]["authorization"] == f"Bearer {TOKEN}"
+    assert seen["headers"]["authorization"] == f"Bearer {PROXY_TOKEN}"
     assert seen["headers"]["x-atlas-key-id"] == str(created["id"])
     assert seen["headers"]["x-atlas-user-id"] == str(created["user_id"])
 
@@ -69,12 +70,16 @@ def test_solve_reaches_rag_api_unchanged_with_the_callers_identity_and_is_metere
 
 
 def test_the_budget_is_reserved_against_tokens_per_minute(stack: Stack) -> None:
-    key = bearer(stack.key(tokens_per_min=100)["key"])
-    too_big = httpx.post(f"{stack.proxy}/v1/solve", headers=key,
-                         json=PROBLEM | {"budget": {"k": 2, "max_tokens": 60}})
-    assert too_big.status_code == 429 and "lower max_tokens" in too_big.json()["error"]["message"]
-    fits = httpx.post(f"{stack.proxy}/v1/solve", headers=key, json=PROBLEM | {"budget": {"k": 1, "max_tokens": 60}})
+    one = {"k": 1, "max_tokens": 60, "repair_rounds": 0, "self_tests": False}
+    ceiling = solve_ceiling(k=1, max_tokens=60, repair_rounds=0, self_tests=False,
+                            prompt_chars=len(PROBLEM["problem"]) + len(json.dumps(PROBLEM["tests"])))
+    key = bearer(stack.key(tokens_per_min=ceiling)["key"])
+    too_big = httpx.post(f"{stack.proxy}/v1/solve", headers=key, json=PROBLEM | {"budget": one | {"k": 2}})
+    assert too_big.status_code == 429 and "lower max_tokens or the budget" in too_big.json()["error"]["message"]
+    fits = httpx.post(f"{stack.proxy}/v1/solve", headers=key, json=PROBLEM | {"budget": one})
     assert fits.status_code == 200, fits.text
+    # rag-api is told the reservation: the solve never spends more than it
+    assert stack.rag.state.requests[-1]["headers"]["x-atlas-token-cap"] == str(ceiling)
 
 
 @pytest.mark.parametrize(

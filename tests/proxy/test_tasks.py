@@ -68,3 +68,88 @@ def test_errors_keep_their_status_and_field(stack: Stack, proxy: str) -> None:
     restricted = stack.key(allowed_models=["fake-chat"])["key"]
     refused = call(proxy, restricted, "POST", "/v1/tasks", json=TASK)
     assert refused.status_code == 403 and "atlas" in refused.json()["error"]["message"]
+
+
+def _user_key(stack: Stack, name: str, **limits: Any) -> str:
+    """A key of a new non-admin user whose per-user limits are set to ``limits``."""
+    password = f"{name}-password-123"
+    user = httpx.post(f"{stack.portal}/api/auth/register", headers=stack.admin,
+                      json={"username": name, "email": f"{name}@example.com", "password": password})
+    assert user.status_code == 201, user.text
+    if limits:
+        assert httpx.patch(f"{stack.portal}/api/users/{user.json()['id']}", headers=stack.admin,
+                           json=limits).status_code == 200
+    token = httpx.post(f"{stack.portal}/api/auth/login", json={"username": name, "password": password})
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    key: str = httpx.post(f"{stack.portal}/api/keys", headers=headers, json={"name": "k"}).json()["key"]
+    return key
+
+
+def _name(prefix: str) -> str:
+    import time
+
+    return f"{prefix}-{time.monotonic_ns() % 10**9}"
+
+
+def test_one_user_cannot_fill_the_queue(stack: Stack, proxy: str) -> None:
+    greedy = _user_key(stack, _name("greedy"), max_queued_tasks=2)
+    codes = [call(proxy, greedy, "POST", "/v1/tasks", json=TASK).status_code for _ in range(3)]
+    assert codes == [202, 202, 429]
+    assert call(proxy, stack.key()["key"], "POST", "/v1/tasks", json=TASK).status_code == 202  # others still can
+
+
+def test_a_task_that_may_spend_more_than_the_keys_tokens_per_minute_is_refused(stack: Stack, proxy: str) -> None:
+    key = stack.key(tokens_per_min=5_000)["key"]
+    answer = call(proxy, key, "POST", "/v1/tasks", json=TASK | {"budget": {"k": 10, "max_tokens": 4096}})
+    assert answer.status_code == 429, answer.text
+
+
+def test_task_records_have_a_byte_bound(stack: Stack, proxy: str) -> None:
+    # each test within the per-field limit, the whole spec far over what a task record may keep
+    tests = [{"assert": f"assert add({i}, 0) == {i}  # " + "x" * 20_000} for i in range(100)]
+    answer = call(proxy, stack.key()["key"], "POST", "/v1/tasks", json=TASK | {"tests": tests})
+    assert answer.status_code == 413, answer.text
+    assert "task" in answer.json()["error"]["message"]
+
+
+def test_event_streams_have_a_declared_per_user_cap(stack: Stack, proxy: str) -> None:
+    key = _user_key(stack, _name("streams"), max_streams=2)
+    task_id = call(proxy, key, "POST", "/v1/tasks", json=TASK).json()["task_id"]
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(timeout=30) as client:
+        opened = [client.send(client.build_request("GET", f"{proxy}/v1/tasks/{task_id}/events", headers=headers),
+                              stream=True) for _ in range(3)]
+        try:
+            codes = [r.status_code for r in opened]
+            assert codes == [200, 200, 429]
+            assert int(opened[2].headers["retry-after"]) >= 1
+        finally:
+            for r in opened:
+                r.close()
+
+
+def test_revoking_a_key_cancels_its_queued_tasks(stack: Stack, proxy: str) -> None:
+    created = stack.key()
+    task_id = call(proxy, created["key"], "POST", "/v1/tasks", json=TASK).json()["task_id"]
+    assert httpx.delete(f"{stack.portal}/api/keys/{created['id']}", headers=stack.admin).status_code == 204
+    import time
+
+    deadline = time.monotonic() + 5
+    with redis_client(stack) as client:
+        while client.hget(f"atlas:task:{task_id}", "status") != b"cancelled":
+            assert time.monotonic() < deadline, client.hgetall(f"atlas:task:{task_id}")
+            time.sleep(0.05)
+
+
+def redis_client(stack: Stack) -> Any:
+    import redis
+
+    return redis.Redis.from_url(stack.env["ATLAS_REDIS_URL"], password=stack.env["ATLAS_REDIS_PASSWORD"])
+
+
+def test_queue_stats_show_a_key_holder_no_hosts_or_redis_settings(stack: Stack, proxy: str) -> None:
+    with redis_client(stack) as client:
+        client.hset("atlas:tasks:workers", "gpu-box-7-1234-abcd", json.dumps({"seen": 1e12, "running": 0}))
+    stats = call(proxy, _user_key(stack, _name("stats")), "GET", "/v1/queue/stats")
+    assert stats.status_code == 200
+    assert "gpu-box-7" not in stats.text and "redis" not in stats.json()

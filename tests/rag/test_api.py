@@ -15,11 +15,11 @@ from atlas_core.settings import load_settings
 from atlas_rag.app import create_app
 from atlas_rag.settings import Settings
 from atlas_rag.telemetry import SOLVES_STREAM
-from tests.conftest import TOKEN, RedisServer, ServerThread
+from tests.conftest import METRICS_TOKEN, PROXY_TOKEN, RedisServer, ServerThread
 from tests.rag.fake_llm import fake, fenced, user_text
 
 ADD = "Write a Python function add(a, b) that returns the sum.\n>>> add(2, 3)\n5\n"
-AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Atlas-User-Id": "7"}
+AUTH = {"Authorization": f"Bearer {PROXY_TOKEN}", "X-Atlas-User-Id": "7"}
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_solve_answers_with_verified_code(rag: httpx.Client, llm: ServerThread, 
         [(_, record)] = r.xrange(SOLVES_STREAM)
     assert record[b"status"] == b"passed" and record[b"user_id"] == b"7" and record[b"k"] == b"2"
     assert ADD.encode() not in b"".join(record.values())  # a hash of the problem, never the problem
-    metrics = rag.get("/metrics", headers=AUTH).text
+    metrics = rag.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     assert 'atlas_solves_total{status="passed",stopped="done"} 1.0' in metrics
 
 

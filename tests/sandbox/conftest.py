@@ -14,7 +14,7 @@ from atlas_core.capability import mint, public_key_text, signing_key
 from atlas_core.settings import load_settings
 from atlas_sandbox.app import create_app
 from atlas_sandbox.settings import Settings
-from tests.conftest import SANDBOX_SIGNING, TOKEN, RedisServer
+from tests.conftest import METRICS_TOKEN, SANDBOX_SIGNING, RedisServer
 
 ALL_LANGUAGES = ("python", "javascript", "c", "cpp", "rust", "bash")
 
@@ -47,7 +47,7 @@ class Sandbox:
 
 def sandbox_env(redis_server: RedisServer, tmp_path: Any, **extra: str) -> dict[str, str]:
     return {
-        "ATLAS_SERVICE_TOKEN": TOKEN,
+        "ATLAS_METRICS_TOKEN": METRICS_TOKEN,
         "ATLAS_SANDBOX_VERIFY_KEY": public_key_text(SANDBOX_SIGNING),
         "ATLAS_REDIS_URL": redis_server.url,
         "ATLAS_REDIS_PASSWORD": redis_server.password,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TOKEN
+from tests.conftest import METRICS_TOKEN
 from tests.sandbox.conftest import Sandbox
 
 FAST = {"timeout_s": 2.0, "cpu_s": 2.0, "memory_mb": 128}
@@ -103,12 +103,12 @@ def test_no_network(sandbox: Sandbox, address: str, redis_server: Any) -> None:
 def test_no_service_secrets_in_the_environment(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     # the service process has its secrets in its environment (atlas up and Kubernetes pass them so): none may
     # reach the program, not even through bwrap's init, which is PID 1 inside
-    monkeypatch.setenv("ATLAS_SERVICE_TOKEN", TOKEN)
+    monkeypatch.setenv("ATLAS_METRICS_TOKEN", METRICS_TOKEN)
     code = "import os\nprint(sorted(os.environ))\nfor p in ('/proc/1/environ', '/proc/self/environ'):\n" \
            "    print(open(p, 'rb').read())\n"
     out = attack(sandbox, code)
     assert out["success"], out
-    assert "ATLAS" not in out["stdout"] and TOKEN not in out["stdout"]
+    assert "ATLAS" not in out["stdout"] and METRICS_TOKEN not in out["stdout"]
     assert sandbox.settings.redis_password is not None
     assert sandbox.settings.redis_password.get_secret_value() not in out["stdout"]
 

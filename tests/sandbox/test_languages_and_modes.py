@@ -26,7 +26,7 @@ SYNTAX = {"python": "SyntaxError", "javascript": "SyntaxError", "bash": "SyntaxE
 
 
 def test_every_language_is_installed(sandbox: Sandbox) -> None:
-    service = sandbox.settings.service_token.get_secret_value()
+    service = sandbox.settings.metrics_token.get_secret_value()
     response = sandbox.client.get("/languages", headers={"Authorization": f"Bearer {service}"})
     assert response.status_code == 200
     body = response.json()

@@ -32,7 +32,7 @@ def raw_token(sandbox: Sandbox, **claims: Any) -> str:
 
 def test_no_token_or_the_service_token_is_refused(sandbox: Sandbox) -> None:
     assert sandbox.client.post("/execute", json=PRINT).status_code == 401
-    service = sandbox.settings.service_token.get_secret_value()
+    service = sandbox.settings.metrics_token.get_secret_value()
     response = sandbox.post("/execute", PRINT, token=service)
     assert response.status_code == 401 and "capability" in response.json()["error"]["message"]
 

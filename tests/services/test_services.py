@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from atlas_core.settings import load_settings
-from tests.conftest import TOKEN, free_port
+from tests.conftest import METRICS_TOKEN, free_port
 
 # package -> the dependency checks its /readyz must report
 SERVICES = {
@@ -39,7 +39,7 @@ def test_service_health_and_readiness(package: str, service_env: dict[str, str])
         assert {name for name, result in checks.items() if result == "ok"} == expected_ok
         assert ready.status_code == (200 if expected_ok == SERVICES[package] else 503)
         assert client.get("/metrics").status_code == 401
-        assert client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).status_code == 200
 
 
 @pytest.mark.parametrize("package", sorted(SERVICES))
@@ -55,9 +55,9 @@ def test_service_with_redis_down_is_not_ready(package: str, service_env: dict[st
 
 @pytest.mark.parametrize("package", sorted(SERVICES))
 def test_bad_setting_stops_the_service_with_one_clear_line(package: str, service_env: dict[str, str]) -> None:
-    env = {k: v for k, v in service_env.items() if k != "ATLAS_SERVICE_TOKEN"} | {"PATH": "/usr/bin:/bin"}
+    env = {k: v for k, v in service_env.items() if k != "ATLAS_METRICS_TOKEN"} | {"PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-m", package], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "configuration error: ATLAS_SERVICE_TOKEN is required" in lines[0]
+    assert "configuration error: ATLAS_METRICS_TOKEN is required" in lines[0]

@@ -14,7 +14,7 @@ import pytest
 from atlas_core.settings import load_settings
 from atlas_portal.app import create_app
 from atlas_portal.settings import Settings
-from tests.conftest import TOKEN, ServerThread
+from tests.conftest import PROXY_TOKEN, RECOVERY_TOKEN, ServerThread
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -25,7 +25,7 @@ def portal(service_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, s
     env = service_env | {"ATLAS_DATABASE_URL": f"sqlite:///{tmp_path / 'portal.db'}",
                          "ATLAS_PUBLIC_API_URL": "http://127.0.0.1:8000/v1"}
     with ServerThread(create_app(load_settings(Settings, environ=env))) as server:
-        boot = httpx.post(f"{server.url}/internal/bootstrap", headers={"Authorization": f"Bearer {TOKEN}"})
+        boot = httpx.post(f"{server.url}/internal/bootstrap", headers={"Authorization": f"Bearer {RECOVERY_TOKEN}"})
         yield server.url, boot.json()["password"]
 
 
@@ -65,7 +65,7 @@ def test_login_create_list_revoke_and_copy_opencode_config(portal: tuple[str, st
         row.locator("button.toggle").click()
         playwright_api.expect(row.locator(".status")).to_have_text("revoked")
         validated = httpx.post(f"{url}/internal/keys/validate", json={"key": new_key},
-                               headers={"Authorization": f"Bearer {TOKEN}"})
+                               headers={"Authorization": f"Bearer {PROXY_TOKEN}"})
         assert validated.status_code == 401
 
         page.click("#copy-opencode")

@@ -25,7 +25,7 @@ from atlas_core.queue import PRIORITIES, stream_key
 from atlas_core.settings import load_settings
 from atlas_rag.app import create_app as rag_app
 from atlas_rag.settings import Settings as RagSettings
-from tests.conftest import LLAMA_KEY, SANDBOX_SIGNING, TOKEN, RedisServer, ServerThread, free_port
+from tests.conftest import LLAMA_KEY, METRICS_TOKEN, PROXY_TOKEN, SANDBOX_SIGNING, RedisServer, ServerThread, free_port
 from tests.rag.fake_llm import fake, fenced
 
 ADD = fenced("def add(a, b):\n    return a + b")
@@ -88,7 +88,7 @@ class Platform:
         return proc
 
     def call(self, method: str, path: str, owner: str = "1", **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {TOKEN}", "X-Atlas-User-Id": owner}
+        headers = {"Authorization": f"Bearer {PROXY_TOKEN}", "X-Atlas-User-Id": owner}
         return httpx.request(method, f"{self.rag}{path}", headers=headers, timeout=30, **kwargs)
 
     def submit(self, **extra: Any) -> str:
@@ -107,7 +107,7 @@ class Platform:
 
     def events(self, task_id: str, after: str | None = None) -> list[dict[str, Any]]:
         out = []
-        headers = {"Authorization": f"Bearer {TOKEN}", "X-Atlas-User-Id": "1"} | (
+        headers = {"Authorization": f"Bearer {PROXY_TOKEN}", "X-Atlas-User-Id": "1"} | (
             {"Last-Event-ID": after} if after else {})
         with httpx.stream("GET", f"{self.rag}/v1/tasks/{task_id}/events", headers=headers, timeout=30) as answer:
             entry = ""
@@ -124,7 +124,8 @@ def platform(sandbox_url: str, llm: ServerThread, tmp_path: Path) -> Iterator[Pl
     store = DurableRedis(tmp_path / "redis")
     store.directory.mkdir()
     store.start()
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ATLAS_SERVICE_TOKEN": TOKEN,
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ATLAS_METRICS_TOKEN": METRICS_TOKEN,
+           "ATLAS_PROXY_TOKEN": PROXY_TOKEN,
            "ATLAS_LLAMA_API_KEY": LLAMA_KEY, "ATLAS_SANDBOX_SIGNING_KEY": SANDBOX_SIGNING,
            "ATLAS_REDIS_URL": store.url, "ATLAS_REDIS_PASSWORD": store.password,
            "ATLAS_STATE_DIR": str(tmp_path / "state"), "ATLAS_LLAMA_URL": llm.url, "ATLAS_SANDBOX_URL": sandbox_url,
@@ -169,7 +170,7 @@ def test_following_a_long_task_gets_keep_alives_until_it_is_done(platform: Platf
     platform.llm.script = lambda body: (ADD, 6.0)  # longer than the Redis client's socket timeout (5 s)
     platform.worker()
     task_id = platform.submit()
-    headers = {"Authorization": f"Bearer {TOKEN}", "X-Atlas-User-Id": "1"}
+    headers = {"Authorization": f"Bearer {PROXY_TOKEN}", "X-Atlas-User-Id": "1"}
     with httpx.stream("GET", f"{platform.rag}/v1/tasks/{task_id}/events", headers=headers, timeout=30) as answer:
         lines = list(answer.iter_lines())
     assert ": keep-alive" in lines and not any("unavailable" in line for line in lines)
@@ -322,4 +323,7 @@ def test_bad_submissions_are_refused_with_the_field(platform: Platform) -> None:
     assert platform.call("POST", "/v1/tasks", json=TASK, owner="").status_code == 400
     stats = platform.call("GET", "/v1/queue/stats").json()
     assert stats["queued"] == {"p0": 0, "p1": 0, "p2": 0} and stats["limit"] == 10_000
-    assert stats["redis"] == {"maxmemory_policy": "noeviction", "appendonly": "yes"}
+    assert "redis" not in stats and stats["mine"] == {"active": 0, "quota": 100}  # rag-api's default quota
+    detail = httpx.get(f"{platform.rag}/internal/queue/stats", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert detail.json()["redis"] == {"maxmemory_policy": "noeviction", "appendonly": "yes"}
+    assert platform.call("GET", "/internal/queue/stats").status_code == 401  # the proxy's credential is not enough

@@ -96,9 +96,9 @@ def test_tasks_complete_once_with_their_events(redis_server: RedisServer) -> Non
         async with serving(queue, echo, concurrency=4) as worker:
             await until(lambda: all_done(queue, ids))
             served = worker.served
-            seen = (await queue.stats())["workers"]
+            seen = (await queue.stats(detail=True))["workers"]
             assert [(w["name"], w["alive"], w["concurrency"]) for w in seen] == [(worker.name, True, 4)]
-        assert (await queue.stats())["workers"] == []  # a worker that stops says so
+        assert (await queue.stats(detail=True))["workers"] == []  # a worker that stops says so
         records = [await queue.record(t) for t in ids]
         kinds = [[kind for _, kind, _ in await queue.events(t)] for t in ids]
         left = sum([await queue.redis.xlen(stream_key(p)) for p in PRIORITIES])
@@ -164,12 +164,12 @@ def test_cancel_before_start_and_while_running(redis_server: RedisServer) -> Non
 
     async def work(queue: TaskQueue) -> tuple[str, str, dict[str, str] | None, float]:
         queued = (await submit(queue))[0]
-        first = await queue.cancel(queued)
+        first = await queue.cancel(queued, "7")
         running = (await submit(queue))[0]
         async with serving(queue, slow, visibility_s=3):
             await until(lambda: is_status(queue, running, "running"))
             asked = asyncio.get_running_loop().time()
-            second = await queue.cancel(running)
+            second = await queue.cancel(running, "7")
             await until(lambda: is_status(queue, running, "cancelled"))
             took = asyncio.get_running_loop().time() - asked
         return first, second, await queue.record(running), took

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atlas_core.deps import RedisDep
-from atlas_core.schemas import KEY_EVENTS_CHANNEL
 from atlas_portal import crud
 from atlas_portal.db import ApiKey, User
 from atlas_portal.deps import CurrentUser, DbSession, SettingsDep
+from atlas_portal.revoke import restored, revoked
 from atlas_portal.schemas import KeyCreate, KeyCreated, KeyOut
 from atlas_portal.security import display_prefix, hash_key, new_key
 from atlas_portal.settings import Settings
@@ -26,7 +25,8 @@ def _check_limits(settings: Settings, user: User, body: KeyCreate) -> None:
     if user.is_admin:
         return
     for field, default in (("rate_limit", settings.key_default_rpm), ("tokens_per_min", settings.key_default_tpm),
-                           ("max_concurrent", settings.key_default_concurrency)):
+                           ("max_concurrent", settings.key_default_concurrency),
+                           ("max_streams", settings.key_default_streams)):
         value = getattr(body, field)
         if value is not None and default and (value == 0 or value > default):
             raise HTTPException(status.HTTP_403_FORBIDDEN,
@@ -36,6 +36,9 @@ def _check_limits(settings: Settings, user: User, body: KeyCreate) -> None:
 async def issue_key(session: AsyncSession, settings: Settings, user: User, body: KeyCreate) -> KeyCreated:
     """Create a key for ``user``; the only place a raw key exists is the returned object."""
     _check_limits(settings, user, body)
+    if await crud.count_keys(session, user_id=user.id) >= settings.max_keys_per_user:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"this user holds {settings.max_keys_per_user} keys, the most "
+                            "allowed (ATLAS_MAX_KEYS_PER_USER); delete one first")
     raw = new_key()
     key = await crud.create_key(
         session, user_id=user.id, name=body.name, key_hash=hash_key(raw, settings.key_hash_secret.get_secret_value()),
@@ -43,6 +46,7 @@ async def issue_key(session: AsyncSession, settings: Settings, user: User, body:
         rate_limit=settings.key_default_rpm if body.rate_limit is None else body.rate_limit,
         tokens_per_min=settings.key_default_tpm if body.tokens_per_min is None else body.tokens_per_min,
         max_concurrent=settings.key_default_concurrency if body.max_concurrent is None else body.max_concurrent,
+        max_streams=settings.key_default_streams if body.max_streams is None else body.max_streams,
         allowed_models=body.allowed_models, expires_days=body.expires_days,
     )
     return KeyCreated.model_validate({**KeyOut.model_validate(key).model_dump(), "key": raw})
@@ -54,10 +58,6 @@ async def _owned(session: AsyncSession, user: User, key_id: int) -> ApiKey:
     if key is None or (key.user_id != user.id and not user.is_admin):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no key {key_id}")
     return key
-
-
-async def _announce(redis: RedisDep, key_id: int) -> None:
-    await redis.publish(KEY_EVENTS_CHANNEL, json.dumps({"key_id": key_id}))
 
 
 @router.post("", response_model=KeyCreated, status_code=status.HTTP_201_CREATED)
@@ -80,14 +80,18 @@ async def toggle(key_id: KeyId, user: CurrentUser, session: DbSession, redis: Re
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin can re-enable a revoked key; create a new one")
     key.is_active = not key.is_active
     await session.commit()
-    await _announce(redis, key.id)
+    if key.is_active:
+        await restored(redis, user_id=key.user_id, key_id=key.id)
+    else:
+        await revoked(redis, user_id=key.user_id, key_id=key.id)
     return key
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete(key_id: KeyId, user: CurrentUser, session: DbSession, redis: RedisDep) -> Response:
     key = await _owned(session, user, key_id)
+    owner = key.user_id
     await session.delete(key)
     await session.commit()
-    await _announce(redis, key_id)
+    await revoked(redis, user_id=owner, key_id=key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

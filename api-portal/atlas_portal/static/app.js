@@ -105,6 +105,8 @@ async function showApp() {
 }
 
 function logout() {
+  // End the session on the server too, so the token stops working even if it was copied somewhere.
+  if (token) fetch("/api/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }).catch(() => {});
   token = null; sessionStorage.removeItem("atlas-token");
   $("login-view").hidden = false; $("app-view").hidden = true; $("logout").hidden = true; $("who").textContent = "";
 }
@@ -138,6 +140,6 @@ $("key-form").addEventListener("submit", async (event) => {
 
 $("copy-key").addEventListener("click", () => copy($("new-key-value").textContent, null));
 $("copy-opencode").addEventListener("click", () => copy($("opencode-config").value, $("copy-status")));
-$("logout").addEventListener("click", logout);
+$("logout").addEventListener("click", () => logout());
 
 if (token) showApp().catch(logout);

@@ -1,0 +1,70 @@
+"""One Redis ACL user per service: only the commands and key patterns that service uses, so a compromised
+service (the sandbox above all, next to untrusted code) cannot read or rewrite what belongs to the others.
+
+``atlas up`` writes these rules into the Redis it starts (``acl_lines``); on another Redis, give each service a
+user with the same rules (``docs/security.md`` lists them). Commands run inside Lua scripts are checked against
+the caller's rules too, so a script's commands are listed with the service that runs it.
+
+    user sandbox reset on #<sha256 of its password> resetkeys ~atlas:sandbox:jti:* resetchannels -@all +ping +set ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+# What every client does on connecting and in its readiness check. (redis-py also sends CLIENT SETINFO, and
+# ignores the refusal: Redis 7.0 does not know it, and an ACL rule naming an unknown command fails the whole file.)
+_CONNECT = ["ping", "hello", "auth", "info", "select"]
+# Lua scripts registered with redis-py: EVALSHA, and SCRIPT LOAD after a Redis restart lost them.
+_SCRIPTS = ["eval", "evalsha", "script|load", "script|exists"]
+_LIMITER = ["time", "zremrangebyscore", "zrangebyscore", "zrange", "zadd", "zrem", "zscore", "zcard", "get",
+            "incrby", "decrby", "pexpire"]
+_QUEUE = ["exists", "expire", "hset", "hsetnx", "hget", "hgetall", "hincrby", "hdel", "rpush", "lrange", "del",
+          "xadd", "xlen", "xdel", "xack", "xread", "xpending", "xclaim", "xautoclaim", "xreadgroup", "xgroup|create",
+          "xinfo|groups", "zadd", "zrem", "zcard", "zrange", "zrangebyscore", "zrevrange", "zremrangebyscore",
+          "zscore", "multi", "exec"]
+
+# service -> (key patterns, channels, commands)
+RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
+    # Single-use capability tokens: SET NX with an expiry, nothing else, on its own keys only.
+    "sandbox": (["atlas:sandbox:jti:*"], [], ["set"]),
+    "llm-proxy": (
+        ["atlas:rl:*", "atlas:usage"],
+        ["atlas:keys:events", "atlas:models:events"],
+        [*_SCRIPTS, *_LIMITER, "xadd", "subscribe", "unsubscribe", "multi", "exec"],
+    ),
+    "api-portal": (
+        ["atlas:login:*", "atlas:portal:*", "atlas:usage", "atlas:usage:dead", "atlas:revoked"],
+        ["atlas:keys:events", "atlas:models:events"],
+        [*_SCRIPTS, "incr", "incrby", "decr", "expire", "get", "set", "del", "exists", "ttl", "pttl", "zadd", "zrem", "zrange",
+         "zcard", "zremrangebyscore", "zrangebyscore", "xadd", "xack", "xreadgroup", "xgroup|create", "publish",
+         "multi", "exec"],
+    ),
+    "rag-api": (
+        ["atlas:tasks:*", "atlas:task:*", "atlas:solves", "atlas:revoked"],
+        ["atlas:keys:events"],
+        [*_SCRIPTS, *_QUEUE, "subscribe", "unsubscribe"],
+    ),
+    "task-worker": (
+        ["atlas:tasks:*", "atlas:task:*", "atlas:revoked", "atlas:usage", "atlas:rl:*"],
+        [],
+        [*_SCRIPTS, *_QUEUE, *_LIMITER],
+    ),
+    "dashboard": ([], [], []),  # health only, for now: it reads nothing yet
+}
+
+
+def acl_rule(service: str, password: str) -> str:
+    """The ``user`` line of one service (its password as a SHA-256, so the file holds no password)."""
+    keys, channels, commands = RULES[service]
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    parts = ["user", service, "reset", "on", f"#{digest}", "resetkeys", *(f"~{k}" for k in keys),
+             "resetchannels", *(f"&{c}" for c in channels), "-@all",
+             *(f"+{c}" for c in dict.fromkeys([*_CONNECT, *commands]))]
+    return " ".join(parts)
+
+
+def acl_lines(passwords: Mapping[str, str]) -> list[str]:
+    """``user`` lines for redis.conf, one per service in ``passwords``."""
+    return [acl_rule(service, passwords[service]) for service in RULES if service in passwords]

@@ -1,0 +1,219 @@
+"""Each service's Redis user (``atlas_core.redis_acl``) against a real Redis started with the rules atlas up writes:
+everything the service really does works, and what belongs to the others is refused (NOPERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError
+
+from atlas_cli.plan import redis_binary
+from atlas_core.capability import mint, public_key_text, signing_key
+from atlas_core.health import redis_check
+from atlas_core.queue import PRIORITIES, TaskQueue
+from atlas_core.ratelimit import Limiter, Owner
+from atlas_core.redis_acl import RULES, acl_lines
+from atlas_core.schemas import KEY_EVENTS_CHANNEL, KeyInfo
+from atlas_portal.revoke import changed, restored, revoked
+from atlas_portal.rollup import GROUP as ROLLUP_GROUP
+from atlas_portal.sessions import Sessions
+from atlas_portal.throttle import Throttle
+from atlas_proxy.metering import Meter, Settlement
+from atlas_rag.revocations import cancel_revoked
+from atlas_sandbox.tokens import Verifier
+from tests.conftest import free_port
+
+PASSWORDS = {name: secrets.token_urlsafe(24) for name in RULES}
+ADMIN = secrets.token_urlsafe(24)
+INFO = KeyInfo(key_id=3, user_id=9, username="u", name="k", rate_limit=10, tokens_per_min=10_000, max_concurrent=2,
+               max_streams=2, user_rate_limit=20, user_tokens_per_min=20_000, user_max_concurrent=4,
+               user_max_streams=4)
+
+
+@pytest.fixture(scope="module")
+def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    directory = tmp_path_factory.mktemp("acl-redis")
+    port = free_port()
+    conf = directory / "redis.conf"
+    conf.write_text("\n".join([f"port {port}", "bind 127.0.0.1", f'requirepass "{ADMIN}"', f'dir "{directory}"',
+                               "save \"\"", "appendonly no", "maxmemory 64mb", "maxmemory-policy noeviction",
+                               *acl_lines(PASSWORDS)]) + "\n")
+    proc = subprocess.Popen([redis_binary(), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with redis.Redis(port=port, password=ADMIN) as client:
+                client.ping()
+            break
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline and proc.poll() is None, "redis-server did not start"
+            time.sleep(0.05)
+    yield port
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def as_service(port: int, service: str, work: Callable[[Redis], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        client = Redis(port=port, username=service, password=PASSWORDS[service])
+        try:
+            assert await redis_check(client)() is None  # the readiness check (PING and INFO) works for every one
+            return await work(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+async def refused(call: Awaitable[Any]) -> None:
+    with pytest.raises(NoPermissionError):
+        await call
+
+
+def test_the_sandbox_can_only_record_its_single_use_tokens(acl_redis: int) -> None:
+    secret = "s" * 40
+
+    async def work(r: Redis) -> None:
+        token = mint(signing_key(secret), issuer="t", task_id="t", languages=["python"])
+        await Verifier(public_key_text(secret), r).check(token)
+        await refused(r.get("atlas:task:anything"))
+        await refused(r.set("atlas:rl:{u1}:req", "1"))
+        await refused(r.xadd("atlas:usage", {"x": "1"}))
+        await refused(r.keys("*"))
+        await refused(r.config_get("requirepass"))
+
+    as_service(acl_redis, "sandbox", work)
+
+
+def test_the_proxy_limits_meters_and_listens_but_reads_no_task_or_login(acl_redis: int) -> None:
+    async def work(r: Redis) -> None:
+        limiter = Limiter(r, 60)
+        decision = await limiter.admit(Owner.of(INFO), "req-1", 100)
+        assert decision.admitted
+        from prometheus_client import CollectorRegistry
+
+        meter = Meter(r, limiter, 10, CollectorRegistry())
+        await meter.settle(Settlement(INFO, "m", "req-1", 100, 200, 5, 7, time.time()))
+        assert meter.dropped._value.get() == 0 and not meter._waiting  # written, not buffered
+        assert await limiter.open_stream(INFO, "s1") == 0
+        await limiter.refresh_stream(INFO, "s1")
+        await limiter.close_stream(INFO, "s1")
+        async with r.pubsub() as pubsub:
+            await pubsub.subscribe(KEY_EVENTS_CHANNEL)
+        await refused(r.hgetall("atlas:task:x"))
+        await refused(r.xrange("atlas:tasks:p0"))
+        await refused(r.get("atlas:portal:session:x"))
+        await refused(r.publish(KEY_EVENTS_CHANNEL, "{}"))  # only the portal announces revocations
+
+    as_service(acl_redis, "llm-proxy", work)
+
+
+def test_the_portal_throttles_keeps_sessions_rolls_up_and_revokes(acl_redis: int) -> None:
+    async def work(r: Redis) -> None:
+        throttle = Throttle(r)
+        assert await throttle.attempt("admin", "10.0.0.1") == 0
+        await throttle.succeeded("admin", "10.0.0.1")
+        await throttle.clear("admin")
+        sessions = Sessions(r, 60, 2)
+        sid = await sessions.create(9)
+        assert await sessions.valid(9, sid)
+        await sessions.end(9, sid)
+        await sessions.create(9)
+        await sessions.end_all(9)
+        await revoked(r, user_id=9, key_id=3)
+        await restored(r, user_id=9, key_id=3)
+        await changed(r, user_id=9)
+        await r.xgroup_create("atlas:usage", ROLLUP_GROUP, id="0", mkstream=True)
+        await r.xreadgroup(ROLLUP_GROUP, "c", {"atlas:usage": ">"}, count=10)
+        await refused(r.get("atlas:rl:{u9}:toksum"))
+        await refused(r.hgetall("atlas:task:x"))
+        await refused(r.xadd("atlas:tasks:p0", {"id": "x"}))
+
+    as_service(acl_redis, "api-portal", work)
+
+
+def test_rag_api_queues_follows_and_cancels_but_cannot_meter_or_limit(acl_redis: int) -> None:
+    async def work(r: Redis) -> None:
+        queue = TaskQueue(r)
+        task_id = await queue.submit({"prompt": "x"}, owner="9", priority="p1", deadline_s=60, max_attempts=1,
+                                     key_id="3", quota=5)
+        assert (await queue.record(task_id) or {})["status"] == "queued"
+        assert await queue.records(await queue.owned("9", 10))
+        await queue.events(task_id, "0", block_ms=10)
+        await queue.stats(detail=True)
+        assert await queue.redis_policy() == {"maxmemory_policy": "noeviction", "appendonly": "no"}
+        assert await cancel_revoked(queue, {"user_id": 9, "key_id": 3, "revoked": True}) == 1
+        await r.xadd("atlas:solves", {"id": "s"})
+        async with r.pubsub() as pubsub:
+            await pubsub.subscribe(KEY_EVENTS_CHANNEL)
+        await refused(r.xadd("atlas:usage", {"x": "1"}))
+        await refused(r.get("atlas:rl:{u9}:toksum"))
+        await refused(r.get("atlas:portal:session:x"))
+        await refused(r.config_get("maxmemory-policy"))
+
+    as_service(acl_redis, "rag-api", work)
+
+
+def test_the_worker_runs_tasks_meters_attempts_and_charges_tokens(acl_redis: int) -> None:
+    async def submit() -> str:
+        client = Redis(port=acl_redis, username="rag-api", password=PASSWORDS["rag-api"])
+        try:
+            return await TaskQueue(client).submit({"prompt": "x"}, owner="9", priority="p0", deadline_s=60,
+                                                  max_attempts=1, key_id="3")
+        finally:
+            await client.aclose()
+
+    task_id = asyncio.run(submit())
+
+    async def work(r: Redis) -> None:
+        queue = TaskQueue(r)
+        await queue.ensure_groups()
+        await queue.promote()
+        delivery = next(d for d in await queue.read("w1", 10, 10) if d.task_id == task_id)
+        assert (await queue.begin(delivery, "w1")).state == "run"
+        assert await queue.heartbeat(delivery, "w1") == (True, "")
+        await queue.add_attempt(task_id, {"kind": "attempt", "n": 1}, {"key_id": "3", "prompt_tokens": 5,
+                                                                       "completion_tokens": 6, "requests": 0})
+        limiter = Limiter(r, 60)
+        owner = Owner(user_id="9", key_id="3", user_tpm=20_000, key_tpm=10_000)
+        assert (await limiter.admit(owner, "attempt-1", 500, mode="tokens")).admitted
+        await limiter.settle(owner, "attempt-1", 500, 11)
+        await queue.reclaim("w1", 60_000, 1)
+        await queue.announce("w1", {"running": 1})
+        assert await queue.finish(delivery, "succeeded", {"stop_reason": "SUCCESS"}, {}, {"succeeded": 1}, owner="9")
+        await queue.retire("w1")
+        await refused(r.get("atlas:portal:session:x"))
+        await refused(r.incr("atlas:login:ip:10.0.0.1"))
+        await refused(r.publish(KEY_EVENTS_CHANNEL, "{}"))
+
+    as_service(acl_redis, "task-worker", work)
+    with redis.Redis(port=acl_redis, password=ADMIN) as admin:
+        metered = [json.loads(json.dumps({k.decode(): v.decode() for k, v in fields.items()}))
+                   for _, fields in admin.xrange("atlas:usage")]
+        assert {"key_id": "3", "prompt_tokens": "5", "completion_tokens": "6", "requests": "0"} in metered
+        assert all(admin.xlen(f"atlas:tasks:{p}") == 0 for p in PRIORITIES)
+
+
+def test_the_dashboard_reads_nothing_yet(acl_redis: int) -> None:
+    async def work(r: Redis) -> None:
+        await refused(r.get("atlas:anything"))
+        await refused(r.xrange("atlas:usage"))
+
+    as_service(acl_redis, "dashboard", work)
+
+
+def test_every_service_has_rules_and_no_rule_grants_everything(tmp_path: Path) -> None:
+    assert set(RULES) == {"sandbox", "llm-proxy", "api-portal", "rag-api", "task-worker", "dashboard"}
+    for line in acl_lines(PASSWORDS):
+        assert "~*" not in line.split() and "+@all" not in line and "allkeys" not in line
+        assert PASSWORDS[line.split()[1]] not in line  # only the password's hash is written
