@@ -17,7 +17,9 @@ each third-party distribution as the metadata installed in the running environme
 evaluated for Linux and CPython 3.11 (platform_machine as on this machine). Each one is written at its version in
 constraints.txt, with the sha256 of every wheel and sdist that PyPI's simple index lists for that version, so
 the lock verifies on any platform. torch is left out (LEFT_OUT): the embedding server installs it alone, from
-PyTorch's CPU index, whose files are not on PyPI. benchmark has no image; its lock serves the install-alone test.
+PyTorch's CPU index, whose files are not on PyPI, so it is the one download of the images that no hash checks (a
+lock of its own would need the hashes that index lists; download.pytorch.org was not reachable when this was
+written). benchmark has no image; its lock serves the install-alone test.
 
 Regenerate after changing constraints.txt or a pyproject.toml's dependencies, once .venv has them installed
 (make install):

@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 
 from atlas_core.schemas import ErrorBody, ErrorResponse
 
+RETRY_AFTER_S = 2
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
           422: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable"}
@@ -20,6 +21,9 @@ def error_response(
 ) -> JSONResponse:
     error_type = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     body = ErrorResponse(error=ErrorBody(message=message, type=error_type, param=param, code=code))
+    if status == 503 and not any(k.lower() == "retry-after" for k in headers or {}):
+        # A dependency is down: it comes back, so every 503 says when to try again.
+        headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_S)}
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 

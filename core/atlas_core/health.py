@@ -92,7 +92,8 @@ def health_router(service: str, token: SecretStr) -> APIRouter:
             warnings = dict.fromkeys(warnings, "warning")
         body = Readiness(status="ready" if ready else "not ready", service=service, checks=results,
                          warnings=warnings)
-        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503,
+                            headers=None if ready else {"Retry-After": "2"})
 
     return router
 

@@ -37,9 +37,9 @@ RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
     "api-portal": (
         ["atlas:login:*", "atlas:portal:*", "atlas:usage", "atlas:usage:dead", "atlas:revoked"],
         ["atlas:keys:events", "atlas:models:events"],
-        [*_SCRIPTS, "incr", "incrby", "decr", "expire", "get", "set", "del", "exists", "ttl", "pttl", "zadd", "zrem", "zrange",
-         "zcard", "zremrangebyscore", "zrangebyscore", "xadd", "xack", "xreadgroup", "xgroup|create", "publish",
-         "multi", "exec"],
+        [*_SCRIPTS, "incr", "incrby", "decr", "expire", "get", "set", "del", "exists", "ttl", "pttl", "zadd", "zrem",
+         "zrange", "zcard", "zremrangebyscore", "zrangebyscore", "xadd", "xack", "xreadgroup", "xgroup|create",
+         "publish", "multi", "exec"],
     ),
     "rag-api": (
         ["atlas:tasks:*", "atlas:task:*", "atlas:solves", "atlas:revoked"],

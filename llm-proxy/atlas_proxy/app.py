@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from atlas_core.app import open_clients, service_app
 from atlas_core.health import http_check, llama_check
 from atlas_core.ratelimit import Limiter
-from atlas_proxy import events
+from atlas_proxy import events, openapi
 from atlas_proxy.forward import Forwarder
 from atlas_proxy.keys import KeyCache
 from atlas_proxy.metering import Meter
@@ -93,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     rejections = Counter("atlas_proxy_rejections_total", "Requests refused, by reason and whose limit",
                          ["reason", "scope"], registry=app.state.metrics.registry)
     app.router.routes.extend(routes())
+    openapi.install(app)
     app.add_middleware(OverheadMiddleware)
     return app
 

@@ -89,11 +89,13 @@ class Forwarder:
             await self.meter.settle(settlement(status))
             return error_response(status, message)
 
+        # A backend that times out or breaks off is a dependency down, like one that refuses connections: 503 with
+        # Retry-After. Only a backend's own 5xx answer (its bug) is a 502.
         waited = f"{self._settings.proxy_upstream_timeout_s:g}s"
         try:
             upstream = await self._http.post(f"{base}{path}", data=payload(raw), headers=headers)
         except TimeoutError:
-            return await failed(504, f"{backend} did not answer within {waited}")
+            return await failed(503, f"{backend} did not answer within {waited} or no connection to it was free")
         except aiohttp.ClientError as exc:
             return await failed(503, f"{backend} is unavailable ({type(exc).__name__}); try again shortly")
         request.state.upstream_s = time.perf_counter() - sent
@@ -103,15 +105,16 @@ class Forwarder:
             try:
                 content = await upstream.read()
             except TimeoutError:
-                return await failed(504, f"{backend} stopped answering for {waited}")
+                return await failed(503, f"{backend} stopped answering for {waited}")
             except aiohttp.ClientError as exc:
-                return await failed(502, f"{backend} broke off its answer ({type(exc).__name__})")
+                return await failed(503, f"{backend} broke off its answer ({type(exc).__name__}); try again")
             finally:
                 upstream.release()
             request.state.upstream_s = time.perf_counter() - sent
             if upstream.status >= 400:
                 await self.meter.settle(settlement(upstream.status))
-                return upstream_error(upstream.status, content, backend, extra_headers)
+                retry = {"Retry-After": upstream.headers["retry-after"]} if "retry-after" in upstream.headers else {}
+                return upstream_error(upstream.status, content, backend, extra_headers | retry)
             await self.meter.settle(settlement(upstream.status, *_usage(content)))
             return Response(content, status_code=upstream.status, headers=out_headers)
 
@@ -231,6 +234,11 @@ def upstream_error(status: int, content: bytes, backend: str, headers: dict[str,
         where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
         return error_response(400, f"invalid value for '{where}': {first.get('msg', 'invalid')}", param=where,
                               headers=headers)
+    if status == 503:  # busy or not ready (a model still loading, every solve slot taken): it comes back
+        message = body["error"].get("message") if isinstance(body, dict) and isinstance(body.get("error"), dict) \
+            else None
+        return error_response(503, f"{backend} is busy or not ready: {message}" if isinstance(message, str) else
+                              f"{backend} is busy or not ready; try again shortly", headers=headers)
     if status >= 500 or status in (401, 403, 404):
         # A backend refusing the proxy's own credential or path is the platform's fault, not the client's.
         return error_response(502, f"{backend} failed to answer (status {status})", headers=headers)

@@ -92,9 +92,9 @@ class TaskRelay:
             try:
                 content = await upstream.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
-                status = 502
+                status = 503
                 await settle()
-                return error_response(502, f"rag-api broke off its answer ({type(exc).__name__})")
+                return error_response(503, f"rag-api broke off its answer ({type(exc).__name__}); try again")
             finally:
                 upstream.release()
             await settle()

@@ -22,7 +22,7 @@ from atlas_rag.llm import LLMUnavailable
 from atlas_rag.problem import ProblemError, guess_language, is_coding_problem
 from atlas_rag.prompts import FENCE_TAG
 from atlas_rag.sandbox import SandboxUnavailable
-from atlas_rag.schemas import ChatExtension, SolveRequest, SolveResult
+from atlas_rag.schemas import ChatExtension, ChatRequest, SolveRequest, SolveResult
 from atlas_rag.settings import Settings
 from atlas_rag.telemetry import Telemetry
 
@@ -198,19 +198,9 @@ def router(settings: Settings) -> APIRouter:
         return await respond(request, solver, state, body.stream, frame, lambda result: result.model_dump())
 
     @api.post("/v1/chat/completions", response_model=None)
-    async def chat(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return error_response(400, "request body is not valid JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
-            return error_response(400, "'messages' must be a non-empty list of message objects", param="messages")
-        try:
-            ext = ChatExtension.model_validate(body.get("atlas") or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in ("atlas", *first["loc"]))
-            return error_response(400, f"invalid value for '{where}': {first['msg']}", param=where)
+    async def chat(request: Request, validated: ChatRequest) -> Response:
+        body: dict[str, Any] = await request.json()  # as sent: what is not rag-api's passes through as it came
+        ext = validated.atlas or ChatExtension()
         text = last_user_text(body["messages"])
         if text is None:
             return error_response(400, "the last message must be the user's, with text content", param="messages")

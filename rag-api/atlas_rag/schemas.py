@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -28,7 +28,7 @@ class TestIn(Strict):
     assert_: str | None = Field(None, alias="assert", max_length=MAX_TEXT)
     input: str | None = Field(None, max_length=MAX_TEXT)
     output: str | None = Field(None, max_length=MAX_TEXT)
-    args: list[Any] | None = None
+    args: list[Any] | None = Field(None, max_length=100)  # JSON values, bounded by the request's size
     expected: Any = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -83,6 +83,29 @@ class ChatExtension(Strict):
     budget: Budget = Field(default_factory=Budget)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     verify: bool | None = Field(None, description="true: always run the pipeline; false: never (plain chat).")
+
+
+class ChatMessage(BaseModel):
+    """One message of an OpenAI chat request, as far as rag-api reads it (other fields pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+    role: str = Field(max_length=64)
+    content: (Annotated[str, Field(max_length=MAX_TEXT)] | Annotated[list[dict[str, Any]], Field(max_length=1000)]
+              | None) = None
+
+
+class ChatRequest(BaseModel):
+    """``POST /v1/chat/completions`` for the ``atlas`` model: OpenAI's fields (others pass through to the model
+    when the request is not a coding problem) and the ``atlas`` extension."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = Field(None, max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
+    stream: bool = False
+    stream_options: dict[str, bool] | None = Field(None, max_length=4)
+    max_tokens: int | None = Field(None, ge=1, le=10_000_000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=10_000_000)
+    atlas: ChatExtension | None = None
 
 
 class FailureOut(BaseModel):
@@ -169,7 +192,7 @@ class TaskRequest(Strict):
                                      "ATLAS_TASK_MAX_ATTEMPTS).")
     deadline_s: float | None = Field(None, gt=0, le=86400, description="Wall-clock limit from submission "
                                      "(default ATLAS_TASK_DEADLINE_S).")
-    project_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,200}$",
+    project_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,200}$", max_length=200,
                                    description="The project the task belongs to (kept with the task).")
     budget: TaskBudget = Field(default_factory=TaskBudget)
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Base seed of the first attempt.")

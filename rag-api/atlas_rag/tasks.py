@@ -10,9 +10,9 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
@@ -32,6 +32,7 @@ log = logging.getLogger("atlas.rag.tasks")
 FOLLOW_BLOCK_MS = 4_000
 EVENT_ID = re.compile(r"\d{1,20}(-\d{1,20})?")  # a stream id, as Last-Event-ID brings it back
 UNAVAILABLE = "the task store (Redis) is unavailable; retry shortly"
+TaskId = Annotated[str, Path(max_length=200, description="a task id (32 hex digits)")]
 FLOATS = ("submitted_at", "started_at", "finished_at", "deadline_at")
 INTS = ("max_attempts", "deliveries", "attempts_made", "prompt_tokens", "completion_tokens")
 
@@ -47,10 +48,11 @@ class TaskService:
 def limits_of(request: Request, settings: Settings) -> TaskLimits:
     """The owner's limits as the proxy sent them (``X-Atlas-Limits``); the defaults when it sent none."""
     sent = request.headers.get("x-atlas-limits")
+    default = TaskLimits(max_queued_tasks=settings.task_default_quota)
     try:
-        return TaskLimits.model_validate_json(sent) if sent else TaskLimits(max_queued_tasks=settings.task_default_quota)
+        return TaskLimits.model_validate_json(sent) if sent else default
     except ValidationError:
-        return TaskLimits(max_queued_tasks=settings.task_default_quota)
+        return default
 
 
 def view(record: dict[str, str], attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -148,7 +150,7 @@ def router(settings: Settings) -> APIRouter:
         return JSONResponse({"object": "list", "data": [view(r) for r in records if r.get("owner") == owner]})
 
     @api.get("/v1/tasks/{task_id}", response_model=None)
-    async def read(task_id: str, request: Request) -> Response:
+    async def read(task_id: TaskId, request: Request) -> Response:
         try:
             record = await owned(request, task_id)
             if isinstance(record, Response):
@@ -159,7 +161,7 @@ def router(settings: Settings) -> APIRouter:
         return JSONResponse(view(record, attempts))
 
     @api.delete("/v1/tasks/{task_id}", response_model=None)
-    async def cancel(task_id: str, request: Request) -> Response:
+    async def cancel(task_id: TaskId, request: Request) -> Response:
         try:
             record = await owned(request, task_id)
             if isinstance(record, Response):
@@ -176,7 +178,7 @@ def router(settings: Settings) -> APIRouter:
                             status_code=200 if status == "cancelled" else 202)
 
     @api.get("/v1/tasks/{task_id}/events", response_model=None)
-    async def events(task_id: str, request: Request) -> Response:
+    async def events(task_id: TaskId, request: Request) -> Response:
         try:
             record = await owned(request, task_id)
         except RedisError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,7 +13,10 @@ ErrorType = Literal["SyntaxError", "CompileError", "TestFailure", "Timeout", "Me
                     "RuntimeError", "SandboxError"]
 Verdict = Literal["passed", "SyntaxError", "CompileError", "TestFailure", "Timeout", "MemoryLimit", "OutputLimit",
                   "RuntimeError", "Skipped"]  # a sandbox failure is a 500, never a verdict
-Files = dict[str, str]
+# Extra files by relative path (checked by files.check_names): at most 64, each at most MAX_CODE characters.
+Files = Annotated[dict[Annotated[str, Field(max_length=255)], Annotated[str, Field(max_length=1_000_000)]],
+                  Field(max_length=64)]
+Language = Annotated[str, Field(max_length=32, description="a language from GET /languages")]
 
 
 def _utf8(value: Any) -> Any:
@@ -41,7 +44,7 @@ class Strict(BaseModel):
 
 class ExecuteRequest(Strict):
     code: str = Field(max_length=MAX_CODE)
-    language: str = "python"
+    language: Language = "python"
     test_code: str | None = Field(None, max_length=MAX_CODE)
     timeout: float | None = Field(None, gt=0, le=600, description="Seconds; lowered to the service's ceiling.")
     stdin: str | None = Field(None, max_length=16 * MAX_CODE)
@@ -77,12 +80,13 @@ class TestCase(Strict):
 
 
 class JudgeRequest(Strict):
-    language: str = "python"
+    language: Language = "python"
     mode: Literal["stdin", "functional", "assert", "pytest"]
     candidates: list[Candidate] = Field(min_length=1, max_length=128)
     tests: list[TestCase] = Field(min_length=1, max_length=10_000)
     setup: str = Field("", max_length=MAX_CODE, description="assert mode: code placed between program and test.")
-    func_name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="functional mode.")
+    func_name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200,
+                                  description="functional mode.")
     stop_on_first_failure: bool = True
     stop_on_first_pass: bool = False
     deadline_s: float | None = Field(None, gt=0, le=3600)

@@ -104,7 +104,8 @@ def test_deactivation_ends_sessions_for_good(portal: TestClient) -> None:
 
 
 def test_keys_per_user_are_capped(portal_env: dict[str, str]) -> None:
-    with TestClient(create_app(load_settings(Settings, environ=portal_env | {"ATLAS_MAX_KEYS_PER_USER": "3"}))) as portal:
+    settings = load_settings(Settings, environ=portal_env | {"ATLAS_MAX_KEYS_PER_USER": "3"})
+    with TestClient(create_app(settings)) as portal:
         admin = login(portal, "admin", bootstrap(portal)["password"])
         user = make_user(portal, admin, "dave")
         codes = [portal.post("/api/keys", headers=user, json={"name": f"k{i}"}).status_code for i in range(4)]

@@ -17,7 +17,18 @@ from atlas_portal.app import create_app as create_portal
 from atlas_portal.settings import Settings as PortalSettings
 from atlas_proxy.app import create_app as create_proxy
 from atlas_proxy.settings import Settings as ProxySettings
-from tests.conftest import LLAMA_KEY, METRICS_TOKEN, PROXY_TOKEN, RECOVERY_TOKEN, RedisServer, ServerThread, free_port
+from atlas_rag.app import create_app as rag_app
+from atlas_rag.settings import Settings as RagSettings
+from tests.conftest import (
+    LLAMA_KEY,
+    METRICS_TOKEN,
+    PROXY_TOKEN,
+    RECOVERY_TOKEN,
+    SANDBOX_SIGNING,
+    RedisServer,
+    ServerThread,
+    free_port,
+)
 from tests.proxy.fake_upstream import fake_upstream
 
 # What the fake rag-api reports spending on a streamed atlas chat (a best-of-5 solve seen in a review)
@@ -81,3 +92,14 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
                 assert time.monotonic() < deadline, "the portal never listed the fake models"
                 time.sleep(0.1)
             yield Stack(env=env, proxy=proxy.url, portal=portal.url, admin=admin, llama=llama, embed=embed, rag=rag)
+
+
+@pytest.fixture(scope="module")
+def rag_proxy(stack: Stack, sandbox_url: str) -> Iterator[str]:
+    """A proxy whose rag-api is the real one, on the fake model server and the real sandbox (tasks need neither
+    until a worker runs them; atlas chats and solves run through both)."""
+    env = stack.env | {"ATLAS_SANDBOX_SIGNING_KEY": SANDBOX_SIGNING, "ATLAS_SANDBOX_URL": sandbox_url,
+                       "ATLAS_RAG_DEADLINE_S": "10"}
+    with ServerThread(rag_app(load_settings(RagSettings, environ=env))) as rag, \
+            ServerThread(stack.proxy_app(ATLAS_RAG_URL=rag.url)) as server:
+        yield server.url

@@ -50,7 +50,7 @@ def fake_upstream(models: list[str], api_key: str, piece_delay_s: float = 0.0,
         return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in models]}
 
     async def chunks(body: dict[str, Any], kind: str) -> AsyncIterator[bytes]:
-        base = {"id": "cmpl-fake", "created": int(time.time()), "model": body["model"]}
+        base = {"id": "cmpl-fake", "created": int(time.time()), "model": body.get("model", "fake")}
         long = body.get("user") == "long"
         pieces = PIECES * 50 if long else (["say ", "[DONE]", "!"] if body.get("user") == "done-text" else PIECES)
         delay = max(app.state.piece_delay, 0.01) if long else app.state.piece_delay  # "long" takes 2 s or more
@@ -95,7 +95,7 @@ def fake_upstream(models: list[str], api_key: str, piece_delay_s: float = 0.0,
         choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
                   if kind == "chat" else {"index": 0, "text": text, "finish_reason": "stop"})
         return JSONResponse({"id": "cmpl-fake", "object": "chat.completion" if kind == "chat" else "text_completion",
-                             "created": int(time.time()), "model": body["model"], "choices": [choice],
+                             "created": int(time.time()), "model": body.get("model", "fake"), "choices": [choice],
                              "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}})
 
     @app.post("/v1/chat/completions")
@@ -135,7 +135,7 @@ def fake_upstream(models: list[str], api_key: str, piece_delay_s: float = 0.0,
         if not authorized(request):
             return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, 401)
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        return {"object": "list", "model": body["model"], "usage": {"prompt_tokens": 3, "total_tokens": 3},
+        return {"object": "list", "model": body.get("model", "fake"), "usage": {"prompt_tokens": 3, "total_tokens": 3},
                 "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(texts))]}
 
     return app

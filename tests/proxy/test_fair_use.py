@@ -62,7 +62,8 @@ def test_max_completion_tokens_reaches_the_model_server(stack: Stack) -> None:
     key = stack.key()["key"]
     before = len(stack.llama.state.requests)
     hi = [{"role": "user", "content": "hi"}]
-    answer = post(stack, key, "/v1/chat/completions", {"model": "fake-chat", "max_completion_tokens": 7, "messages": hi})
+    body = {"model": "fake-chat", "max_completion_tokens": 7, "messages": hi}
+    answer = post(stack, key, "/v1/chat/completions", body)
     assert answer.status_code == 200
     sent = stack.llama.state.requests[before]["body"]
     assert sent["max_tokens"] == 7  # llama.cpp knows max_tokens; without it generation runs to the context's end

@@ -4,29 +4,19 @@ another), rag-api's answers (404 included) come back as they are, events stream 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from atlas_core.settings import load_settings
-from atlas_rag.app import create_app as rag_app
-from atlas_rag.settings import Settings as RagSettings
-from tests.conftest import SANDBOX_SIGNING, ServerThread, free_port
 from tests.proxy.conftest import Stack
 
 TASK = {"prompt": "Write add(a, b).", "tests": [{"assert": "assert add(2, 3) == 5"}], "priority": "p0"}
 
 
 @pytest.fixture(scope="module")
-def proxy(stack: Stack) -> Iterator[str]:
-    """A proxy whose rag-api is the real one (tasks need no model or sandbox until a worker runs them)."""
-    env = stack.env | {"ATLAS_SANDBOX_SIGNING_KEY": SANDBOX_SIGNING, "ATLAS_LLAMA_URL": f"http://127.0.0.1:{free_port()}",
-                       "ATLAS_SANDBOX_URL": f"http://127.0.0.1:{free_port()}"}
-    with ServerThread(rag_app(load_settings(RagSettings, environ=env))) as rag, \
-            ServerThread(stack.proxy_app(ATLAS_RAG_URL=rag.url)) as server:
-        yield server.url
+def proxy(rag_proxy: str) -> str:
+    return rag_proxy
 
 
 def call(proxy: str, key: str, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -3,7 +3,9 @@ and the admin's user management (activation, admin flag, password reset, per-use
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
@@ -18,6 +20,7 @@ from atlas_portal.settings import Settings
 from atlas_portal.throttle import Throttle, address_of
 
 router = APIRouter(prefix="/api", tags=["auth"])
+UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # the database's integer ids
 LIMIT_FIELDS = ("rate_limit", "tokens_per_min", "max_concurrent", "max_streams", "max_queued_tasks")
 UNAVAILABLE = "logins cannot be handled right now (Redis is unavailable); retry shortly"
 
@@ -113,7 +116,7 @@ async def users(admin: AdminUser, session: DbSession, settings: SettingsDep) -> 
 
 
 @router.patch("/users/{user_id}", response_model=UserOut)
-async def update_user(user_id: int, body: UserUpdate, admin: AdminUser, session: DbSession, settings: SettingsDep,
+async def update_user(user_id: UserId, body: UserUpdate, admin: AdminUser, session: DbSession, settings: SettingsDep,
                       redis: RedisDep, sessions: SessionsDep) -> UserOut:
     """Deactivate (or reactivate) a user, change their admin flag, reset their password or set their limits.
     Deactivation and a password reset end every login of the user at once; deactivation also stops their keys

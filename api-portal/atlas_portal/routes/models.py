@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Path, Request, status
 
 from atlas_core.deps import RedisDep
 from atlas_core.schemas import MODEL_EVENTS_CHANNEL
@@ -29,8 +29,11 @@ async def openai_models(request: Request, user: CurrentUser) -> dict[str, Any]:
                                        for e, _ in entries]}
 
 
+ModelName = Annotated[str, Path(max_length=200)]
+
+
 @router.patch("/api/models/{name:path}")
-async def update_model(name: str, body: ModelUpdate, request: Request, admin: AdminUser, session: DbSession,
+async def update_model(name: ModelName, body: ModelUpdate, request: Request, admin: AdminUser, session: DbSession,
                        redis: RedisDep) -> dict[str, str]:
     known = {e.upstream for e, _ in await request.app.state.registry.entries(request.app.state.sessions,
                                                                              include_hidden=True)}

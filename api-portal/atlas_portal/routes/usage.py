@@ -15,7 +15,8 @@ router = APIRouter(prefix="/api", tags=["usage"])
 
 @router.get("/usage", response_model=UsageOut)
 async def usage(user: CurrentUser, session: DbSession, days: int = Query(30, ge=1, le=366),
-                user_id: int | None = Query(None, description="admins: one user's usage")) -> UsageOut:
+                user_id: int | None = Query(None, ge=1, le=2**31 - 1, description="admins: one user's usage")
+                ) -> UsageOut:
     scope = user_id if user.is_admin else user.id
     since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days - 1)
     rows = [UsageRow.model_validate(r) for r in await crud.usage(session, user_id=scope, since=since)]
