@@ -172,8 +172,12 @@ def start_backend(procs: Processes, name: str, model: str, api_key: str) -> str:
 def start_platform(procs: Processes, state: Path, backend: str, embed: str, api_key: str, redis_url: str,
                    redis_password: str) -> Target:
     portal_port, proxy_port = free_port(), free_port()
-    service_token = secrets.token_urlsafe(32)
-    env = {**os.environ, "ATLAS_SERVICE_TOKEN": service_token, "ATLAS_LLAMA_API_KEY": api_key,
+    recovery_token = secrets.token_urlsafe(32)
+    env = {**os.environ, "ATLAS_METRICS_TOKEN": secrets.token_urlsafe(32),
+           "ATLAS_PROXY_TOKEN": secrets.token_urlsafe(32), "ATLAS_RECOVERY_TOKEN": recovery_token,
+           "ATLAS_LLAMA_API_KEY": api_key,
+           # the bench user's own limits off: the key's (high) limits still run the limiter's script every request
+           "ATLAS_USER_DEFAULT_RPM": "0", "ATLAS_USER_DEFAULT_TPM": "0", "ATLAS_USER_DEFAULT_CONCURRENCY": "0",
            "ATLAS_JWT_SECRET": secrets.token_urlsafe(32), "ATLAS_KEY_HASH_SECRET": secrets.token_urlsafe(32),
            "ATLAS_REDIS_URL": redis_url, "ATLAS_REDIS_PASSWORD": redis_password, "ATLAS_STATE_DIR": str(state),
            "ATLAS_LLAMA_URL": backend, "ATLAS_EMBED_URL": embed, "ATLAS_RAG_URL": backend,
@@ -184,7 +188,7 @@ def start_platform(procs: Processes, state: Path, backend: str, embed: str, api_
     portal = f"http://127.0.0.1:{portal_port}"
     wait_http(f"{portal}/livez")
     wait_http(f"http://127.0.0.1:{proxy_port}/livez")
-    boot = httpx.post(f"{portal}/internal/bootstrap", headers={"Authorization": f"Bearer {service_token}"}).json()
+    boot = httpx.post(f"{portal}/internal/bootstrap", headers={"Authorization": f"Bearer {recovery_token}"}).json()
     login = httpx.post(f"{portal}/api/auth/login", json={"username": "admin", "password": boot["password"]}).json()
     # Limits stay on (the Lua script runs for every request) but high enough never to refuse.
     key = httpx.post(f"{portal}/api/keys", headers={"Authorization": f"Bearer {login['access_token']}"},

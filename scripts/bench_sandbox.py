@@ -71,7 +71,7 @@ class Service:
                                        "--requirepass", password, "--bind", "127.0.0.1"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.secret = secrets.token_urlsafe(32)
-        env = {"ATLAS_SERVICE_TOKEN": secrets.token_urlsafe(32),
+        env = {"ATLAS_METRICS_TOKEN": secrets.token_urlsafe(32),
                "ATLAS_SANDBOX_VERIFY_KEY": public_key_text(self.secret),
                "ATLAS_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0", "ATLAS_REDIS_PASSWORD": password,
                "ATLAS_STATE_DIR": str(workdir), "ATLAS_SANDBOX_PORT": str(self.port), "ATLAS_LOG_LEVEL": "WARNING"}

@@ -18,7 +18,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.install
 
 # directory -> (import to try, console script and its argument, what its output must contain)
-NO_TOKEN = "configuration error: ATLAS_SERVICE_TOKEN is required"
+NO_TOKEN = "ATLAS_METRICS_TOKEN is required"  # every service's first required credential
 NO_KEY = "configuration error: ATLAS_LLAMA_API_KEY is required"
 DISTRIBUTIONS = {
     "api-portal": ("atlas_portal.app", ["atlas-api-portal"], NO_TOKEN),

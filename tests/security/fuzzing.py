@@ -14,6 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.core.result import Ok
 
 Credentials = Callable[[str, str], dict[str, str]]  # (method, path) -> headers
 TIMEOUT_S = 30.0
@@ -37,29 +38,36 @@ def fuzz(spec: dict[str, Any], base_url: str, credentials: Credentials, *, examp
     ran: dict[str, Counter[int]] = {}
     with httpx.Client(base_url=base_url, timeout=TIMEOUT_S) as client:
         for result in schema.get_all_operations():
+            assert isinstance(result, Ok), f"the document has an operation schemathesis cannot read: {result}"
             operation = result.ok()
             method, path = operation.method.upper(), operation.path
             if skip(method, path) or path in ("/livez", "/readyz", "/metrics"):
                 continue
-            statuses = ran[f"{method} {path}"] = Counter()
-            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                @given(case=operation.as_strategy(generation_mode=mode))
-                @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-                          suppress_health_check=list(HealthCheck))
-                def run(case: Any) -> None:
-                    sent = case.as_transport_kwargs(base_url=base_url)
-                    headers = {k: v for k, v in (sent.get("headers") or {}).items()
-                               if k.lower() not in ("authorization", "connection")}
-                    response = client.request(sent["method"], sent["url"], params=sent.get("params"),
-                                              headers=headers | credentials(method, path),
-                                              **({"json": sent["json"]} if "json" in sent else
-                                                 {"content": sent.get("data")} if sent.get("data") else {}))
-                    check(response, f"{method} {path} ({mode.value})")
-                    statuses[response.status_code] += 1
-
-                try:
-                    run()
-                except Unsatisfiable:
-                    assert mode == GenerationMode.NEGATIVE, f"{method} {path}: no valid request could be made"
-                    # an operation without inputs has nothing to break
+            ran[f"{method} {path}"] = sum((_fuzz(client, operation, mode, credentials, examples)
+                                           for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)), Counter())
     return ran
+
+
+def _fuzz(client: httpx.Client, operation: Any, mode: GenerationMode, credentials: Credentials,
+          examples: int) -> Counter[int]:
+    statuses: Counter[int] = Counter()
+    where = f"{operation.method.upper()} {operation.path} ({mode.value})"
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    def run(case: Any) -> None:
+        sent = case.as_transport_kwargs(base_url=str(client.base_url))
+        headers = {k: v for k, v in (sent.get("headers") or {}).items()
+                   if k.lower() not in ("authorization", "connection")}
+        body = {"json": sent["json"]} if "json" in sent else {"content": sent["data"]} if sent.get("data") else {}
+        response = client.request(sent["method"], sent["url"], params=sent.get("params"),
+                                  headers=headers | credentials(operation.method.upper(), operation.path), **body)
+        check(response, where)
+        statuses[response.status_code] += 1
+
+    try:
+        run()
+    except Unsatisfiable:  # an operation without inputs has nothing to break
+        assert mode == GenerationMode.NEGATIVE, f"{where}: no valid request could be made"
+    return statuses
