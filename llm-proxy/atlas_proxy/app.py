@@ -25,8 +25,6 @@ from atlas_proxy.settings import Settings
 from atlas_proxy.state import ProxyState
 from atlas_proxy.tasks import TaskRelay
 
-POOL_WAIT_S = 5.0  # how long a request waits for a free backend connection before it is answered 503
-
 
 class OverheadMiddleware:
     """Adds ``x-atlas-overhead-ms``: time spent in the proxy itself, up to the response's first byte, minus
@@ -51,12 +49,12 @@ class OverheadMiddleware:
         await self.app(scope, receive, timed)
 
 
-def backend_session(connections: int, read_timeout_s: float) -> aiohttp.ClientSession:
+def backend_session(connections: int, pool_wait_s: float, read_timeout_s: float) -> aiohttp.ClientSession:
     """A connection pool to the backends with a cap and a pool-wait timeout (aiohttp's ``connect`` timeout
     covers the wait for a free connection as well as the connection itself)."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=30),
-        timeout=aiohttp.ClientTimeout(total=None, connect=POOL_WAIT_S, sock_connect=5.0, sock_read=read_timeout_s),
+        timeout=aiohttp.ClientTimeout(total=None, connect=pool_wait_s, sock_connect=5.0, sock_read=read_timeout_s),
         auto_decompress=False, trust_env=False)
 
 
@@ -69,10 +67,12 @@ def create_app(settings: Settings) -> FastAPI:
             keys = KeyCache(settings.portal_url, settings.proxy_token, http, settings.proxy_key_cache_s)
             models = ModelCache(settings.portal_url, settings.proxy_token, http)
             limiter = Limiter(redis, settings.proxy_upstream_timeout_s)
-            backends = backend_session(settings.proxy_backend_connections, settings.proxy_upstream_timeout_s)
+            backends = backend_session(settings.proxy_backend_connections, settings.proxy_pool_wait_s,
+                                       settings.proxy_upstream_timeout_s)
             stack.push_async_callback(backends.close)
             # Event streams stay open for as long as a task runs: a pool of their own, so they never starve requests.
-            streams = backend_session(settings.proxy_stream_connections, settings.proxy_upstream_timeout_s)
+            streams = backend_session(settings.proxy_stream_connections, settings.proxy_pool_wait_s,
+                                      settings.proxy_upstream_timeout_s)
             stack.push_async_callback(streams.close)
             meter = Meter(redis, limiter, settings.proxy_usage_buffer, app.state.metrics.registry)
             stack.push_async_callback(meter.drain)  # runs before Redis and the HTTP client close

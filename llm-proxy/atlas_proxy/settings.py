@@ -35,6 +35,9 @@ class Settings(LlamaClientSettings, ProxyCredential, BudgetDefaults):
     proxy_backend_connections: int = Field(
         1000, ge=1, le=100_000, description="Connections to the model servers and rag-api at once (requests beyond "
         "wait up to 5 s for one, then get 503).")
+    proxy_pool_wait_s: float = Field(
+        5.0, gt=0, le=120, description="How long a request waits for a free backend connection before it is answered "
+        "503 with Retry-After.")
     proxy_stream_connections: int = Field(
         256, ge=1, le=100_000, description="Task event streams relayed at once, in a pool of their own so they never "
         "take the connections requests need (beyond: 503 with Retry-After).")

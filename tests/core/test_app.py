@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from atlas_core.app import open_clients, service_app
 from atlas_core.settings import load_settings
 from atlas_sandbox.settings import Settings
-from tests.conftest import METRICS_TOKEN, free_port
+from tests.conftest import METRICS_TOKEN, RedisServer, free_port
 
 
 class Item(BaseModel):
@@ -103,3 +103,29 @@ def test_errors_use_the_openai_shape_without_internals(client: TestClient) -> No
     assert "secret internals" not in crash.text
     assert "Traceback" not in crash.text
     assert crash.json()["error"]["type"] == "server_error"
+
+
+def test_readyz_warns_before_redis_is_full_and_metrics_show_it(client: TestClient, redis_server: RedisServer) -> None:
+    scrape = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    assert "maxmemory" in client.get("/readyz", headers=scrape).json()["warnings"]["redis"]  # none set: unbounded
+    with redis_server.client() as admin:
+        used = int(admin.info("memory")["used_memory"])
+        admin.config_set("maxmemory", str(int(used / 0.9)))  # about 90% used: past the 80% alarm
+        try:
+            ready = client.get("/readyz", headers=scrape)
+            anonymous = client.get("/readyz")
+        finally:
+            admin.config_set("maxmemory", "0")
+    assert ready.status_code == 200  # still ready: a warning, not an outage
+    assert "ATLAS_REDIS_MAXMEMORY_MB" in ready.json()["warnings"]["redis"]
+    assert anonymous.json()["warnings"] == {"redis": "warning"}  # the numbers only with the credential
+    gauge = [line for line in client.get("/metrics", headers=scrape).text.splitlines()
+             if line.startswith("atlas_redis_memory_used_ratio ")]
+    assert gauge and float(gauge[0].split()[1]) > 0.8
+
+
+def test_bodies_over_the_limit_are_refused_with_413(client: TestClient) -> None:
+    padded = b'{"count": 1' + b" " * 2000 + b"}"
+    big = client.post("/items", content=padded, headers={"Content-Type": "application/json"})
+    assert big.status_code == 413 and "1024 bytes" in big.json()["error"]["message"]
+    assert client.post("/items", json={"count": 1}).status_code == 200

@@ -95,11 +95,17 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="module")
-def rag_proxy(stack: Stack, sandbox_url: str) -> Iterator[str]:
-    """A proxy whose rag-api is the real one, on the fake model server and the real sandbox (tasks need neither
-    until a worker runs them; atlas chats and solves run through both)."""
+def rag_url(stack: Stack, sandbox_url: str) -> Iterator[str]:
+    """The real rag-api, on the fake model server and the real sandbox (tasks need neither until a worker runs
+    them; atlas chats and solves run through both)."""
     env = stack.env | {"ATLAS_SANDBOX_SIGNING_KEY": SANDBOX_SIGNING, "ATLAS_SANDBOX_URL": sandbox_url,
                        "ATLAS_RAG_DEADLINE_S": "10"}
-    with ServerThread(rag_app(load_settings(RagSettings, environ=env))) as rag, \
-            ServerThread(stack.proxy_app(ATLAS_RAG_URL=rag.url)) as server:
+    with ServerThread(rag_app(load_settings(RagSettings, environ=env))) as rag:
+        yield rag.url
+
+
+@pytest.fixture(scope="module")
+def rag_proxy(stack: Stack, rag_url: str) -> Iterator[str]:
+    """A proxy whose rag-api is the real one."""
+    with ServerThread(stack.proxy_app(ATLAS_RAG_URL=rag_url)) as server:
         yield server.url

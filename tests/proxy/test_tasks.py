@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import ServerThread
 from tests.proxy.conftest import Stack
 
 TASK = {"prompt": "Write add(a, b).", "tests": [{"assert": "assert add(2, 3) == 5"}], "priority": "p0"}
@@ -143,3 +144,24 @@ def test_queue_stats_show_a_key_holder_no_hosts_or_redis_settings(stack: Stack, 
     stats = call(proxy, _user_key(stack, _name("stats")), "GET", "/v1/queue/stats")
     assert stats.status_code == 200
     assert "gpu-box-7" not in stats.text and "redis" not in stats.json()
+
+
+def test_event_streams_have_a_pool_of_their_own_and_never_starve_requests(stack: Stack, rag_url: str) -> None:
+    key = stack.key()["key"]
+    headers = {"Authorization": f"Bearer {key}"}
+    with ServerThread(stack.proxy_app(ATLAS_RAG_URL=rag_url, ATLAS_PROXY_STREAM_CONNECTIONS="1",
+                                      ATLAS_PROXY_POOL_WAIT_S="0.5")) as server:
+        task_id = call(server.url, key, "POST", "/v1/tasks", json=TASK).json()["task_id"]
+        with httpx.Client(timeout=30) as client:
+            held = client.send(client.build_request("GET", f"{server.url}/v1/tasks/{task_id}/events",
+                                                    headers=headers), stream=True)
+            try:
+                assert held.status_code == 200
+                more = client.get(f"{server.url}/v1/tasks/{task_id}/events", headers=headers)
+                assert more.status_code == 503 and more.headers["retry-after"] == "2", more.text
+                # the stream pool is full; ordinary requests have their own and still go through
+                assert client.get(f"{server.url}/v1/tasks/{task_id}", headers=headers).status_code == 200
+                chat = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
+                assert client.post(f"{server.url}/v1/chat/completions", json=chat, headers=headers).status_code == 200
+            finally:
+                held.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -50,3 +51,43 @@ def test_each_service_binds_its_own_address(platform_env: dict[str, str]) -> Non
     plan = {spec.name: spec for spec in build_plan(prepare({"ATLAS_PROXY_HOST": "0.0.0.0"}, None))}
     assert plan["llm-proxy"].host == "0.0.0.0"
     assert {spec.host for name, spec in plan.items() if name != "llm-proxy"} == {"127.0.0.1"}
+
+
+def test_each_credential_is_refused_outside_what_it_is_for(service_env: dict[str, str]) -> None:
+    """The matrix: who may call what. Every internal route refuses every credential but its own."""
+    from atlas_portal.app import create_app as portal_app
+    from atlas_portal.settings import Settings as PortalSettings
+    from atlas_sandbox.app import create_app as sandbox_app
+    from atlas_sandbox.settings import Settings as SandboxSettings
+    from tests.conftest import PROXY_TOKEN, RECOVERY_TOKEN
+
+    bearer = {name: {"Authorization": f"Bearer {token}"} for name, token in
+              (("metrics", METRICS_TOKEN), ("proxy", PROXY_TOKEN), ("recovery", RECOVERY_TOKEN))}
+    env = service_env | {"ATLAS_DATABASE_URL": f"sqlite:///{service_env['ATLAS_STATE_DIR']}-portal.db"}
+    routes: dict[str, list[tuple[str, str, dict[str, Any] | None, str]]] = {
+        # service -> (method, path, body, the one credential it takes)
+        "portal": [("POST", "/internal/keys/validate", {"key": "sk-llm-x"}, "proxy"),
+                   ("GET", "/internal/models", None, "proxy"),
+                   ("POST", "/internal/bootstrap", None, "recovery"),
+                   ("POST", "/internal/recover", {"username": "nobody"}, "recovery"),
+                   ("GET", "/metrics", None, "metrics")],
+        "rag": [("POST", "/v1/tasks", TASK, "proxy"), ("GET", "/v1/queue/stats", None, "proxy"),
+                ("GET", "/internal/queue/stats", None, "metrics"), ("GET", "/metrics", None, "metrics")],
+        "sandbox": [("GET", "/languages", None, "metrics"), ("GET", "/metrics", None, "metrics")],
+    }
+    apps = {"portal": portal_app(load_settings(PortalSettings, environ=env)),
+            "rag": rag_app(load_settings(RagSettings, environ=env)),
+            "sandbox": sandbox_app(load_settings(SandboxSettings, environ=env))}
+    for service, calls in routes.items():
+        with TestClient(apps[service]) as client:
+            for method, path, body, owner in calls:
+                for name, headers in bearer.items():
+                    answer = client.request(method, path, json=body, headers=headers | {"X-Atlas-User-Id": "1"})
+                    refused = answer.status_code == 401 and "needs a service credential" in answer.text
+                    assert refused == (name != owner), (service, path, name, answer.text)
+                    if refused:  # it names the credential it needs
+                        assert f"ATLAS_{owner.upper()}_TOKEN" in answer.json()["error"]["message"]
+        # the sandbox's own routes take capability tokens only: no service credential opens them
+        if service == "sandbox":
+            for headers in bearer.values():
+                assert client.post("/execute", json={"code": "print(1)"}, headers=headers).status_code == 401

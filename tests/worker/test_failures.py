@@ -87,12 +87,13 @@ class Platform:
         self.workers.append(proc)
         return proc
 
-    def call(self, method: str, path: str, owner: str = "1", **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {PROXY_TOKEN}", "X-Atlas-User-Id": owner}
-        return httpx.request(method, f"{self.rag}{path}", headers=headers, timeout=30, **kwargs)
+    def call(self, method: str, path: str, owner: str = "1", headers: dict[str, str] | None = None,
+             **kwargs: Any) -> httpx.Response:
+        sent = {"Authorization": f"Bearer {PROXY_TOKEN}", "X-Atlas-User-Id": owner} | (headers or {})
+        return httpx.request(method, f"{self.rag}{path}", headers=sent, timeout=30, **kwargs)
 
-    def submit(self, **extra: Any) -> str:
-        response = self.call("POST", "/v1/tasks", json=TASK | extra)
+    def submit(self, headers: dict[str, str] | None = None, **extra: Any) -> str:
+        response = self.call("POST", "/v1/tasks", json=TASK | extra, headers=headers)
         assert response.status_code == 202, response.text
         return str(response.json()["task_id"])
 
@@ -327,3 +328,71 @@ def test_bad_submissions_are_refused_with_the_field(platform: Platform) -> None:
     detail = httpx.get(f"{platform.rag}/internal/queue/stats", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert detail.json()["redis"] == {"maxmemory_policy": "noeviction", "appendonly": "yes"}
     assert platform.call("GET", "/internal/queue/stats").status_code == 401  # the proxy's credential is not enough
+
+
+def key_of(key_id: int, key_tpm: int, user_tpm: int = 0) -> dict[str, str]:
+    """What the proxy adds to a submission: the key and the limits its attempts are charged against."""
+    return {"X-Atlas-Key-Id": str(key_id), "X-Atlas-Limits": json.dumps(
+        {"key_tokens_per_min": key_tpm, "user_tokens_per_min": user_tpm, "max_queued_tasks": 10})}
+
+
+def test_a_tasks_attempts_are_charged_to_its_keys_tokens_per_minute_and_metered_once(platform: Platform) -> None:
+    platform.llm.script = lambda body: "no code here"  # every attempt fails: three attempts, each charged
+    platform.worker()
+    task_id = platform.submit(headers=key_of(5, 100_000, 200_000), max_attempts=3)
+    task = platform.finished(task_id)
+    spent = task["prompt_tokens"] + task["completion_tokens"]
+    assert task["attempts_made"] == 3 and spent > 0
+    with platform.redis.client() as client:
+        # the key's and the user's windows hold what the attempts spent (each reserved its ceiling, then settled)
+        assert int(client.get("atlas:rl:{u1}:k5:toksum") or 0) == spent
+        assert int(client.get("atlas:rl:{u1}:toksum") or 0) == spent
+        usage = [{k.decode(): v.decode() for k, v in f.items()} for _, f in client.xrange("atlas:usage")]
+    mine = [u for u in usage if u["key_id"] == "5"]
+    assert len(mine) == 3 and all(u["requests"] == "0" for u in mine)  # one entry per attempt, none per request
+    assert sum(int(u["prompt_tokens"]) + int(u["completion_tokens"]) for u in mine) == spent
+
+
+def test_a_task_waits_for_its_keys_tokens_per_minute_and_never_exceeds_them(platform: Platform) -> None:
+    platform.llm.script = lambda body: ADD
+    with platform.redis.client() as client:  # the key's minute is almost spent by requests a moment ago
+        now_ms = int(time.time() * 1000)
+        client.zadd("atlas:rl:{u1}:k6:tok", {f"earlier|{19_900}": now_ms - 55_000})
+        client.set("atlas:rl:{u1}:k6:toksum", 19_900)
+    platform.worker()
+    task_id = platform.submit(headers=key_of(6, 20_000))
+    task = platform.finished(task_id, timeout=60)  # the earlier requests leave the window after about 5 s
+    events = platform.events(task_id)
+    assert task["status"] == "succeeded", (task, events)
+    waiting = [e for e in events if e["type"] == "waiting"]
+    assert waiting and "tokens per minute" in waiting[0]["message"], events
+
+
+def test_a_task_that_can_never_fit_its_keys_minute_is_unrecoverable(platform: Platform) -> None:
+    platform.worker()
+    task_id = platform.submit(headers=key_of(7, 50))
+    task = platform.finished(task_id)
+    assert task["stop_reason"] == "UNRECOVERABLE" and "tokens per minute" in task["message"]
+
+
+def test_event_streams_wait_on_their_own_redis_pool_and_never_starve_requests(platform: Platform) -> None:
+    """rag-api with one Redis connection for event streams: a second stream waits for it (saying so in a comment),
+    while reading and submitting tasks go on at once on the connections requests have."""
+    env = platform.env | {"ATLAS_TASK_STREAM_CONNECTIONS": "1", "ATLAS_REDIS_POOL_WAIT_S": "0.3"}
+    with ServerThread(rag_app(load_settings(RagSettings, environ=env))) as rag:
+        headers = {"Authorization": f"Bearer {PROXY_TOKEN}", "X-Atlas-User-Id": "1"}
+        task_id = httpx.post(f"{rag.url}/v1/tasks", json=TASK, headers=headers).json()["task_id"]
+        url = f"{rag.url}/v1/tasks/{task_id}/events"
+        with httpx.Client(timeout=30) as client:
+            first = client.send(client.build_request("GET", url, headers=headers), stream=True)
+            second = client.send(client.build_request("GET", url, headers=headers), stream=True)
+            try:
+                lines = second.iter_lines()
+                assert any("unavailable; retrying" in next(lines) for _ in range(20))  # it waits, it is not refused
+                started = time.monotonic()
+                assert client.get(f"{rag.url}/v1/tasks/{task_id}", headers=headers).status_code == 200
+                assert client.post(f"{rag.url}/v1/tasks", json=TASK, headers=headers).status_code == 202
+                assert time.monotonic() - started < 2  # not behind the streams
+            finally:
+                first.close()
+                second.close()
