@@ -72,6 +72,16 @@ class UsageDaily(Base):
     latency_ms_total: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class UsageCursor(Base):
+    """The last usage-stream entry each roll-up consumer applied, committed with the totals it added: entries that
+    come back after a crash between the commit and their acknowledgement are skipped, not counted twice."""
+
+    __tablename__ = "usage_cursor"
+
+    consumer: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_id: Mapped[str] = mapped_column(String(40))
+
+
 class ModelSetting(Base):
     """An admin's rename or hiding of a served model."""
 

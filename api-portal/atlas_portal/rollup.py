@@ -1,7 +1,9 @@
 """Rolls the proxy's usage stream up per day, user, key and model, off the request path.
 
 A consumer group (``portal``) reads ``atlas:usage``; entries are acknowledged only after their roll-up has
-committed, so a crash re-delivers them (at-least-once; a portal restart re-reads its pending entries first).
+committed, so a crash re-delivers them (a portal restart re-reads its pending entries first). The consumer's last
+applied entry id is committed with the totals (``usage_cursor``), so re-delivered entries that were applied already
+are skipped: each entry is counted exactly once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from atlas_core.schemas import USAGE_STREAM
 from atlas_portal import crud
+from atlas_portal.db import UsageCursor
 
 log = logging.getLogger("atlas.portal.usage")
 GROUP = "portal"
@@ -49,9 +52,27 @@ def aggregate(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> dict[Key, list
     return totals
 
 
-async def store(sessions: async_sessionmaker[AsyncSession], totals: dict[Key, list[int]]) -> None:
+def _order(entry_id: bytes | str) -> tuple[int, int]:
+    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def store(sessions: async_sessionmaker[AsyncSession], entries: list[tuple[bytes, dict[bytes, bytes]]],
+                consumer: str) -> None:
+    """Add the entries this consumer has not applied yet, and move its cursor past them, in one transaction."""
     async with sessions() as session, session.begin():
-        for (day, user_id, key_id, model), (requests, errors, prompt, completion, latency) in totals.items():
+        cursor = await session.get(UsageCursor, consumer)
+        done = _order(cursor.last_id) if cursor else (-1, -1)
+        fresh = [e for e in entries if _order(e[0]) > done]
+        if not fresh:
+            return
+        last = max((e[0] for e in fresh), key=_order)
+        last_id = last.decode() if isinstance(last, bytes) else last
+        if cursor is None:
+            session.add(UsageCursor(consumer=consumer, last_id=last_id))
+        else:
+            cursor.last_id = last_id
+        for (day, user_id, key_id, model), (requests, errors, prompt, completion, latency) in aggregate(fresh).items():
             await crud.add_usage(session, day=day, user_id=user_id, key_id=key_id, model=model, requests=requests,
                                  errors=errors, prompt_tokens=prompt, completion_tokens=completion,
                                  latency_ms=latency)
@@ -77,7 +98,7 @@ async def run(redis: Redis, sessions: async_sessionmaker[AsyncSession], block_ms
                     continue
                 ids = [entry_id for entry_id, _ in entries]
                 try:
-                    await store(sessions, aggregate(entries))
+                    await store(sessions, entries, consumer)
                 except (DataError, IntegrityError) as exc:
                     # This batch can never be stored: set it aside instead of retrying it forever.
                     log.error("usage batch refused by the database, moved to %s: %s", DEAD_STREAM, exc)

@@ -87,7 +87,7 @@ class Forwarder:
 
         async def failed(status: int, message: str) -> Response:
             await self.meter.settle(settlement(status))
-            return error_response(status, message)
+            return error_response(status, message, headers=extra_headers)
 
         # A backend that times out or breaks off is a dependency down, like one that refuses connections: 503 with
         # Retry-After. Only a backend's own 5xx answer (its bug) is a 502.

@@ -23,6 +23,7 @@ from atlas_proxy.models import ModelsUnavailable
 from atlas_proxy.state import ProxyState
 
 log = logging.getLogger("atlas.proxy")
+METERED = "x-atlas-metered"
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings",
              "/v1/solve": "solve"}
 
@@ -82,8 +83,9 @@ async def handle(request: Request, path: str) -> Response:
 
 async def admit(request: Request, state: ProxyState, info: KeyInfo, reserve: int
                 ) -> tuple[str | None, dict[str, str]] | Response:
-    """``(admission id, rate-limit headers)``, or the 429 or 503 that refuses the request. The admission id is
-    None when Redis is down and the proxy serves without limits (ATLAS_PROXY_FAIL_OPEN)."""
+    """``(admission id, response headers)``, or the 429 or 503 that refuses the request. The admission id is
+    None when Redis is down and the proxy serves without limits (ATLAS_PROXY_FAIL_OPEN). An admitted request's
+    answer, whatever it is, says ``X-Atlas-Metered: 1``: it counts in the key's usage."""
     admission = uuid.uuid4().hex
     try:
         decision = await state.limiter.admit(Owner.of(info), admission, reserve)
@@ -92,12 +94,12 @@ async def admit(request: Request, state: ProxyState, info: KeyInfo, reserve: int
             return error_response(503, "rate limiting is unavailable (Redis is down); try again shortly",
                                   headers={"Retry-After": "2"})
         log.warning("Redis down, serving without limits (ATLAS_PROXY_FAIL_OPEN): %s", exc)
-        return None, {}
+        return None, {METERED: "1"}
     headers = decision.headers(info)
     if not decision.admitted:
         state.rejections.labels(decision.reason.split(" (")[0], decision.scope).inc()
         return error_response(429, decision.message, headers=headers, code="rate_limit_exceeded")
-    return admission, headers
+    return admission, headers | {METERED: "1"}
 
 
 def task_reservation(body: bytes, state: ProxyState, info: KeyInfo) -> Response | None:

@@ -64,7 +64,7 @@ class TaskRelay:
         events = request.url.path.endswith("/events")
         stream_id = uuid.uuid4().hex
         if events:
-            refused = await self._open_stream(info, stream_id)
+            refused = await self._open_stream(info, stream_id, extra_headers)
             if refused is not None:
                 status = 429
                 await settle()
@@ -81,9 +81,9 @@ class TaskRelay:
             await settle()
             if isinstance(exc, TimeoutError):  # aiohttp's connect and pool-wait timeouts are TimeoutErrors
                 return error_response(503, "rag-api did not answer in time, or every connection is busy; retry "
-                                      "shortly", headers={"Retry-After": "2"})
+                                      "shortly", headers=extra_headers | {"Retry-After": "2"})
             return error_response(503, f"rag-api is unavailable ({type(exc).__name__}); try again shortly",
-                                  headers={"Retry-After": "2"})
+                                  headers=extra_headers | {"Retry-After": "2"})
         status = upstream.status
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP} | extra_headers
         if upstream.content_type != "text/event-stream" or upstream.status >= 400:
@@ -94,7 +94,8 @@ class TaskRelay:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 status = 503
                 await settle()
-                return error_response(503, f"rag-api broke off its answer ({type(exc).__name__}); try again")
+                return error_response(503, f"rag-api broke off its answer ({type(exc).__name__}); try again",
+                                      headers=extra_headers)
             finally:
                 upstream.release()
             await settle()
@@ -110,7 +111,7 @@ class TaskRelay:
         return ClosingStreamingResponse(self._follow(upstream, info, stream_id), status_code=upstream.status,
                                         headers=out_headers)
 
-    async def _open_stream(self, info: KeyInfo, stream_id: str) -> Response | None:
+    async def _open_stream(self, info: KeyInfo, stream_id: str, headers: dict[str, str]) -> Response | None:
         """None when the stream may open (its slot is held), else the 429 that refuses it."""
         refused = await self._limiter.open_stream(info, stream_id)
         if not refused:
@@ -119,7 +120,7 @@ class TaskRelay:
                       else ("this key", info.max_streams))
         return error_response(429, f"{whose} already holds {cap} open event streams, the most allowed; close one "
                               "or poll GET /v1/tasks/{id} instead", code="streams_exceeded",
-                              headers={"Retry-After": "5"})
+                              headers=headers | {"Retry-After": "5"})
 
     async def _follow(self, upstream: aiohttp.ClientResponse, info: KeyInfo, stream_id: str
                       ) -> AsyncIterator[bytes]:
