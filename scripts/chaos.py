@@ -253,9 +253,12 @@ def check_tasks(platform: Platform, run: Run, keys: dict[str, str], deadline_s: 
     with httpx.Client(base_url=proxy, timeout=30) as client:
         while pending and time.time() < deadline:
             for task_id in list(pending):
+                user, started = run.tasks[task_id], time.time()
                 with contextlib.suppress(httpx.HTTPError, ValueError):
-                    answer = client.get(f"/v1/tasks/{task_id}",
-                                        headers={"Authorization": f"Bearer {keys[run.tasks[task_id]]}"})
+                    answer = client.get(f"/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {keys[user]}"})
+                    # these reads count in the key's usage like the load's own requests
+                    run.calls.append(Call(user, "check", started, time.time(), answer.status_code,
+                                          metered="x-atlas-metered" in answer.headers))
                     if answer.status_code == 200 and answer.json()["finished_at"]:
                         finished[task_id] = answer.json()["status"]
                         pending.discard(task_id)
@@ -291,8 +294,15 @@ def check_usage(platform: Platform, run: Run, users: dict[str, dict[str, Any]], 
         if all(low <= seen[u] <= high for u, (low, high) in expected.items()):
             break
         time.sleep(2)
+    with platform.redis() as client:  # what the usage stream holds, by status: to tell a mismatch's source
+        raw = [f for _, f in client.xrange("atlas:usage")]
+    streamed = {user: dict(Counter(f[b"status"].decode() for f in raw if f[b"key_id"] == str(info["key_id"]).encode()
+                                   and f.get(b"requests", b"1") != b"0")) for user, info in users.items()}
+    saw = {user: dict(Counter(f"{c.kind} {c.status}" for c in run.calls if c.user == user and c.metered))
+           for user in users}
     return {user: {"metered": seen[user], "expected_min": low, "expected_max": high,
-                   "ok": low <= seen[user] <= high} for user, (low, high) in expected.items()}
+                   "ok": low <= seen[user] <= high, "stream_by_status": streamed[user], "seen_metered": saw[user]}
+            for user, (low, high) in expected.items()}
 
 
 async def load_and_chaos(platform: Platform, run: Run, users: dict[str, dict[str, Any]], models: tuple[str, str],

@@ -27,8 +27,11 @@ from atlas_proxy.metering import Meter, Settlement
 from atlas_proxy.settings import Settings
 
 log = logging.getLogger("atlas.proxy")
+# Not passed on from a backend's answer: hop-by-hop headers, and those the proxy sets itself (its request id
+# middleware adds X-Request-Id, the same id the backend was given).
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-              "trailers", "transfer-encoding", "upgrade", "content-length", "content-encoding", "server", "date"}
+              "trailers", "transfer-encoding", "upgrade", "content-length", "content-encoding", "server", "date",
+              "x-request-id"}
 EVENT_END = re.compile(rb"\r?\n\r?\n")
 DONE = re.compile(rb"^data:\s*\[DONE\]\s*$", re.MULTILINE)
 PIECE = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')  # a non-empty piece of generated text

@@ -48,3 +48,19 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:
     readme = (REPO / "README.md").read_text()
     assert "make up" in readme and "make test" in readme
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_security_doc_states_every_limit_and_every_services_redis_keys() -> None:
+    """docs/security.md lists every limit with its default, and each service's Redis key patterns."""
+    import re
+
+    from atlas_core.redis_acl import RULES
+
+    doc = (REPO / "docs" / "security.md").read_text()
+    limits = [k for k in known_keys()
+              if re.search(r"MAX_|_DEFAULT_|POOL|CONNECTIONS|BUFFER|MAXMEMORY|ALARM|KEEP|QUOTA|TIMEOUT", k)]
+    assert [k for k in sorted(limits) if f"`{k}`" not in doc] == []
+    redis = doc.partition("### Redis: one ACL user per service")[2].partition("\n## ")[0]
+    for service, (keys, _, _) in RULES.items():
+        row = next(line for line in redis.splitlines() if line.startswith(f"| {service} |"))
+        assert all(f"`{key}`" in row for key in keys), service
