@@ -25,7 +25,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any
 
 import httpx
 import redis
+from bench_sandbox import free_port
 
 PORT_KEYS = ["ATLAS_REDIS_PORT", "ATLAS_LLAMA_PORT", "ATLAS_EMBED_PORT", "ATLAS_SANDBOX_PORT", "ATLAS_PORTAL_PORT",
              "ATLAS_RAG_PORT", "ATLAS_PROXY_PORT", "ATLAS_WORKER_PORT", "ATLAS_DASHBOARD_PORT"]
@@ -50,13 +50,6 @@ GRACE_S = 20.0  # requests in flight when a service comes back still end inside 
 REQUEST_TIMEOUT_S = 90.0  # longer than any answer takes here: a request that reaches it hung
 ADD = "Write a Python function add(a, b) that returns the sum of a and b.\n>>> add(2, 3)\n5\n"
 TEST = [{"assert": "assert add(2, 3) == 5"}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

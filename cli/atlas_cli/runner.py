@@ -94,8 +94,9 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         yield
 
 
-def probe(spec: ServiceSpec) -> str | None:
-    """None when the process is ready, else the reason it is not."""
+def probe(spec: ServiceSpec) -> tuple[str | None, str]:
+    """``(None when the process is ready else the reason it is not, what to report)``: a ready service's
+    warnings (Redis near its maxmemory) are reported too."""
     try:
         if spec.probe == "redis":
             client = redis.Redis.from_url(spec.probe_url, password=spec.probe_token,
@@ -104,19 +105,22 @@ def probe(spec: ServiceSpec) -> str | None:
                 client.ping()
             finally:
                 client.close()
-            return None
+            return None, "ok"
         headers = {"Authorization": f"Bearer {spec.probe_token}"} if spec.probe_token else {}
         response = httpx.get(spec.probe_url, headers=headers, timeout=PROBE_TIMEOUT_S)
-        if response.status_code == 200:
-            return None
         try:
-            checks = response.json().get("checks", {})
-            failing = ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
-        except ValueError:
-            failing = ""
-        return f"HTTP {response.status_code}" + (f" ({failing})" if failing else "")
+            body = response.json()
+            failing = ", ".join(f"{k}: {v}" for k, v in body.get("checks", {}).items() if v != "ok")
+            warnings = "; ".join(f"warning: {v}" for v in body.get("warnings", {}).values())
+        except (ValueError, AttributeError):
+            failing = warnings = ""
+        if response.status_code == 200:
+            return None, warnings or "ok"
+        reason = f"HTTP {response.status_code}" + (f" ({failing})" if failing else "")
+        return reason, reason
     except (httpx.HTTPError, redis.RedisError, OSError) as exc:
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return reason, reason
 
 
 def running(state_dir: Path) -> Running | None:
@@ -174,7 +178,7 @@ def wait_ready(state_dir: Path, specs: list[ServiceSpec], timeout_s: float, say:
             if record.get("status") == "failed":
                 raise UpError(f"{name} keeps crashing; its log ends with:\n  " +
                               "\n  ".join(tail(log_dir(state_dir) / f"{name}.log", 15)))
-            reason = probe(spec)
+            reason, _ = probe(spec)
             if reason is None:
                 say(f"  ready  {name:<17} {time.monotonic() - start:6.1f}s")
                 del pending[name]
@@ -279,10 +283,10 @@ def status(state_dir: Path) -> dict[str, Any]:
     rows = []
     for spec in specs:
         record = live.services.get(spec.name, {})
-        reason = probe(spec)
+        reason, detail = probe(spec)
         rows.append({"name": spec.name, "pid": record.get("pid"), "port": spec.port, "url": spec.url,
                      "ready": reason is None, "status": record.get("status", "starting"),
-                     "restarts": record.get("restarts", 0), "detail": reason or "ok"})
+                     "restarts": record.get("restarts", 0), "detail": detail})
     return {"state_dir": str(state_dir), "running": True, "supervisor_pid": live.supervisor_pid,
             "services": rows}
 

@@ -240,12 +240,6 @@ class Limiter:
                     raise
                 await self.reload()
 
-    async def release(self, owner: Owner, request_id: str) -> None:
-        """Free an admitted request's concurrency slot at once (it reserved no tokens)."""
-        windows = limit_keys(owner.user_id, owner.key_id)
-        await self._finish(keys=[windows[1], windows[2], windows[3], windows[5], windows[6], windows[7]],
-                           args=[request_id, 0, 0])
-
     async def open_stream(self, info: KeyInfo, stream_id: str) -> int:
         """0 when the stream may open, else 1 (the user's cap) or 2 (the key's)."""
         return int(await self._stream(keys=stream_keys(info.user_id, info.key_id),
