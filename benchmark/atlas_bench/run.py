@@ -60,17 +60,33 @@ def append(out: Path, record: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
+LIMITED_RETRIES = 5
+
+
+def _retry_after(answer: httpx.Response) -> float:
+    try:
+        return min(60.0, max(1.0, float(answer.headers.get("retry-after", "5"))))
+    except ValueError:
+        return 5.0
+
+
 async def solve(http: httpx.AsyncClient, url: str, key: str, problem: Problem, budget: dict[str, Any], seed: int
                 ) -> dict[str, Any]:
     body: dict[str, Any] = {"problem": problem.prompt, "language": problem.language, "budget": budget, "seed": seed,
                             "tests": problem.public_tests}
     if problem.entry_point:
         body["entry_point"] = problem.entry_point
-    try:
-        answer = await http.post(f"{url}/v1/solve", json=body, headers={"Authorization": f"Bearer {key}"},
-                                 timeout=httpx.Timeout(10.0, read=3600.0))
-    except httpx.HTTPError as exc:
-        raise PlatformError(f"the proxy at {url} is unreachable ({type(exc).__name__})") from None
+    for attempt in range(LIMITED_RETRIES + 1):
+        try:
+            answer = await http.post(f"{url}/v1/solve", json=body, headers={"Authorization": f"Bearer {key}"},
+                                     timeout=httpx.Timeout(10.0, read=3600.0))
+        except httpx.HTTPError as exc:
+            raise PlatformError(f"the proxy at {url} is unreachable ({type(exc).__name__})") from None
+        # the key's rate limits: wait as told, as a user's client would (a platform that is down, 503, counts
+        # toward the run's failures instead)
+        if answer.status_code != 429 or attempt == LIMITED_RETRIES:
+            break
+        await asyncio.sleep(_retry_after(answer))
     if answer.status_code != 200:
         raise PlatformError(f"the platform answered {answer.status_code}: {answer.text[:300]}")
     result: dict[str, Any] = answer.json()

@@ -150,3 +150,34 @@ def test_a_platform_that_keeps_failing_ends_the_run_with_a_report(sandbox_url: s
     assert len(calls) == 2  # the third problem is not tried
     report = (tmp_path / "out" / "report.md").read_text()
     assert "answered 503" in report and "stopped after 2 failures in a row" in report
+
+
+def test_a_rate_limited_solve_waits_as_told_and_is_asked_again() -> None:
+    """The key's limits answer 429 with Retry-After: the bench waits that long and asks again, like a client."""
+    import asyncio
+
+    import httpx
+
+    from atlas_bench.datasets import Hidden, Problem
+    from atlas_bench.run import solve
+
+    app = FastAPI()
+    app.state.calls = 0
+
+    @app.post("/v1/solve")
+    async def limited(request: Request) -> Any:
+        app.state.calls += 1
+        if app.state.calls == 1:
+            return JSONResponse({"error": {"message": "rate limit reached for this key: tokens per minute"}}, 429,
+                                headers={"Retry-After": "1"})
+        return {"code": GOOD, "candidates": [], "usage": {}}
+
+    async def ask(url: str) -> dict[str, Any]:
+        async with httpx.AsyncClient() as http:
+            problem = Problem(id="add", dataset="custom", prompt="Write add(a, b).", entry_point="add",
+                              hidden=Hidden(mode="assert", tests=[]))
+            return await solve(http, url, KEY, problem, {"k": 1}, 0)
+
+    with ServerThread(app) as server:
+        assert asyncio.run(ask(server.url))["code"] == GOOD
+    assert app.state.calls == 2
