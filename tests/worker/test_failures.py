@@ -133,15 +133,15 @@ def platform(sandbox_url: str, llm: ServerThread, tmp_path: Path) -> Iterator[Pl
            "ATLAS_EMBED_URL": f"http://127.0.0.1:{free_port()}", "ATLAS_WORKER_VISIBILITY_S": "2",
            "ATLAS_WORKER_RETRY_BACKOFF_S": "0.2", "ATLAS_LOG_LEVEL": "WARNING"}
     fake(llm).script = lambda body: ADD
-    with ServerThread(rag_app(load_settings(RagSettings, environ=env))) as rag:
-        platform = Platform(store, rag.url, fake(llm), env)
-        try:
-            yield platform
-        finally:
-            for proc in platform.workers:
-                proc.kill()
-                proc.wait(timeout=10)
-            store.stop()
+    workers: list[subprocess.Popen[bytes]] = []
+    try:  # the Redis stops whatever fails, setting up included: no redis-server outlives its test
+        with ServerThread(rag_app(load_settings(RagSettings, environ=env))) as rag:
+            yield Platform(store, rag.url, fake(llm), env, workers)
+    finally:
+        for proc in workers:
+            proc.kill()
+            proc.wait(timeout=10)
+        store.stop()
 
 
 def done_events(platform: Platform, task_id: str) -> int:
