@@ -54,7 +54,7 @@ async def _login(request: Request, session: DbSession, settings: SettingsDep, se
                 return user, claims[1]
         except RedisError:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "logins cannot be checked right now (Redis "
-                                "is unavailable); retry shortly", headers={"Retry-After": "2"}) from None
+                                "is unavailable); retry shortly") from None
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "log in first: send 'Authorization: Bearer <access_token>'",
                         headers={"WWW-Authenticate": "Bearer"})
 

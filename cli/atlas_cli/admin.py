@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from atlas_cli.keys import ADMIN_FILE, save_admin
+from atlas_cli.keys import ADMIN_FILE, error_message, save_admin
 from atlas_cli.runner import prepare
 from atlas_core.settings import SettingsError
 
@@ -26,11 +26,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     except httpx.HTTPError:
         raise SettingsError(f"api-portal is not reachable at {url}: is ATLAS up (`atlas status`)?") from None
     if response.status_code != 200:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:200]
-        raise SettingsError(f"the portal refused the recovery ({response.status_code}): {message}")
+        raise SettingsError(f"the portal refused the recovery ({response.status_code}): {error_message(response)}")
     recovered = response.json()
     print(f"account '{recovered['username']}': new password {recovered['password']}")
     print("its login throttling is cleared and every earlier session has ended")

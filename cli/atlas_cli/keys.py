@@ -37,7 +37,7 @@ class PortalSession:
         except httpx.HTTPError:
             raise SettingsError(f"api-portal is not reachable at {self.url}: is ATLAS up (`atlas status`)?") from None
         if login.status_code != 200:
-            raise SettingsError(f"the portal refused the saved admin login: {_message(login)} (if the password "
+            raise SettingsError(f"the portal refused the saved admin login: {error_message(login)} (if the password "
                                 "was changed, `atlas admin recover` sets a new one and saves it)")
         self.headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
 
@@ -49,11 +49,11 @@ class PortalSession:
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = httpx.request(method, f"{self.url}{path}", headers=self.headers, timeout=10, **kwargs)
         if response.status_code >= 400:
-            raise SettingsError(f"the portal answered {response.status_code}: {_message(response)}")
+            raise SettingsError(f"the portal answered {response.status_code}: {error_message(response)}")
         return response.json() if response.content else None
 
 
-def _message(response: httpx.Response) -> str:
+def error_message(response: httpx.Response) -> str:
     try:
         return str(response.json()["error"]["message"])
     except (ValueError, KeyError, TypeError):

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from atlas_core.auth import presents
+from atlas_core.errors import RETRY_AFTER_S
 from atlas_core.schemas import Liveness, Readiness
 
 Check = Callable[[], Awaitable[str | None]]
@@ -93,7 +94,7 @@ def health_router(service: str, token: SecretStr) -> APIRouter:
         body = Readiness(status="ready" if ready else "not ready", service=service, checks=results,
                          warnings=warnings)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503,
-                            headers=None if ready else {"Retry-After": "2"})
+                            headers=None if ready else {"Retry-After": str(RETRY_AFTER_S)})
 
     return router
 

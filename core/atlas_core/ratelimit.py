@@ -132,6 +132,7 @@ return 0
 
 REASONS = {1: "requests per minute", 2: "tokens per minute", 3: "concurrent requests",
            4: "tokens per minute (this one request asks for more than the whole limit; lower max_tokens or the budget)"}
+OVER_WHOLE_LIMIT = REASONS[4]  # never admitted, however long it waits
 SCOPES = {1: "user", 2: "key"}
 
 

@@ -34,9 +34,7 @@ class BadRequest(Exception):
         self.message, self.param, self.status = message, param, status
 
     def response(self) -> JSONResponse:
-        # A dependency that is down (503) comes back soon: say when to try again.
-        return error_response(self.status, self.message, param=self.param,
-                              headers={"Retry-After": "2"} if self.status == 503 else None)
+        return error_response(self.status, self.message, param=self.param)
 
 
 @dataclass
@@ -58,11 +56,11 @@ class Call:
             return ceiling_of(self.budget, defaults, self.prompt_chars)
         return prompt_tokens(self.prompt_chars) + (self.max_tokens or default_max_tokens)
 
-    def upstream_body(self, route: str, default_max_tokens: int) -> bytes:
-        """The body the backend gets: a raw model is always told its completion limit (llama.cpp knows
-        ``max_tokens``, not ``max_completion_tokens``); rag-api always reports a stream's usage, which the proxy
-        meters by (and removes when the client did not ask for it)."""
-        body = self.body
+    def upstream_body(self, route: str, default_max_tokens: int, model: str) -> bytes:
+        """The body the backend gets: the backend's own name for a renamed ``model``; a raw model is always told
+        its completion limit (llama.cpp knows ``max_tokens``, not ``max_completion_tokens``); rag-api always
+        reports a stream's usage, which the proxy meters by (and removes when the client did not ask for it)."""
+        body = self.body if model == self.model else self.body | {"model": model}
         if route == "llama":
             limit = self.max_tokens or default_max_tokens
             if body.get("max_tokens") != limit or "max_completion_tokens" in body:

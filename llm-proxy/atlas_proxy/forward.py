@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -72,9 +72,7 @@ class Forwarder:
     async def forward(self, request: Request, path: str, call: Call, entry: ModelEntry, info: KeyInfo,
                       admission: str | None, reserved: int, extra_headers: dict[str, str]) -> Response:
         base, token = self._targets[entry.route]
-        raw = call.upstream_body(entry.route, self._settings.proxy_default_max_tokens)
-        if entry.upstream != call.model:  # a renamed model: the backend knows its own name
-            raw = json.dumps({**json.loads(raw), "model": entry.upstream}).encode()
+        raw = call.upstream_body(entry.route, self._settings.proxy_default_max_tokens, entry.upstream)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
                    "Accept-Encoding": "identity", "X-Request-Id": request.state.request_id}
         if entry.route == "rag":
@@ -125,7 +123,7 @@ class Forwarder:
                                         status_code=upstream.status, headers=out_headers)
 
     async def _relay(self, upstream: aiohttp.ClientResponse, call: Call, route: str,
-                     settlement: Any) -> AsyncIterator[bytes]:
+                     settlement: Callable[..., Settlement]) -> AsyncIterator[bytes]:
         """Event by event. The usage is settled before the client gets ``[DONE]``; rag-api's usage chunk, asked
         for on the client's behalf, is metered and not passed on unless the client asked for usage."""
         buffer, usage, pieces, last_data = b"", None, 0, b""

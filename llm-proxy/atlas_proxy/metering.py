@@ -63,27 +63,21 @@ class Meter:
         self.tokens.labels("completion").inc(s.completion)
         owner = Owner.of(s.info)
         entry = self.entry(s)
-        for attempt in (1, 2):
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    if s.admission is not None:
-                        self._limiter.finish(pipe, owner, s.admission, s.reserved, s.prompt + s.completion)
-                    pipe.xadd(USAGE_STREAM, entry, maxlen=USAGE_MAXLEN, approximate=True)  # type: ignore[arg-type]
-                    await pipe.execute()
-                return
-            except NoScriptError:  # Redis restarted and lost the script; the usage entry went in
-                if attempt == 2 or s.admission is None:
-                    return
-                try:
-                    await self._limiter.reload()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if s.admission is not None:
+                    self._limiter.finish(pipe, owner, s.admission, s.reserved, s.prompt + s.completion)
+                pipe.xadd(USAGE_STREAM, entry, maxlen=USAGE_MAXLEN, approximate=True)  # type: ignore[arg-type]
+                await pipe.execute()
+        except NoScriptError:  # Redis restarted and lost the finish script; the usage entry went in
+            if s.admission is not None:
+                try:  # the limiter's own settle loads the script again
                     await self._limiter.settle(owner, s.admission, s.reserved, s.prompt + s.completion)
                 except RedisError as exc:
                     log.warning("could not release limits: %s", exc)
-                return
-            except (RedisError, OSError) as exc:
-                log.warning("usage kept in memory until Redis is back: %s", exc)
-                self._keep(entry)
-                return
+        except (RedisError, OSError) as exc:
+            log.warning("usage kept in memory until Redis is back: %s", exc)
+            self._keep(entry)
 
     def settle_later(self, s: Settlement) -> None:
         """``settle`` as its own task, for a stream whose client went away (its generator cannot wait)."""

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from atlas_core.budget import ceiling_of
 from atlas_core.errors import error_response
-from atlas_core.ratelimit import REASONS, Decision, Owner
+from atlas_core.ratelimit import OVER_WHOLE_LIMIT, Decision, Owner
 from atlas_core.schemas import KeyInfo
 from atlas_proxy.calls import SOLVE_MODEL, BadRequest, parse, read_body
 from atlas_proxy.keys import KeyRejected, PortalUnavailable
@@ -91,8 +91,7 @@ async def admit(request: Request, state: ProxyState, info: KeyInfo, reserve: int
         decision = await state.limiter.admit(Owner.of(info), admission, reserve)
     except RedisError as exc:
         if not state.settings.proxy_fail_open:
-            return error_response(503, "rate limiting is unavailable (Redis is down); try again shortly",
-                                  headers={"Retry-After": "2"})
+            return error_response(503, "rate limiting is unavailable (Redis is down); try again shortly")
         log.warning("Redis down, serving without limits (ATLAS_PROXY_FAIL_OPEN): %s", exc)
         return None, {METERED: "1"}
     headers = decision.headers(info)
@@ -115,7 +114,7 @@ def task_reservation(body: bytes, state: ProxyState, info: KeyInfo) -> Response 
         return None  # rag-api says what is wrong with the body
     for limit, scope in ((info.tokens_per_min, "key"), (info.user_tokens_per_min, "user")):
         if limit and ceiling > limit:
-            refused = Decision(admitted=False, reason=REASONS[4], scope=scope)
+            refused = Decision(admitted=False, reason=OVER_WHOLE_LIMIT, scope=scope)
             return error_response(429, refused.message + f": one attempt of this task may spend {ceiling} tokens",
                                   code="rate_limit_exceeded")
     return None

@@ -81,9 +81,9 @@ class TaskRelay:
             await settle()
             if isinstance(exc, TimeoutError):  # aiohttp's connect and pool-wait timeouts are TimeoutErrors
                 return error_response(503, "rag-api did not answer in time, or every connection is busy; retry "
-                                      "shortly", headers=extra_headers | {"Retry-After": "2"})
+                                      "shortly", headers=extra_headers)
             return error_response(503, f"rag-api is unavailable ({type(exc).__name__}); try again shortly",
-                                  headers=extra_headers | {"Retry-After": "2"})
+                                  headers=extra_headers)
         status = upstream.status
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP} | extra_headers
         if upstream.content_type != "text/event-stream" or upstream.status >= 400:

@@ -291,14 +291,13 @@ class Engine:
         if failures and len(failures) == k - start:
             raise failures[0]
 
-    async def _chat(self, solve: Solve, messages: list[Message], *, temperature: float, seed: int | None,
-                    max_tokens: int) -> Generation:
-        """One chat call within the solve's token cap."""
-        chars = sum(len(m.get("content", "")) + MESSAGE_OVERHEAD * CHARS_PER_TOKEN for m in messages)
-        limit, aside = solve.allow(chars, max_tokens)
+    @staticmethod
+    async def _capped(solve: Solve, prompt_chars: int, wanted: int,
+                      call: Callable[[int], Awaitable[Generation]]) -> Generation:
+        """One model call, ``call(max_tokens)``, within the solve's token cap; its tokens are counted."""
+        limit, aside = solve.allow(prompt_chars, wanted)
         try:
-            gen = await self.llm.chat(messages, temperature=temperature, seed=seed, max_tokens=limit,
-                                      timeline=solve.timeline)
+            gen = await call(limit)
         except BaseException:
             solve.spent(aside, None)
             raise
@@ -306,21 +305,20 @@ class Engine:
         solve.count(gen)
         return gen
 
+    async def _chat(self, solve: Solve, messages: list[Message], *, temperature: float, seed: int | None,
+                    max_tokens: int) -> Generation:
+        chars = sum(len(m.get("content", "")) + MESSAGE_OVERHEAD * CHARS_PER_TOKEN for m in messages)
+        return await self._capped(solve, chars, max_tokens, lambda limit: self.llm.chat(
+            messages, temperature=temperature, seed=seed, max_tokens=limit, timeline=solve.timeline))
+
     async def _sample(self, solve: Solve, messages: list[Message], temp: float, seed: int | None
                       ) -> tuple[str | None, Generation]:
         problem = solve.problem
         code: str | None
         if self.config.prompt_style == "completion":
             prefix = prompts.completion_prefix(problem)
-            limit, aside = solve.allow(len(prefix), solve.budget.max_tokens)
-            try:
-                gen = await self.llm.complete(prefix, temperature=temp, seed=seed, max_tokens=limit,
-                                              stop=COMPLETION_STOPS, timeline=solve.timeline)
-            except BaseException:
-                solve.spent(aside, None)
-                raise
-            solve.spent(aside, gen)
-            solve.count(gen)
+            gen = await self._capped(solve, len(prefix), solve.budget.max_tokens, lambda limit: self.llm.complete(
+                prefix, temperature=temp, seed=seed, max_tokens=limit, stop=COMPLETION_STOPS, timeline=solve.timeline))
             code = complete_code(prefix, gen.text)
         else:
             gen = await self._chat(solve, messages, temperature=temp, seed=seed, max_tokens=solve.budget.max_tokens)

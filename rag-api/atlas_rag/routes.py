@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from atlas_core.auth import require_token
 from atlas_core.errors import error_response
-from atlas_rag.engine import Engine, Solve
+from atlas_rag.engine import CHARS_PER_TOKEN, Engine, Solve
 from atlas_rag.llm import LLMUnavailable
 from atlas_rag.problem import ProblemError, guess_language, is_coding_problem
 from atlas_rag.prompts import FENCE_TAG
@@ -252,7 +252,7 @@ async def plain_chat(solver: Solver, body: dict[str, Any], model: str, stream: b
     asked = body.get("max_completion_tokens", body.get("max_tokens"))
     limit = asked if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0 else default_max_tokens
     if cap is not None:
-        prompt = len(json.dumps(body.get("messages"))) // 3 + 1
+        prompt = len(json.dumps(body.get("messages"))) // CHARS_PER_TOKEN + 1
         limit = min(limit, cap - prompt)
         if limit < 1:
             return error_response(400, "the messages alone take the whole token budget this request reserved; "

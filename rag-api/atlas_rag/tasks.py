@@ -132,7 +132,7 @@ def router(settings: Settings) -> APIRouter:
         except QuotaReached as exc:
             return error_response(429, str(exc), code="task_quota", headers={"Retry-After": "10"})
         except RedisError:
-            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
+            return error_response(503, UNAVAILABLE)
         return JSONResponse({"task_id": task_id, "status": "queued", "priority": body.priority,
                              "deadline_at": time.time() + deadline_s},
                             status_code=202, headers={"Location": f"/v1/tasks/{task_id}"})
@@ -146,7 +146,7 @@ def router(settings: Settings) -> APIRouter:
         try:
             records = await queue.records(await queue.owned(owner, limit))
         except RedisError:
-            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
+            return error_response(503, UNAVAILABLE)
         return JSONResponse({"object": "list", "data": [view(r) for r in records if r.get("owner") == owner]})
 
     @api.get("/v1/tasks/{task_id}", response_model=None)
@@ -157,7 +157,7 @@ def router(settings: Settings) -> APIRouter:
                 return record
             attempts = await request.app.state.tasks.queue.attempts(task_id)
         except RedisError:
-            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
+            return error_response(503, UNAVAILABLE)
         return JSONResponse(view(record, attempts))
 
     @api.delete("/v1/tasks/{task_id}", response_model=None)
@@ -168,7 +168,7 @@ def router(settings: Settings) -> APIRouter:
                 return record
             status = await request.app.state.tasks.queue.cancel(task_id, record["owner"])
         except RedisError:
-            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
+            return error_response(503, UNAVAILABLE)
         if status in TERMINAL and status != "cancelled":
             return error_response(409, f"task '{task_id}' has already finished ({status}); nothing to cancel",
                                   param="task_id", code="task_finished")
@@ -182,7 +182,7 @@ def router(settings: Settings) -> APIRouter:
         try:
             record = await owned(request, task_id)
         except RedisError:
-            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
+            return error_response(503, UNAVAILABLE)
         if isinstance(record, Response):
             return record
         start = request.headers.get("last-event-id", "0")
@@ -201,7 +201,7 @@ def router(settings: Settings) -> APIRouter:
             numbers = await queue.stats()
             active = len(await queue.active(owner))
         except RedisError:
-            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
+            return error_response(503, UNAVAILABLE)
         return JSONResponse(numbers | {"mine": {"active": active,
                                                 "quota": limits_of(request, settings).max_queued_tasks}})
 
@@ -220,7 +220,7 @@ def internal_router(settings: Settings) -> APIRouter:
             numbers = await queue.stats(detail=True)
             numbers["redis"] = await queue.redis_policy()
         except RedisError:
-            return error_response(503, UNAVAILABLE, headers={"Retry-After": "2"})
+            return error_response(503, UNAVAILABLE)
         return JSONResponse(numbers)
 
     return api

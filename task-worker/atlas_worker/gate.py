@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from atlas_core.ratelimit import REASONS, Limiter, Owner
+from atlas_core.ratelimit import OVER_WHOLE_LIMIT, Limiter, Owner
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 MAX_WAIT_STEP_S = 30.0
@@ -45,7 +45,7 @@ class TokenGate:
             decision = await self._limiter.admit(self._owner, reservation, ceiling, mode="tokens")
             if decision.admitted:
                 return reservation
-            if decision.reason == REASONS[4]:  # more than the whole limit
+            if decision.reason == OVER_WHOLE_LIMIT:
                 raise TooBig(f"one attempt may spend {ceiling} tokens, more than the {decision.scope}'s "
                              f"{self.limit} tokens per minute")
             wait = min(MAX_WAIT_STEP_S, decision.retry_after_ms / 1000)

@@ -69,6 +69,28 @@ def test_max_completion_tokens_reaches_the_model_server(stack: Stack) -> None:
     assert sent["max_tokens"] == 7  # llama.cpp knows max_tokens; without it generation runs to the context's end
 
 
+def test_a_renamed_model_reaches_the_model_server_by_its_own_name(stack: Stack) -> None:
+    key = stack.key()["key"]
+    rename = httpx.patch(f"{stack.portal}/api/models/fake-chat", headers=stack.admin,
+                         json={"display_name": "renamed-chat"})
+    assert rename.status_code == 200, rename.text
+    try:
+        body = {"model": "renamed-chat", "max_completion_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+        deadline = time.monotonic() + 10
+        while (answer := post(stack, key, "/v1/chat/completions", body)).status_code == 404:
+            assert time.monotonic() < deadline, "the proxy never learned the new name"
+            time.sleep(0.1)
+        assert answer.status_code == 200, answer.text
+        sent = stack.llama.state.requests[-1]["body"]
+        assert sent["model"] == "fake-chat" and sent["max_tokens"] == 5 and "max_completion_tokens" not in sent
+    finally:
+        httpx.patch(f"{stack.portal}/api/models/fake-chat", headers=stack.admin, json={"display_name": "fake-chat"})
+        deadline = time.monotonic() + 10
+        while post(stack, key, "/v1/chat/completions", {"model": "fake-chat", "messages": [
+                {"role": "user", "content": "hi"}]}).status_code == 404 and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
 def test_a_request_without_max_tokens_cannot_generate_more_than_was_reserved(stack: Stack) -> None:
     key = stack.key()["key"]
     before = len(stack.llama.state.requests)

@@ -14,24 +14,36 @@ from atlas_portal import crud
 from atlas_portal.db import User
 from atlas_portal.deps import AdminUser, CurrentUser, DbSession, Login, MaybeUser, SessionsDep, SettingsDep
 from atlas_portal.revoke import changed, restored, revoked
-from atlas_portal.schemas import LoginRequest, PasswordChange, RegisterRequest, TokenOut, UserOut, UserUpdate
+from atlas_portal.schemas import (
+    LoginRequest,
+    PasswordChange,
+    RegisterRequest,
+    TokenOut,
+    UserLimits,
+    UserOut,
+    UserUpdate,
+)
 from atlas_portal.security import hash_password, issue_token, verify_password
 from atlas_portal.settings import Settings
 from atlas_portal.throttle import Throttle, address_of
 
 router = APIRouter(prefix="/api", tags=["auth"])
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # the database's integer ids
-LIMIT_FIELDS = ("rate_limit", "tokens_per_min", "max_concurrent", "max_streams", "max_queued_tasks")
+LIMIT_FIELDS = tuple(UserLimits.model_fields)  # the User columns of the same names
 UNAVAILABLE = "logins cannot be handled right now (Redis is unavailable); retry shortly"
 
 
-def user_out(user: User, settings: Settings) -> UserOut:
-    """A user with their effective limits (their own, else the defaults)."""
+def user_limits(user: User, settings: Settings) -> UserLimits:
+    """A user's effective limits: their own, else the current defaults."""
     defaults = {"rate_limit": settings.user_default_rpm, "tokens_per_min": settings.user_default_tpm,
                 "max_concurrent": settings.user_default_concurrency, "max_streams": settings.user_default_streams,
                 "max_queued_tasks": settings.user_default_tasks}
-    limits = {f: getattr(user, f) if getattr(user, f) is not None else defaults[f] for f in LIMIT_FIELDS}
-    return UserOut.model_validate({**UserOut.model_validate(user).model_dump(exclude={"limits"}), "limits": limits})
+    return UserLimits.model_validate({f: defaults[f] if getattr(user, f) is None else getattr(user, f)
+                                      for f in LIMIT_FIELDS})
+
+
+def user_out(user: User, settings: Settings) -> UserOut:
+    return UserOut.model_validate(user).model_copy(update={"limits": user_limits(user, settings)})
 
 
 @router.post("/auth/register", response_model=UserOut, status_code=status.HTTP_201_CREATED)
@@ -67,7 +79,7 @@ async def login(body: LoginRequest, request: Request, session: DbSession, settin
     try:
         wait = await throttle.attempt(login_name, address)
     except RedisError:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE, headers={"Retry-After": "2"}) from None
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
     if wait:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, f"too many failed logins; try again in {wait} s",
                             headers={"Retry-After": str(wait)})
@@ -80,7 +92,7 @@ async def login(body: LoginRequest, request: Request, session: DbSession, settin
         await throttle.succeeded(login_name, address)
         sid = await sessions.create(user.id)
     except RedisError:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE, headers={"Retry-After": "2"}) from None
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
     token = issue_token(user.id, sid, settings.jwt_secret.get_secret_value(), settings.jwt_ttl_s)
     return TokenOut(access_token=token, expires_in=settings.jwt_ttl_s, user=user_out(user, settings))
 
@@ -127,9 +139,9 @@ async def update_user(user_id: UserId, body: UserUpdate, admin: AdminUser, sessi
     if user.id == admin.id and (body.is_active is False or body.is_admin is False):
         raise HTTPException(status.HTTP_409_CONFLICT, "an admin cannot deactivate or demote themself")
     changes = body.model_dump(exclude_unset=True)
-    if "is_active" in changes and body.is_active is not None:
+    if body.is_active is not None:
         user.is_active = body.is_active
-    if "is_admin" in changes and body.is_admin is not None:
+    if body.is_admin is not None:
         user.is_admin = body.is_admin
     if body.password is not None:
         user.password_hash = await hash_password(body.password)

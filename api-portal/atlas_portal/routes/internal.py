@@ -12,6 +12,7 @@ from atlas_core.schemas import KeyInfo, ModelEntry
 from atlas_portal import crud
 from atlas_portal.deps import DbSession, SessionsDep, SettingsDep
 from atlas_portal.revoke import restored
+from atlas_portal.routes.auth import user_limits
 from atlas_portal.routes.keys import issue_key
 from atlas_portal.schemas import BootstrapOut, KeyCreate, RecoverOut, RecoverRequest, ValidateRequest
 from atlas_portal.security import KEY_PREFIX, hash_key, hash_password
@@ -20,10 +21,6 @@ from atlas_portal.throttle import Throttle
 proxy_router = APIRouter(prefix="/internal", tags=["internal"])
 host_router = APIRouter(prefix="/internal", tags=["internal"])
 BOOTSTRAP_ADMIN = "admin"
-
-
-def _or(value: int | None, default: int) -> int:
-    return default if value is None else value
 
 
 @proxy_router.post("/keys/validate", response_model=KeyInfo)
@@ -41,16 +38,15 @@ async def validate_key(body: ValidateRequest, session: DbSession, settings: Sett
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "this API key has been revoked")
     if expires is not None and expires <= dt.datetime.now(dt.UTC):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "this API key has expired")
-    s = settings
+    limits = user_limits(user, settings)
+    streams = settings.key_default_streams if key.max_streams is None else key.max_streams
     return KeyInfo(key_id=key.id, user_id=user.id, username=user.username, name=key.name, is_admin=user.is_admin,
                    rate_limit=key.rate_limit, tokens_per_min=key.tokens_per_min, max_concurrent=key.max_concurrent,
-                   max_streams=_or(key.max_streams, s.key_default_streams), allowed_models=key.allowed_models,
+                   max_streams=streams, allowed_models=key.allowed_models,
                    expires_at=expires.timestamp() if expires else None,
-                   user_rate_limit=_or(user.rate_limit, s.user_default_rpm),
-                   user_tokens_per_min=_or(user.tokens_per_min, s.user_default_tpm),
-                   user_max_concurrent=_or(user.max_concurrent, s.user_default_concurrency),
-                   user_max_streams=_or(user.max_streams, s.user_default_streams),
-                   user_max_queued_tasks=_or(user.max_queued_tasks, s.user_default_tasks))
+                   user_rate_limit=limits.rate_limit, user_tokens_per_min=limits.tokens_per_min,
+                   user_max_concurrent=limits.max_concurrent, user_max_streams=limits.max_streams,
+                   user_max_queued_tasks=limits.max_queued_tasks)
 
 
 @proxy_router.get("/models", response_model=list[ModelEntry])
