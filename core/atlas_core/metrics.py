@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -10,6 +13,10 @@ from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from atlas_core.auth import require_token
+
+log = logging.getLogger("atlas.metrics")
+Refresher = Callable[[], Awaitable[None]]
+REFRESH_TIMEOUT_S = 2.0  # a scrape waits at most this long for the refreshers (Prometheus times out at 10 s)
 
 
 class ServiceMetrics:
@@ -35,6 +42,25 @@ class ServiceMetrics:
         self.body_refused = Counter("atlas_http_body_too_large_total", "Requests refused for their body size",
                                     ["service"], registry=self.registry)
         self.service = service
+        # Awaited by ``GET /metrics`` before it renders: they set gauges read from elsewhere (Redis) at scrape
+        # time, which prometheus_client's synchronous collectors cannot do.
+        self.refreshers: list[Refresher] = []
+        self.refresh_timeout_s = REFRESH_TIMEOUT_S
+
+    async def refresh(self) -> None:
+        """Run every refresher, together, each bounded by ``refresh_timeout_s``; one that fails or is too slow is
+        logged and skipped (its gauges keep their last values), so an outage never fails the scrape."""
+        timeout = self.refresh_timeout_s
+
+        async def one(refresher: Refresher) -> None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await refresher()
+            except Exception as exc:  # TimeoutError included
+                log.warning("metrics refresher %s failed: %s: %s", getattr(refresher, "__qualname__", refresher),
+                            type(exc).__name__, str(exc)[:200])
+
+        await asyncio.gather(*(one(r) for r in list(self.refreshers)))
 
 
 class MetricsMiddleware:
@@ -72,6 +98,7 @@ def metrics_router(metrics: ServiceMetrics, token: SecretStr) -> APIRouter:
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:
+        await metrics.refresh()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

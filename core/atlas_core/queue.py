@@ -129,6 +129,7 @@ class Begun:
     deliveries: int
     record: dict[str, str]
     history: list[dict[str, Any]]
+    first: bool = False  # this call started the task (set its ``started_at``): its first delivery that ran
 
 
 def _text(value: Any) -> str:
@@ -314,13 +315,16 @@ class TaskQueue:
         return int(await self._scripts["promote"](keys=[DELAYED], args=[repr(time.time()), limit]))
 
     async def begin(self, delivery: Delivery, consumer: str) -> Begun:
-        tid = delivery.task_id
+        tid, now = delivery.task_id, repr(time.time())
         answer = await self._scripts["begin"](keys=[record_key(tid), events_key(tid), attempts_key(tid), REVOKED],
-                                              args=[consumer, repr(time.time()), delivery.entry, self.ttl_s])
+                                              args=[consumer, now, delivery.entry, self.ttl_s])
         flat = answer[2] if len(answer) > 2 else []
         record = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
         history = [json.loads(x) for x in (answer[3] if len(answer) > 3 else [])]
-        return Begun(_text(answer[0]), int(answer[1]), record, history)  # type: ignore[arg-type]
+        state = _text(answer[0])
+        # BEGIN sets started_at only if it has none (HSETNX): it holds this call's time exactly when this call set it
+        return Begun(state, int(answer[1]), record, history,  # type: ignore[arg-type]
+                     first=state == "run" and record.get("started_at") == now)
 
     async def ack(self, delivery: Delivery) -> None:
         """Drop an entry whose task needs nothing more (finished or cancelled before it started, or expired)."""

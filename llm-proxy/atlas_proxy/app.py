@@ -9,7 +9,6 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
 import aiohttp
 from fastapi import FastAPI
-from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from atlas_core.app import open_clients, service_app
@@ -23,6 +22,7 @@ from atlas_proxy.models import ModelCache
 from atlas_proxy.routes import routes
 from atlas_proxy.settings import Settings
 from atlas_proxy.state import ProxyState
+from atlas_proxy.stats import ProxyMetrics
 from atlas_proxy.tasks import TaskRelay
 
 
@@ -38,6 +38,7 @@ class OverheadMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        scope.setdefault("state", {})["arrived"] = start  # latency metrics count from here
 
         async def timed(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -74,13 +75,13 @@ def create_app(settings: Settings) -> FastAPI:
             streams = backend_session(settings.proxy_stream_connections, settings.proxy_pool_wait_s,
                                       settings.proxy_upstream_timeout_s)
             stack.push_async_callback(streams.close)
-            meter = Meter(redis, limiter, settings.proxy_usage_buffer, app.state.metrics.registry)
+            meter = Meter(redis, limiter, settings.proxy_usage_buffer, app.state.metrics.registry, stats)
             stack.push_async_callback(meter.drain)  # runs before Redis and the HTTP client close
-            forwarder = Forwarder(settings, backends, meter)
+            forwarder = Forwarder(settings, backends, meter, stats)
             relay = TaskRelay(settings.rag_url, settings.proxy_token.get_secret_value(), backends, streams, limiter,
-                              meter)
+                              meter, stats)
             app.state.proxy = ProxyState(settings=settings, keys=keys, models=models, limiter=limiter,
-                                         forwarder=forwarder, tasks=relay, rejections=rejections)
+                                         forwarder=forwarder, tasks=relay, stats=stats)
             app.state.readiness["api-portal"] = http_check(http, f"{settings.portal_url}/livez")
             app.state.readiness["llama-server"] = llama_check(http, settings.llama_url)
             for job in (events.listen(redis, keys, models), meter.run()):
@@ -90,8 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = service_app("llm-proxy", settings.metrics_token, lifespan,
                       max_body_bytes=settings.proxy_max_body_bytes)
-    rejections = Counter("atlas_proxy_rejections_total", "Requests refused, by reason and whose limit",
-                         ["reason", "scope"], registry=app.state.metrics.registry)
+    stats = ProxyMetrics(app.state.metrics.registry)
     app.router.routes.extend(routes())
     openapi.install(app)
     app.add_middleware(OverheadMiddleware)

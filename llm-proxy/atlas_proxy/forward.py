@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+from prometheus_client import Histogram
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -25,6 +26,7 @@ from atlas_core.schemas import KeyInfo, ModelEntry
 from atlas_proxy.calls import Call
 from atlas_proxy.metering import Meter, Settlement
 from atlas_proxy.settings import Settings
+from atlas_proxy.stats import ROUTES, ProxyMetrics
 
 log = logging.getLogger("atlas.proxy")
 # Not passed on from a backend's answer: hop-by-hop headers, and those the proxy sets itself (its request id
@@ -58,10 +60,11 @@ def payload(raw: bytes) -> bytes | io.BytesIO:
 
 
 class Forwarder:
-    def __init__(self, settings: Settings, http: aiohttp.ClientSession, meter: Meter) -> None:
+    def __init__(self, settings: Settings, http: aiohttp.ClientSession, meter: Meter, stats: ProxyMetrics) -> None:
         self._settings = settings
         self._http = http
         self.meter = meter
+        self._stats = stats
         llama_key = settings.llama_api_key.get_secret_value()
         self._targets = {
             "llama": (settings.llama_url, llama_key),
@@ -80,13 +83,16 @@ class Forwarder:
             headers |= {"X-Atlas-User-Id": str(info.user_id), "X-Atlas-Key-Id": str(info.key_id),
                         "X-Atlas-Token-Cap": str(reserved)}
         sent = time.perf_counter()
+        arrived = request.state.arrived if hasattr(request.state, "arrived") else sent
         backend = BACKENDS[entry.route]
-        started = time.time()
+        route = ROUTES[entry.route]
+        started = time.time() - (sent - arrived)
 
         def settlement(status: int, prompt: int = 0, completion: int = 0) -> Settlement:
-            return Settlement(info, call.model, admission, reserved, status, prompt, completion, started)
+            return Settlement(info, call.model, admission, reserved, status, prompt, completion, started, route)
 
-        async def failed(status: int, message: str) -> Response:
+        async def failed(status: int, message: str, kind: str) -> Response:
+            self._stats.upstream_errors.labels(backend, kind).inc()
             await self.meter.settle(settlement(status))
             return error_response(status, message, headers=extra_headers)
 
@@ -96,9 +102,11 @@ class Forwarder:
         try:
             upstream = await self._http.post(f"{base}{path}", data=payload(raw), headers=headers)
         except TimeoutError:
-            return await failed(503, f"{backend} did not answer within {waited} or no connection to it was free")
+            return await failed(503, f"{backend} did not answer within {waited} or no connection to it was free",
+                                "timeout")
         except aiohttp.ClientError as exc:
-            return await failed(503, f"{backend} is unavailable ({type(exc).__name__}); try again shortly")
+            return await failed(503, f"{backend} is unavailable ({type(exc).__name__}); try again shortly",
+                                "unavailable")
         request.state.upstream_s = time.perf_counter() - sent
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP} | extra_headers
 
@@ -106,26 +114,34 @@ class Forwarder:
             try:
                 content = await upstream.read()
             except TimeoutError:
-                return await failed(503, f"{backend} stopped answering for {waited}")
+                return await failed(503, f"{backend} stopped answering for {waited}", "timeout")
             except aiohttp.ClientError as exc:
-                return await failed(503, f"{backend} broke off its answer ({type(exc).__name__}); try again")
+                return await failed(503, f"{backend} broke off its answer ({type(exc).__name__}); try again",
+                                    "broke_off")
             finally:
                 upstream.release()
             request.state.upstream_s = time.perf_counter() - sent
             if upstream.status >= 400:
+                if upstream.status >= 500:
+                    self._stats.upstream_errors.labels(backend, "status_5xx").inc()
                 await self.meter.settle(settlement(upstream.status))
                 retry = {"Retry-After": upstream.headers["retry-after"]} if "retry-after" in upstream.headers else {}
                 return upstream_error(upstream.status, content, backend, extra_headers | retry)
             await self.meter.settle(settlement(upstream.status, *_usage(content)))
             return Response(content, status_code=upstream.status, headers=out_headers)
 
-        return ClosingStreamingResponse(self._relay(upstream, call, entry.route, settlement),
+        timing = (self._stats.ttft.labels(call.model, route), self._stats.itl.labels(call.model, route), arrived)
+        return ClosingStreamingResponse(self._relay(upstream, call, entry.route, settlement, timing),
                                         status_code=upstream.status, headers=out_headers)
 
     async def _relay(self, upstream: aiohttp.ClientResponse, call: Call, route: str,
-                     settlement: Callable[..., Settlement]) -> AsyncIterator[bytes]:
+                     settlement: Callable[..., Settlement], timing: tuple[Histogram, Histogram, float]
+                     ) -> AsyncIterator[bytes]:
         """Event by event. The usage is settled before the client gets ``[DONE]``; rag-api's usage chunk, asked
-        for on the client's behalf, is metered and not passed on unless the client asked for usage."""
+        for on the client's behalf, is metered and not passed on unless the client asked for usage. Each event
+        that carries generated text times the first token (from the request's arrival) and the gaps between."""
+        ttft, itl, last_token = *timing[:2], 0.0
+        arrived = timing[2]
         buffer, usage, pieces, last_data = b"", None, 0, b""
         status, finished, settled = upstream.status, False, False
         try:
@@ -146,7 +162,13 @@ class Forwarder:
                         if route == "rag" and not call.want_usage and _is_usage_chunk(event):
                             continue
                     elif event.startswith(b"data:"):
-                        pieces += PIECE.search(event) is not None
+                        if PIECE.search(event) is not None:
+                            now = time.perf_counter()
+                            if pieces:
+                                itl.observe(now - last_token)
+                            else:
+                                ttft.observe(now - arrived)
+                            pieces, last_token = pieces + 1, now
                         last_data = event
                     out.append(event)
                 if out:
@@ -156,6 +178,7 @@ class Forwarder:
             finished = True
         except (aiohttp.ClientError, TimeoutError) as exc:
             status = 502
+            self._stats.upstream_errors.labels(BACKENDS[route], "broke_off").inc()
             log.warning("upstream stream broke off: %s", type(exc).__name__)
         finally:
             # The client may have gone (this generator is being cancelled): closing the backend connection

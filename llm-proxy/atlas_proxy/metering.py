@@ -21,6 +21,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from atlas_core.ratelimit import Limiter, Owner
 from atlas_core.schemas import USAGE_MAXLEN, USAGE_STREAM, KeyInfo
+from atlas_proxy.stats import ProxyMetrics
 
 log = logging.getLogger("atlas.proxy.usage")
 FLUSH_S = 1.0
@@ -35,17 +36,21 @@ class Settlement:
     status: int
     prompt: int
     completion: int
-    started: float  # epoch seconds
+    started: float  # epoch seconds, when the request arrived
+    route: str = "raw"  # as the dashboard names it (stats.ROUTES)
 
 
 class Meter:
-    def __init__(self, redis: Redis, limiter: Limiter, buffer: int, registry: CollectorRegistry) -> None:
+    def __init__(self, redis: Redis, limiter: Limiter, buffer: int, registry: CollectorRegistry,
+                 stats: ProxyMetrics | None = None) -> None:
         self._redis = redis
+        self._stats = stats
         self._limiter = limiter
         self._waiting: deque[dict[str, Any]] = deque(maxlen=buffer or None)
         self._capacity = buffer
         self._pending: set[asyncio.Task[None]] = set()
-        self.tokens = Counter("atlas_proxy_tokens_total", "Tokens metered, by kind", ["kind"], registry=registry)
+        self.tokens = Counter("atlas_proxy_tokens_total", "Tokens metered, by model and kind", ["model", "kind"],
+                              registry=registry)
         self.buffered = Counter("atlas_proxy_usage_buffered_total", "Usage records that waited for Redis",
                                 registry=registry)
         self.dropped = Counter("atlas_proxy_usage_dropped_total", "Usage records lost (buffer full or disabled)",
@@ -59,8 +64,10 @@ class Meter:
 
     async def settle(self, s: Settlement) -> None:
         """Free the slot, reconcile the reservation, record the usage; never raises (a failure is buffered)."""
-        self.tokens.labels("prompt").inc(s.prompt)
-        self.tokens.labels("completion").inc(s.completion)
+        self.tokens.labels(s.model, "prompt").inc(s.prompt)
+        self.tokens.labels(s.model, "completion").inc(s.completion)
+        if self._stats is not None:
+            self._stats.finished(s.model, s.route, s.status, time.time() - s.started)
         owner = Owner.of(s.info)
         entry = self.entry(s)
         try:

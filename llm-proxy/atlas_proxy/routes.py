@@ -43,7 +43,7 @@ async def authenticate(request: Request, state: ProxyState) -> KeyInfo:
     try:
         return await state.keys.lookup(key)
     except KeyRejected as exc:
-        state.rejections.labels("auth", "key").inc()
+        state.stats.rejected("auth", "key")
         raise BadRequest(str(exc), status=401) from None
     except PortalUnavailable as exc:
         raise BadRequest(f"cannot check API keys right now: {exc}", status=503) from None
@@ -96,7 +96,7 @@ async def admit(request: Request, state: ProxyState, info: KeyInfo, reserve: int
         return None, {METERED: "1"}
     headers = decision.headers(info)
     if not decision.admitted:
-        state.rejections.labels(decision.reason.split(" (")[0], decision.scope).inc()
+        state.stats.rejected(decision.reason, decision.scope)
         return error_response(429, decision.message, headers=headers, code="rate_limit_exceeded")
     return admission, headers | {METERED: "1"}
 
@@ -115,6 +115,7 @@ def task_reservation(body: bytes, state: ProxyState, info: KeyInfo) -> Response 
     for limit, scope in ((info.tokens_per_min, "key"), (info.user_tokens_per_min, "user")):
         if limit and ceiling > limit:
             refused = Decision(admitted=False, reason=OVER_WHOLE_LIMIT, scope=scope)
+            state.stats.rejected(refused.reason, scope)
             return error_response(429, refused.message + f": one attempt of this task may spend {ceiling} tokens",
                                   code="rate_limit_exceeded")
     return None

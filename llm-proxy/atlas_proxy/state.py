@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import Counter
-
 from atlas_core.ratelimit import Limiter
 from atlas_proxy.forward import Forwarder
 from atlas_proxy.keys import KeyCache
 from atlas_proxy.models import ModelCache
 from atlas_proxy.settings import Settings
+from atlas_proxy.stats import ProxyMetrics
 from atlas_proxy.tasks import TaskRelay
 
 
@@ -22,4 +21,4 @@ class ProxyState:
     limiter: Limiter
     forwarder: Forwarder
     tasks: TaskRelay
-    rejections: Counter  # by reason (requests/tokens per minute, concurrency, auth) and whose limit
+    stats: ProxyMetrics

@@ -25,19 +25,21 @@ from atlas_core.schemas import KeyInfo, TaskLimits
 from atlas_proxy.calls import SOLVE_MODEL
 from atlas_proxy.forward import HOP_BY_HOP, ClosingStreamingResponse, payload, upstream_error
 from atlas_proxy.metering import Meter, Settlement
+from atlas_proxy.stats import ProxyMetrics
 
 log = logging.getLogger("atlas.proxy.tasks")
 
 
 class TaskRelay:
     def __init__(self, rag_url: str, token: str, http: aiohttp.ClientSession, streams: aiohttp.ClientSession,
-                 limiter: Limiter, meter: Meter) -> None:
+                 limiter: Limiter, meter: Meter, stats: ProxyMetrics) -> None:
         self._base = rag_url
         self._token = token
         self._http = http
         self._streams = streams
         self._limiter = limiter
         self._meter = meter
+        self._stats = stats
 
     def _headers(self, request: Request, info: KeyInfo, body: bytes) -> dict[str, str]:
         limits = TaskLimits(key_tokens_per_min=info.tokens_per_min, user_tokens_per_min=info.user_tokens_per_min,
@@ -54,11 +56,12 @@ class TaskRelay:
     async def relay(self, request: Request, body: bytes, info: KeyInfo, admission: str | None,
                     extra_headers: dict[str, str]) -> Response:
         """One task-API call, answered as rag-api answers it; the event stream passes through as it comes."""
-        started = time.time()
+        arrived = request.state.arrived if hasattr(request.state, "arrived") else time.perf_counter()
+        started = time.time() - (time.perf_counter() - arrived)
         status = 502
 
         async def settle() -> None:
-            await self._meter.settle(Settlement(info, SOLVE_MODEL, admission, 0, status, 0, 0, started))
+            await self._meter.settle(Settlement(info, SOLVE_MODEL, admission, 0, status, 0, 0, started, "tasks"))
 
         query = f"?{request.url.query}" if request.url.query else ""
         events = request.url.path.endswith("/events")
@@ -78,6 +81,8 @@ class TaskRelay:
             if events:
                 await self._limiter.close_stream(info, stream_id)
             status = 503
+            self._stats.upstream_errors.labels("rag-api", "timeout" if isinstance(exc, TimeoutError)
+                                               else "unavailable").inc()
             await settle()
             if isinstance(exc, TimeoutError):  # aiohttp's connect and pool-wait timeouts are TimeoutErrors
                 return error_response(503, "rag-api did not answer in time, or every connection is busy; retry "
@@ -93,6 +98,7 @@ class TaskRelay:
                 content = await upstream.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
                 status = 503
+                self._stats.upstream_errors.labels("rag-api", "broke_off").inc()
                 await settle()
                 return error_response(503, f"rag-api broke off its answer ({type(exc).__name__}); try again",
                                       headers=extra_headers)
@@ -104,6 +110,8 @@ class TaskRelay:
                 retry = {"Retry-After": upstream.headers["retry-after"]} if "retry-after" in upstream.headers else {}
                 return Response(content, status_code=upstream.status, media_type="application/json",
                                 headers=extra_headers | retry)
+            if upstream.status >= 500 and upstream.status != 503:
+                self._stats.upstream_errors.labels("rag-api", "status_5xx").inc()
             if upstream.status >= 400:
                 return upstream_error(upstream.status, content, "rag-api", extra_headers)
             return Response(content, status_code=upstream.status, headers=out_headers)
@@ -118,6 +126,7 @@ class TaskRelay:
             return None
         whose, cap = (("this user (shared by all their keys)", info.user_max_streams) if refused == 1
                       else ("this key", info.max_streams))
+        self._stats.rejected("streams", "user" if refused == 1 else "key")
         return error_response(429, f"{whose} already holds {cap} open event streams, the most allowed; close one "
                               "or poll GET /v1/tasks/{id} instead", code="streams_exceeded",
                               headers=headers | {"Retry-After": "5"})

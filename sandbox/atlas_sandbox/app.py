@@ -21,7 +21,7 @@ from atlas_sandbox.limits import Limits
 from atlas_sandbox.runner import SandboxFailure
 from atlas_sandbox.schemas import ExecuteRequest, ExecuteResponse, JudgeRequest, JudgeResponse
 from atlas_sandbox.settings import Settings
-from atlas_sandbox.tokens import TokenCheckUnavailable, TokenRejected, Verifier
+from atlas_sandbox.tokens import REJECTION_REASONS, TokenCheckUnavailable, TokenRejected, Verifier
 
 log = logging.getLogger("atlas.sandbox")
 
@@ -53,21 +53,31 @@ def create_app(settings: Settings) -> FastAPI:
             yield
 
     app = service_app("sandbox", settings.metrics_token, lifespan, max_body_bytes=settings.sandbox_max_body_bytes)
-    runs = Counter("atlas_sandbox_verdicts_total", "Verdicts given, by endpoint and verdict",
-                   ["endpoint", "verdict"], registry=app.state.metrics.registry)
-    run_time = Histogram("atlas_sandbox_request_seconds", "Time to answer /execute and /judge", ["endpoint"],
-                         registry=app.state.metrics.registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-                                                                        5, 10, 30, 60, 300))
+    # ``language`` is always the canonical name of a language in languages.LANGUAGES (never the request's raw
+    # text, which may be an alias or anything else), so its values are a fixed set.
+    runs = Counter("atlas_sandbox_verdicts_total", "Verdicts given, by endpoint, language and verdict",
+                   ["endpoint", "language", "verdict"], registry=app.state.metrics.registry)
+    run_time = Histogram("atlas_sandbox_request_seconds", "Time to answer /execute and /judge, by language",
+                         ["endpoint", "language"], registry=app.state.metrics.registry,
+                         buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+    rejections = Counter("atlas_sandbox_token_rejections_total",
+                         "Requests refused for their capability token, by reason: missing, invalid, expired, "
+                         "reused (already used) or over_limit (asks for more than the token allows: a language "
+                         "outside its langs)", ["reason"], registry=app.state.metrics.registry)
+    for reason in REJECTION_REASONS:  # every reason is exported from the start, at 0
+        rejections.labels(reason)
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
         return error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)
 
-    async def authorise(request: Request, language: str) -> tuple[Engine, Limits]:
+    async def authorise(request: Request, language: str) -> tuple[Engine, Limits, str]:
+        """The engine, the limits the token allows and the language's canonical name (a fixed set)."""
         engine: Engine = request.app.state.engine
         try:
             cap = await request.app.state.verifier.check(bearer(request))
         except TokenRejected as exc:
+            rejections.labels(exc.reason).inc()
             raise Refused(401, str(exc), "invalid_capability", {"WWW-Authenticate": "Bearer"}) from None
         except TokenCheckUnavailable as exc:
             raise Refused(503, str(exc), "dependency_unavailable", {"Retry-After": "1"}) from None
@@ -76,13 +86,14 @@ def create_app(settings: Settings) -> FastAPI:
         except BadRequest as exc:
             raise Refused(400, str(exc), "invalid_language") from None
         if name not in cap.languages:
+            rejections.labels("over_limit").inc()
             raise Refused(403, f"language: this capability token allows {', '.join(sorted(cap.languages)) or 'no'}"
                           f" language(s), not {name}", "language_not_allowed")
-        return engine, engine.limits.lower(cap.limits)
+        return engine, engine.limits.lower(cap.limits), name
 
-    async def serve(engine: Engine, endpoint: str, work: Callable[[], Awaitable[T]]) -> T:
+    async def serve(engine: Engine, endpoint: str, language: str, work: Callable[[], Awaitable[T]]) -> T:
         try:
-            with engine.admit(), run_time.labels(endpoint).time():
+            with engine.admit(), run_time.labels(endpoint, language).time():
                 return await work()
         except Busy as exc:
             raise Refused(503, str(exc), "sandbox_busy", {"Retry-After": "1"}) from None
@@ -95,17 +106,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/execute", response_model=ExecuteResponse)
     async def execute(body: ExecuteRequest, request: Request) -> ExecuteResponse:
-        engine, limits = await authorise(request, body.language)
-        result = await serve(engine, "execute", lambda: engine.execute(body, limits.lower(body.limits)))
-        runs.labels("execute", result.error_type or "passed").inc()
+        engine, limits, language = await authorise(request, body.language)
+        result = await serve(engine, "execute", language, lambda: engine.execute(body, limits.lower(body.limits)))
+        runs.labels("execute", language, result.error_type or "passed").inc()
         return result
 
     @app.post("/judge", response_model=JudgeResponse)
     async def judge(body: JudgeRequest, request: Request) -> JudgeResponse:
-        engine, limits = await authorise(request, body.language)
-        result = await serve(engine, "judge", lambda: engine.judge(body, limits.lower(body.limits)))
+        engine, limits, language = await authorise(request, body.language)
+        result = await serve(engine, "judge", language, lambda: engine.judge(body, limits.lower(body.limits)))
         for cand in result.candidates:
-            runs.labels("judge", cand.verdict).inc()
+            runs.labels("judge", language, cand.verdict).inc()
         return result
 
     # What is installed and which isolation features are on: operators' information, behind the metrics credential.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import jwt
 from pydantic import ValidationError
@@ -16,9 +17,25 @@ from atlas_sandbox.limits import LimitsRequest
 JTI_PREFIX = "atlas:sandbox:jti:"
 LEEWAY_S = 5
 
+# Why a request was refused for its capability token: the fixed label set of
+# atlas_sandbox_token_rejections_total{reason}.
+#   missing     no bearer token (401)
+#   invalid     not a valid token for this sandbox: bad signature, audience or claims, a lifetime over MAX_TTL_S,
+#               invalid limits or no langs list; the service credential sent instead of a token (401)
+#   expired     past its exp (401)
+#   reused      its jti was already used: tokens are single-use (401)
+#   over_limit  the request asks for more than the token allows: a language outside its langs (403). Limits
+#               above the token's are lowered to them, not refused, so they never count here.
+RejectionReason = Literal["missing", "invalid", "expired", "reused", "over_limit"]
+REJECTION_REASONS: tuple[RejectionReason, ...] = ("missing", "invalid", "expired", "reused", "over_limit")
+
 
 class TokenRejected(Exception):
-    """401: the token is missing, invalid, expired, too long-lived or already used."""
+    """401: the token is missing, invalid, expired, too long-lived or already used (``reason`` says which)."""
+
+    def __init__(self, message: str, reason: RejectionReason) -> None:
+        super().__init__(message)
+        self.reason: RejectionReason = reason
 
 
 class TokenCheckUnavailable(Exception):
@@ -41,29 +58,30 @@ class Verifier:
     async def check(self, token: str | None) -> Capability:
         if not token:
             raise TokenRejected("this endpoint needs a capability token: 'Authorization: Bearer <token>' minted "
-                                "by rag-api or the task-worker")
+                                "by rag-api or the task-worker", "missing")
         try:
             claims = jwt.decode(token, self.key, algorithms=[ALGORITHM], audience=SANDBOX_AUDIENCE,
                                 leeway=LEEWAY_S, options={"require": ["exp", "iat", "jti", "aud", "iss"]})
         except jwt.ExpiredSignatureError:
-            raise TokenRejected("capability token expired; mint a new one for each call") from None
+            raise TokenRejected("capability token expired; mint a new one for each call", "expired") from None
         except jwt.PyJWTError as exc:
-            raise TokenRejected(f"invalid capability token: {exc}") from None
+            raise TokenRejected(f"invalid capability token: {exc}", "invalid") from None
         exp, iat = int(claims["exp"]), int(claims["iat"])
         if exp - iat > MAX_TTL_S or exp > time.time() + MAX_TTL_S + LEEWAY_S:
-            raise TokenRejected(f"capability token lives longer than {MAX_TTL_S} s; mint short-lived tokens")
+            raise TokenRejected(f"capability token lives longer than {MAX_TTL_S} s; mint short-lived tokens",
+                                "invalid")
         try:
             limits = LimitsRequest.model_validate(claims.get("limits") or {})
         except ValidationError:
-            raise TokenRejected("capability token carries invalid limits") from None
+            raise TokenRejected("capability token carries invalid limits", "invalid") from None
         langs = claims.get("langs")
         if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs):
-            raise TokenRejected("capability token has no 'langs' list") from None
+            raise TokenRejected("capability token has no 'langs' list", "invalid") from None
         try:
             fresh = await self.redis.set(JTI_PREFIX + str(claims["jti"]), "1", nx=True,
                                          exat=exp + LEEWAY_S + 1)
         except (RedisError, OSError) as exc:
             raise TokenCheckUnavailable(f"cannot check the token's single use: Redis: {exc}") from None
         if not fresh:
-            raise TokenRejected("capability token already used; tokens are single-use")
+            raise TokenRejected("capability token already used; tokens are single-use", "reused")
         return Capability(str(claims["iss"]), str(claims.get("task", "")), frozenset(langs), limits)

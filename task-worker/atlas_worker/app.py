@@ -16,7 +16,9 @@ from atlas_core.health import http_check, llama_check
 from atlas_core.queue import TaskQueue
 from atlas_core.ratelimit import Limiter
 from atlas_rag.app import build_engine
+from atlas_rag.telemetry import Telemetry
 from atlas_worker.loop import VerifyRepair
+from atlas_worker.metrics import QueueMetrics
 from atlas_worker.settings import Settings
 from atlas_worker.worker import Worker, WorkerConfig
 
@@ -37,8 +39,15 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.readiness["llama-server"] = llama_check(http, settings.llama_url)
             app.state.readiness["sandbox"] = http_check(http, f"{settings.sandbox_url}/livez")
             queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s)
-            worker = Worker(queue, VerifyRepair(build_engine(http, settings, "task-worker")),
-                            worker_config(settings), limiter=Limiter(app.state.redis, settings.rag_deadline_s))
+            registry = app.state.metrics.registry
+            telemetry = Telemetry(app.state.redis, registry)  # each attempt's solve, as rag-api records solves
+            queue_metrics = QueueMetrics(registry)
+            refresh = queue_metrics.refresher(queue)
+            app.state.metrics.refreshers.append(refresh)
+            stack.callback(app.state.metrics.refreshers.remove, refresh)  # Redis closes with the stack
+            worker = Worker(queue, VerifyRepair(build_engine(http, settings, "task-worker"), telemetry),
+                            worker_config(settings), limiter=Limiter(app.state.redis, settings.rag_deadline_s),
+                            metrics=queue_metrics)
             app.state.worker = worker
             loop = asyncio.create_task(worker.run())
             log.info("worker %s serving the task queue (%d at a time)", worker.name, settings.worker_concurrency)

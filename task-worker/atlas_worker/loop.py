@@ -26,6 +26,7 @@ from atlas_rag.problem import ProblemError
 from atlas_rag.sandbox import SandboxRefused
 from atlas_rag.schemas import MAX_K, TaskRequest
 from atlas_rag.select import rank_key
+from atlas_rag.telemetry import Telemetry
 from atlas_worker.gate import NoRoomBeforeDeadline, TokenGate, TooBig
 
 __all__ = ["Outcome", "StopReason", "TaskContext", "VerifyRepair", "summarise"]
@@ -110,10 +111,12 @@ def progress_of(ctx: TaskContext, n: int) -> Callable[[dict[str, Any]], Awaitabl
 
 
 class VerifyRepair:
-    """The production handler: ``await VerifyRepair(engine)(ctx)``."""
+    """The production handler: ``await VerifyRepair(engine, telemetry)(ctx)``. Each attempt's solve is recorded
+    as rag-api records its solves (``source="task"``, the task's id, its owner)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, telemetry: Telemetry | None = None) -> None:
         self.engine = engine
+        self.telemetry = telemetry
 
     async def __call__(self, ctx: TaskContext) -> Outcome:
         task = TaskRequest.model_validate(ctx.spec)
@@ -172,6 +175,9 @@ class VerifyRepair:
                 if ctx.gate is not None and reservation is not None:
                     with contextlib.suppress(RedisError):  # the reservation leaves the window within a minute anyway
                         await ctx.gate.settle(reservation, reserved, solve.prompt_tokens + solve.completion_tokens)
+            if self.telemetry is not None:  # the solve ran to its answer: it counts, whatever the task does next
+                await self.telemetry.record(result, solve.problem.text, ctx.record.get("owner") or None,
+                                            source="task", task_id=ctx.task_id)
             failing = sorted((c for c in solve.candidates if c.unique and not c.public_ok and c.failure),
                              key=rank_key)[:CARRY]
             attempt: dict[str, Any] = {

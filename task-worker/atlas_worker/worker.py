@@ -31,6 +31,7 @@ from atlas_rag.llm import LLMUnavailable
 from atlas_rag.sandbox import SandboxRefused, SandboxUnavailable
 from atlas_worker.gate import gate_for
 from atlas_worker.loop import Outcome, StopReason, TaskContext, summarise
+from atlas_worker.metrics import QueueMetrics
 
 log = logging.getLogger("atlas.worker")
 Handler = Callable[[TaskContext], Coroutine[Any, Any, Outcome]]
@@ -64,10 +65,11 @@ class Running:
 
 class Worker:
     def __init__(self, queue: TaskQueue, handler: Handler, config: WorkerConfig, name: str | None = None,
-                 limiter: Limiter | None = None) -> None:
+                 limiter: Limiter | None = None, metrics: QueueMetrics | None = None) -> None:
         self.queue = queue
         self.handler = handler
         self.limiter = limiter  # charges each attempt against its key's and owner's tokens per minute
+        self.metrics = metrics  # what this worker does, counted (the queue's gauges are read at scrape time)
         self.config = config
         self.name = name or consumer_name()
         self.running: dict[str, Running] = {}
@@ -178,15 +180,20 @@ class Worker:
         for attempt in range(10):
             await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
             try:
-                await self.queue.retry(d, self.name, 0.0, {"delay_s": 0, "error": "Redis was unavailable",
-                                                           "counted": False},
-                                       counted=False, error="Redis was unavailable")
+                sent = await self.queue.retry(d, self.name, 0.0, {"delay_s": 0, "error": "Redis was unavailable",
+                                                                  "counted": False},
+                                              counted=False, error="Redis was unavailable")
+                if sent and self.metrics is not None:
+                    self.metrics.retries.inc()
                 return
             except RedisError:
                 continue
 
     async def _serve_task(self, d: Delivery) -> None:
         begun = await self.queue.begin(d, self.name)
+        if begun.first and self.metrics is not None:
+            submitted = float(begun.record.get("submitted_at") or begun.record["started_at"])
+            self.metrics.wait.observe(max(0.0, float(begun.record["started_at"]) - submitted))
         if begun.state == "revoked":  # its key or owner was revoked after it was submitted: it never runs
             await self._finish(d, begun.record, "cancelled", ended("CANCELLED", REVOKED_MESSAGE, list(begun.history),
                                                                    begun.record))
@@ -285,8 +292,10 @@ class Worker:
         step = deliveries if counted else outages + 1
         delay = min(BACKOFF_CAP_S, self.config.backoff_s * 2 ** (step - 1))
         log.warning("task %s will be retried in %.1fs: %s", d.task_id, delay, error)
-        await self.queue.retry(d, self.name, delay, {"delay_s": delay, "error": error, "counted": counted},
-                               counted=counted, error=error)
+        sent = await self.queue.retry(d, self.name, delay, {"delay_s": delay, "error": error, "counted": counted},
+                                      counted=counted, error=error)
+        if sent and self.metrics is not None:
+            self.metrics.retries.inc()
 
     async def _finish(self, d: Delivery, record: dict[str, str], status: str, outcome: Outcome, *,
                       dead: bool = False) -> None:
@@ -302,15 +311,20 @@ class Worker:
         event = {"status": status, "stop_reason": outcome.stop_reason, "message": outcome.message}
         dead_letter = {"id": d.task_id, "priority": d.priority, "owner": record.get("owner", ""),
                        "reason": outcome.message, "at": time.time()} if dead else None
+        stored = False
         for attempt in range(8):
             try:
-                await self.queue.finish(d, status, fields, event, counts, dead_letter, owner=record.get("owner", ""))
+                stored = await self.queue.finish(d, status, fields, event, counts, dead_letter,
+                                                 owner=record.get("owner", ""))
                 break
             except RedisError:
                 if attempt == 7:
                     raise
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
         self.served += 1
+        if stored and self.metrics is not None:  # counted once: a task finished already is not finished again
+            started = record.get("started_at")  # none when it never ran (revoked before it started)
+            self.metrics.finished(status, time.time() - float(started) if started else None, dead=dead)
 
 
 REVOKED_MESSAGE = "its API key was revoked, or its owner's account deactivated"

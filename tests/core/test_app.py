@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import Gauge
 from pydantic import BaseModel
 
 from atlas_core.app import open_clients, service_app
@@ -129,3 +132,37 @@ def test_bodies_over_the_limit_are_refused_with_413(client: TestClient) -> None:
     big = client.post("/items", content=padded, headers={"Content-Type": "application/json"})
     assert big.status_code == 413 and "1024 bytes" in big.json()["error"]["message"]
     assert client.post("/items", json={"count": 1}).status_code == 200
+
+
+def test_metrics_await_the_refreshers_and_a_failing_or_slow_one_never_fails_the_scrape(
+        service_env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    app = build(service_env)
+    metrics = app.state.metrics
+    gauge = Gauge("atlas_test_refreshed", "Set at scrape time", registry=metrics.registry)
+    scrapes: list[int] = []
+
+    async def good() -> None:
+        scrapes.append(1)
+        gauge.set(len(scrapes))
+
+    async def broken() -> None:
+        raise ConnectionError("Redis is away")
+
+    async def stuck() -> None:
+        await asyncio.sleep(60)
+
+    metrics.refresh_timeout_s = 0.3
+    metrics.refreshers.extend([good, broken, stuck])
+    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    with TestClient(app) as client:
+        assert client.get("/metrics").status_code == 401 and scrapes == []  # no refresh without the credential
+        started = time.monotonic()
+        first = client.get("/metrics", headers=headers)
+        took = time.monotonic() - started
+        second = client.get("/metrics", headers=headers)
+    assert first.status_code == second.status_code == 200
+    assert "atlas_test_refreshed 1.0" in first.text and "atlas_test_refreshed 2.0" in second.text
+    assert took < 2  # the stuck one waited its timeout, not its minute
+    logged = [r.getMessage() for r in caplog.records if r.name == "atlas.metrics"]
+    assert any("broken" in m and "Redis is away" in m for m in logged)
+    assert any("stuck" in m and "TimeoutError" in m for m in logged)

@@ -17,6 +17,7 @@ from atlas_rag.settings import Settings
 from atlas_rag.telemetry import SOLVES_STREAM
 from tests.conftest import METRICS_TOKEN, PROXY_TOKEN, RedisServer, ServerThread
 from tests.rag.fake_llm import fake, fenced, user_text
+from tests.rag.scrape import scrape
 
 ADD = "Write a Python function add(a, b) that returns the sum.\n>>> add(2, 3)\n5\n"
 AUTH = {"Authorization": f"Bearer {PROXY_TOKEN}", "X-Atlas-User-Id": "7"}
@@ -55,9 +56,65 @@ def test_solve_answers_with_verified_code(rag: httpx.Client, llm: ServerThread, 
     with redis_server.client() as r:
         [(_, record)] = r.xrange(SOLVES_STREAM)
     assert record[b"status"] == b"passed" and record[b"user_id"] == b"7" and record[b"k"] == b"2"
+    assert (record[b"source"], record[b"task_id"]) == (b"solve", b"")
+    assert record[b"sandbox_calls"] == str(body["timings"]["sandbox_calls"]).encode()
     assert ADD.encode() not in b"".join(record.values())  # a hash of the problem, never the problem
     metrics = rag.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
-    assert 'atlas_solves_total{status="passed",stopped="done"} 1.0' in metrics
+    assert 'atlas_solves_total{status="passed",stopped="done",verified="true"} 1.0' in metrics
+
+
+RIGHT = fenced("def add(a, b):\n    return a + b")
+WRONG = fenced("def add(a, b):\n    return a - b")
+
+
+def test_solve_metrics_move_by_what_the_solve_did(rag: httpx.Client, llm: ServerThread,
+                                                  redis_server: RedisServer) -> None:
+    fake(llm).script = script
+    before = scrape(rag)
+    response = rag.post("/v1/solve", json={"problem": ADD, "budget": {"k": 2, "self_tests": False}}, headers=AUTH)
+    body = response.json()
+    after = scrape(rag)
+    calls = body["timings"]["sandbox_calls"]
+    assert body["verified"] and body["repair_rounds"] == 0 and calls >= 1
+    assert after.delta(before, "atlas_solves_total", status="passed", stopped="done", verified="true") == 1
+    assert after.delta(before, "atlas_solve_k_count") == 1 and after.delta(before, "atlas_solve_k_sum") == 2
+    assert after.delta(before, "atlas_solve_k_bucket", le="1.0") == 0
+    assert after.delta(before, "atlas_solve_k_bucket", le="2.0") == 1
+    assert after.delta(before, "atlas_solve_tokens_per_solve_count") == 1
+    assert after.delta(before, "atlas_solve_tokens_per_solve_sum") == body["usage"]["total_tokens"]
+    assert after.delta(before, "atlas_solve_sandbox_calls_total") == calls
+    assert after.delta(before, "atlas_solve_repair_rounds_total") == 0
+    for result in ("fixed", "failed"):  # the series exist before any repair, and did not move
+        assert after.has("atlas_solve_repairs_total", result=result)
+        assert after.delta(before, "atlas_solve_repairs_total", result=result) == 0
+    with redis_server.client() as r:
+        [(_, record)] = r.xrange(SOLVES_STREAM)
+    assert record[b"sandbox_calls"] == str(calls).encode() and record[b"source"] == b"solve"
+
+
+def test_repairs_are_counted_as_fixed_or_failed(rag: httpx.Client, llm: ServerThread) -> None:
+    # the first candidate is wrong; a repair (its prompt carries the wrong code) is right, or wrong again
+    fake(llm).script = lambda body: RIGHT if "return a - b" in user_text(body) else WRONG
+    request = {"problem": ADD, "budget": {"k": 1, "self_tests": False, "repair_rounds": 2}}
+    before = scrape(rag)
+    fixed = rag.post("/v1/solve", json=request, headers=AUTH).json()
+    middle = scrape(rag)
+    assert fixed["verified"] and fixed["repair_rounds"] == 1
+    assert middle.delta(before, "atlas_solve_repairs_total", result="fixed") == 1
+    assert middle.delta(before, "atlas_solve_repairs_total", result="failed") == 0
+    assert middle.delta(before, "atlas_solve_repair_rounds_total") == 1
+    assert middle.delta(before, "atlas_solves_total", status="passed", stopped="done", verified="true") == 1
+
+    fake(llm).script = lambda body: WRONG
+    failed = rag.post("/v1/solve", json=request, headers=AUTH).json()
+    after = scrape(rag)
+    assert not failed["verified"] and failed["repair_rounds"] >= 1
+    assert after.delta(middle, "atlas_solve_repairs_total", result="failed") == 1
+    assert after.delta(middle, "atlas_solve_repairs_total", result="fixed") == 0
+    assert after.delta(middle, "atlas_solve_repair_rounds_total") == failed["repair_rounds"]
+    assert after.delta(middle, "atlas_solves_total", status="failed", stopped=failed["stopped"],
+                       verified="false") == 1
+    assert after.delta(middle, "atlas_solve_sandbox_calls_total") == failed["timings"]["sandbox_calls"]
 
 
 def test_solve_streams_progress_then_the_result(rag: httpx.Client, llm: ServerThread) -> None:

@@ -6,7 +6,9 @@ import asyncio
 import time
 from typing import Any
 
-from atlas_rag.engine import Engine, parse_self_tests, temperature
+import httpx
+
+from atlas_rag.engine import Engine, EngineConfig, parse_self_tests, temperature
 from atlas_rag.schemas import Budget, SolveRequest, SolveResult, TestIn
 from tests.conftest import ServerThread
 from tests.rag.conftest import run_engine
@@ -16,6 +18,7 @@ ADD = "Write a Python function add(a, b) that returns the sum.\n>>> add(2, 3)\n5
 RIGHT = "def add(a, b):\n    return a + b"
 WRONG = "def add(a, b):\n    return a - b"
 ALSO_RIGHT = "def add(a, b):\n    # the sum\n    return b + a"
+ALSO_WRONG = "def add(a, b):\n    return a * b"
 
 
 def solve(llm: ServerThread, sandbox_url: str, request: SolveRequest, events: list[dict[str, Any]] | None = None,
@@ -186,6 +189,39 @@ def test_time_is_split_into_model_sandbox_and_overhead(llm: ServerThread, sandbo
     assert len(result.candidates) == 2 and all(c.code and "return a + b" in c.code for c in result.candidates)
     assert result.tokens.completion > 0 and result.usage["total_tokens"] == result.tokens.prompt + \
         result.tokens.completion
+
+
+def test_sandbox_calls_are_the_requests_the_sandbox_received(llm: ServerThread, sandbox_url: str) -> None:
+    """Judging, self-tests, the evaluation a repair asks for: each request to the sandbox counts once."""
+    from atlas_rag.llm import LLMClient
+    from atlas_rag.sandbox import SandboxClient
+    from tests.conftest import LLAMA_KEY, SANDBOX_SIGNING
+
+    def script(body: dict[str, Any]) -> str:
+        text = user_text(body)
+        if "fails a test" in text:
+            return fenced(RIGHT)
+        if "assert statements" in text:
+            return "```python\nassert add(1, 1) == 2\nassert add(0, 5) == 5\n```"
+        return fenced(WRONG if body.get("seed") == 7 else ALSO_WRONG)
+
+    fake(llm).script = script
+    received: list[str] = []
+
+    async def count(request: httpx.Request) -> None:
+        if str(request.url).startswith(sandbox_url):
+            received.append(request.url.path)
+
+    async def main() -> SolveResult:
+        async with httpx.AsyncClient(event_hooks={"request": [count]}) as http:
+            engine = Engine(LLMClient(http, llm.url, LLAMA_KEY), SandboxClient(http, sandbox_url, SANDBOX_SIGNING),
+                            EngineConfig())
+            return (await engine.solve(SolveRequest(problem=ADD, seed=7, budget=Budget(k=2, repair_rounds=2))))[1]
+
+    result = asyncio.run(main())
+    assert result.verified and result.repair_rounds == 1 and result.tests.self_written == 2
+    assert "/judge" in received and "/execute" in received
+    assert result.timings.sandbox_calls == len(received)
 
 
 def test_one_failed_generation_costs_its_candidate_not_the_solve(llm: ServerThread, sandbox_url: str) -> None:

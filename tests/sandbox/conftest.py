@@ -4,13 +4,17 @@ fresh capability token for every request, as rag-api and the task-worker do."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import jwt
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
-from atlas_core.capability import mint, public_key_text, signing_key
+from atlas_core.capability import SANDBOX_AUDIENCE, mint, public_key_text, signing_key
 from atlas_core.settings import load_settings
 from atlas_sandbox.app import create_app
 from atlas_sandbox.settings import Settings
@@ -43,6 +47,50 @@ class Sandbox:
         response = self.post("/judge", body)
         assert response.status_code == 200, response.text
         return dict(response.json())
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """Every sample of ``GET /metrics`` (read with the metrics credential): sample name -> labels -> value,
+        the labels written as Prometheus does, sorted by name: 'endpoint="execute",language="python"'."""
+        response = self.client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert response.status_code == 200, response.text
+        samples: dict[str, dict[str, float]] = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples.setdefault(sample.name, {})[labels] = sample.value
+        return samples
+
+
+@contextmanager
+def redis_down(sandbox: Sandbox) -> Iterator[None]:
+    """The sandbox's token store refusing connections, as a Redis that went away."""
+    verifier = sandbox.client.app.state.verifier  # type: ignore[attr-defined]
+    real = verifier.redis
+
+    class Down:
+        async def set(self, *args: Any, **kwargs: Any) -> None:
+            raise ConnectionError("connection refused")
+
+    verifier.redis = Down()
+    try:
+        yield
+    finally:
+        verifier.redis = real
+
+
+def raw_token(sandbox: Sandbox, **claims: Any) -> str:
+    """A token signed with the callers' key whose claims the test picks (None leaves a claim out)."""
+    now = int(time.time())
+    body = {"iss": "tests", "aud": SANDBOX_AUDIENCE, "iat": now, "exp": now + 60, "jti": f"j{time.time_ns()}",
+            "task": "t", "langs": ["python"], "limits": {}} | claims
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, sandbox.key, algorithm="EdDSA")
+
+
+def moved(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], name: str) -> dict[str, float]:
+    """How each series of the sample ``name`` changed between two scrapes; series that did not are left out."""
+    old, new = before.get(name, {}), after.get(name, {})
+    return {labels: new.get(labels, 0.0) - old.get(labels, 0.0) for labels in sorted(old.keys() | new.keys())
+            if new.get(labels, 0.0) != old.get(labels, 0.0)}
 
 
 def sandbox_env(redis_server: RedisServer, tmp_path: Any, **extra: str) -> dict[str, str]:

@@ -7,27 +7,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
-from atlas_core.capability import SANDBOX_AUDIENCE, mint, public_key_text
+from atlas_core.capability import mint, public_key_text
 from atlas_core.settings import SettingsError, load_settings
 from atlas_sandbox.app import create_app
 from atlas_sandbox.engine import Engine
 from atlas_sandbox.settings import Settings
 from tests.conftest import RedisServer
-from tests.sandbox.conftest import Sandbox, sandbox_env
+from tests.sandbox.conftest import Sandbox, raw_token, redis_down, sandbox_env
 
 PRINT = {"code": "print('ok')", "language": "python"}
-
-
-def raw_token(sandbox: Sandbox, **claims: Any) -> str:
-    now = int(time.time())
-    body = {"iss": "tests", "aud": SANDBOX_AUDIENCE, "iat": now, "exp": now + 60, "jti": f"j{time.time_ns()}",
-            "task": "t", "langs": ["python"], "limits": {}} | claims
-    return jwt.encode({k: v for k, v in body.items() if v is not None}, sandbox.key, algorithm="EdDSA")
 
 
 def test_no_token_or_the_service_token_is_refused(sandbox: Sandbox) -> None:
@@ -91,18 +83,8 @@ def test_bad_requests_name_the_field(sandbox: Sandbox) -> None:
 
 
 def test_redis_down_is_503_not_a_hang(sandbox: Sandbox, redis_server: RedisServer) -> None:
-    verifier = sandbox.client.app.state.verifier  # type: ignore[attr-defined]
-    real = verifier.redis
-
-    class Down:
-        async def set(self, *args: Any, **kwargs: Any) -> None:
-            raise ConnectionError("connection refused")
-
-    verifier.redis = Down()
-    try:
+    with redis_down(sandbox):
         response = sandbox.post("/execute", PRINT)
-    finally:
-        verifier.redis = real
     assert response.status_code == 503 and "Redis" in response.json()["error"]["message"]
 
 
