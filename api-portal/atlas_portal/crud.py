@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Row, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atlas_portal.db import ApiKey, ModelSetting, UsageDaily, User, utcnow
@@ -75,11 +76,20 @@ async def key_with_owner(session: AsyncSession, *, key_hash: str) -> tuple[ApiKe
     return (row[0], row[1]) if row else None
 
 
-async def usage(session: AsyncSession, *, user_id: int | None, since: dt.date) -> Sequence[UsageDaily]:
-    query = select(UsageDaily).where(UsageDaily.day >= since).order_by(UsageDaily.day.desc(), UsageDaily.key_id)
+async def usage(session: AsyncSession, *, user_id: int | None, since: dt.date) -> Sequence[Row[*tuple[Any, ...]]]:
+    """Roll-up rows with every ``usage_daily`` column plus ``username`` and ``key_name``. Both are None once the
+    user or key is deleted: its usage still counts, and keeps its ids."""
+    # The key must also belong to the row's user: a reused key id never lends its name to another user's usage.
+    key = and_(ApiKey.id == UsageDaily.key_id, ApiKey.user_id == UsageDaily.user_id)
+    query = (select(*UsageDaily.__table__.columns, User.username, ApiKey.name.label("key_name"))
+             .select_from(UsageDaily)
+             .outerjoin(User, User.id == UsageDaily.user_id)
+             .outerjoin(ApiKey, key)
+             .where(UsageDaily.day >= since)
+             .order_by(UsageDaily.day.desc(), UsageDaily.key_id))
     if user_id is not None:
         query = query.where(UsageDaily.user_id == user_id)
-    return (await session.execute(query)).scalars().all()
+    return (await session.execute(query)).all()
 
 
 async def add_usage(

@@ -20,6 +20,9 @@ from atlas_portal.settings import Settings
 
 log = logging.getLogger("atlas.portal.models")
 Route = Literal["llama", "embed", "rag"]
+# The routes whose models answer chat completions. An allow-list: a route added later is not offered to chat
+# clients (the UI's OpenCode block) until it is known to chat.
+CHAT_ROUTES: frozenset[Route] = frozenset({"llama", "rag"})
 REFRESH_S = 15.0
 
 

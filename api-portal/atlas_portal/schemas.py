@@ -155,7 +155,9 @@ class UsageRow(BaseModel):
 
     day: dt.date
     user_id: int
+    username: str | None = Field(None, description="null once the user is deleted (user_id stays)")
     key_id: int
+    key_name: str | None = Field(None, description="null once the key is deleted (key_id stays)")
     model: str
     requests: int
     errors: int

@@ -10,6 +10,7 @@ from atlas_core.deps import RedisDep
 from atlas_core.schemas import MODEL_EVENTS_CHANNEL
 from atlas_portal import crud
 from atlas_portal.deps import AdminUser, CurrentUser, DbSession
+from atlas_portal.registry import CHAT_ROUTES
 from atlas_portal.schemas import ModelUpdate
 
 router = APIRouter(tags=["models"])
@@ -18,7 +19,7 @@ router = APIRouter(tags=["models"])
 @router.get("/api/models")
 async def list_models(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
     entries = await request.app.state.registry.entries(request.app.state.sessions, include_hidden=user.is_admin)
-    return [{**entry.model_dump(), "hidden": hidden} for entry, hidden in entries]
+    return [{**entry.model_dump(), "hidden": hidden, "chat": entry.route in CHAT_ROUTES} for entry, hidden in entries]
 
 
 @router.get("/v1/models")

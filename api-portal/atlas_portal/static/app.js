@@ -66,15 +66,29 @@ async function loadUsage() {
   body.replaceChildren();
   for (const r of usage.rows) {
     const row = body.insertRow();
-    for (const v of [r.day, r.user_id, r.key_id, r.model, r.requests, r.errors, r.prompt_tokens, r.completion_tokens]) {
-      cell(row, v);
-    }
+    cell(row, r.day);
+    namedCell(row, r.username, "user", r.user_id);
+    namedCell(row, r.key_name, "key", r.key_id);
+    for (const v of [r.model, r.requests, r.errors, r.prompt_tokens, r.completion_tokens]) cell(row, v);
   }
 }
 
+// A user's or key's name, its id in the tooltip. A deleted one has no name any more, but its usage still
+// counts: it shows the id, greyed.
+function namedCell(row, name, kind, id) {
+  const gone = name === null || name === undefined;
+  const td = cell(row, gone ? `(deleted ${kind} ${id})` : name, gone ? "inactive" : "");
+  td.title = `${kind} id ${id}`;
+  return td;
+}
+
 function renderOpenCode() {
+  // OpenCode offers every listed model as a chat model: leave out the embedding model, and the models an admin
+  // hid (which the proxy does not serve).
   const entries = {};
-  for (const m of models) entries[m.id] = { name: m.route === "rag" ? `${m.id} (verified by ATLAS)` : m.id };
+  for (const m of models.filter((model) => model.chat && !model.hidden)) {
+    entries[m.id] = { name: m.route === "rag" ? `${m.id} (verified by ATLAS)` : m.id };
+  }
   const config = {
     $schema: "https://opencode.ai/config.json",
     provider: {
