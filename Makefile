@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve bench-queue chaos
+.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve bench-queue bench-dashboard chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ bench-solve: install ## raw pass@1, pass@k and selected@1 on HumanEval and MBPP 
 
 bench-queue: install ## task queue throughput and latency, 10,000 trivial tasks, 1-4 workers, vs RQ (JSON in bench-results/queue.json)
 	@$(BIN)/python scripts/bench_queue.py --tasks 10000 --workers 1,2,4 --out bench-results/queue.json
+
+bench-dashboard: install ## the dashboard's first render with 24 h and 7 d of history, and the collector's CPU (JSON in bench-results/dashboard.json)
+	@$(BIN)/python scripts/bench_dashboard.py --out bench-results/dashboard.json
 
 chaos: install ## kill each service, restart Redis, stall the model under load; check nothing is lost (~12 min, JSON in bench-results/chaos.json)
 	@$(BIN)/python scripts/chaos.py --out bench-results/chaos.json

@@ -176,6 +176,8 @@ def build_plan(config: RunConfig) -> list[ServiceSpec]:
                 )
         module = SERVICE_MODULES[name]
         env = _base_env(config) | config.env_for(cls) | (_OFFLINE_HF if name == "embedding-server" else {})
+        if name == "dashboard":
+            env |= _watched(specs, f"http://{connect_host(host)}:{port}")
         if config.local_redis and name in RULES:  # its own Redis user, allowed only what it needs
             env |= {"ATLAS_REDIS_USER": name, "ATLAS_REDIS_PASSWORD": config.values[redis_password_key(name)]}
         # The credential that unlocks the reasons on /readyz (the embedding server's is the model key).
@@ -190,6 +192,18 @@ def build_plan(config: RunConfig) -> list[ServiceSpec]:
             ))
     return specs
 
+
+
+def _watched(specs: list[ServiceSpec], own_url: str) -> dict[str, str]:
+    """The dashboard's targets: every ATLAS service started before it (their /readyz and /metrics), itself, and the
+    model servers, whose readiness it can ask without a credential (llama-server's /health, the embedding
+    server's /readyz, which names no reason without one)."""
+    services = [f"{s.name}={s.url}" for s in specs
+                if s.probe == "http" and s.probe_url.endswith("/readyz") and s.name != "embedding-server"]
+    probes = [f"{s.name}={s.probe_url}" for s in specs
+              if s.probe == "http" and (s.name == "embedding-server" or not s.probe_url.endswith("/readyz"))]
+    return {"ATLAS_DASHBOARD_TARGETS": ",".join([*services, f"dashboard={own_url}"]),
+            "ATLAS_DASHBOARD_PROBES": ",".join(probes)}
 
 
 def save_plan(state_dir: Path, specs: list[ServiceSpec], stop_timeout_s: float) -> Path:

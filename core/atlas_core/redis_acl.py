@@ -47,11 +47,17 @@ RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
         [*_SCRIPTS, *_QUEUE, "subscribe", "unsubscribe"],
     ),
     "task-worker": (
-        ["atlas:tasks:*", "atlas:task:*", "atlas:revoked", "atlas:usage", "atlas:rl:*"],
+        ["atlas:tasks:*", "atlas:task:*", "atlas:revoked", "atlas:usage", "atlas:rl:*", "atlas:solves"],
         [],
         [*_SCRIPTS, *_QUEUE, *_LIMITER],
     ),
-    "dashboard": ([], [], []),  # health only, for now: it reads nothing yet
+    # Its history, sessions and collector lease; read-only (``%R~``) the solve log and the task records it lists.
+    "dashboard": (
+        ["atlas:dash:*", "%R~atlas:solves", "%R~atlas:task:*", "%R~atlas:tasks:owner:*"],
+        [],
+        [*_SCRIPTS, "get", "mget", "set", "del", "expire", "hgetall", "zadd", "zrange", "zrem", "zremrangebyrank",
+         "zrevrange", "xrevrange", "multi", "exec"],
+    ),
 }
 
 
@@ -59,7 +65,9 @@ def acl_rule(service: str, password: str) -> str:
     """The ``user`` line of one service (its password as a SHA-256, so the file holds no password)."""
     keys, channels, commands = RULES[service]
     digest = hashlib.sha256(password.encode()).hexdigest()
-    parts = ["user", service, "reset", "on", f"#{digest}", "resetkeys", *(f"~{k}" for k in keys),
+    # A pattern that starts with "%" carries its own permission ("%R~..." read-only); the others are read-write.
+    patterns = [k if k.startswith("%") else f"~{k}" for k in keys]
+    parts = ["user", service, "reset", "on", f"#{digest}", "resetkeys", *patterns,
              "resetchannels", *(f"&{c}" for c in channels), "-@all",
              *(f"+{c}" for c in dict.fromkeys([*_CONNECT, *commands]))]
     return " ".join(parts)

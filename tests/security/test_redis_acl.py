@@ -204,8 +204,21 @@ def test_the_worker_runs_tasks_meters_attempts_and_charges_tokens(acl_redis: int
         assert all(admin.xlen(f"atlas:tasks:{p}") == 0 for p in PRIORITIES)
 
 
-def test_the_dashboard_reads_nothing_yet(acl_redis: int) -> None:
+def test_the_dashboard_writes_only_its_own_keys_and_reads_solves_and_tasks(acl_redis: int) -> None:
+    with redis.Redis(port=acl_redis, password=ADMIN) as admin:
+        admin.xadd("atlas:solves", {"id": "s1"})
+        admin.hset("atlas:task:t1", mapping={"id": "t1", "owner": "1"})
+        admin.zadd("atlas:tasks:owner:1", {"t1": 1.0})
+
     async def work(r: Redis) -> None:
+        await r.set("atlas:dash:1m:60", '{"x": 1.5}', ex=60)
+        assert await r.mget(["atlas:dash:1m:60"]) == [b'{"x": 1.5}']
+        await r.set("atlas:dash:leader", "me", px=1000)
+        assert (await r.xrevrange("atlas:solves", count=1) or [])[0][1] == {b"id": b"s1"}
+        assert (await r.hgetall("atlas:task:t1"))[b"owner"] == b"1"
+        assert await r.zrevrange("atlas:tasks:owner:1", 0, 5) == [b"t1"]
+        await refused(r.hset("atlas:task:t1", "status", "succeeded"))  # read-only
+        await refused(r.xadd("atlas:solves", {"id": "forged"}))
         await refused(r.get("atlas:anything"))
         await refused(r.xrange("atlas:usage"))
 

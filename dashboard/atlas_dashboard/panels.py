@@ -1,0 +1,219 @@
+"""The dashboard's panels, defined once: the page draws them from the collector's history, and the same definitions
+render the Grafana dashboard (``grafana.py``), so both show the same thing.
+
+Adding a panel is one entry in ``PANELS``: a metric, a kind (how samples become numbers), the labels to split by.
+Kinds: ``rate`` (per second), ``count`` (events per step), ``quantiles`` (p50/p95/p99 of a histogram), ``mean``
+(a histogram's sum / count), ``gauge`` (the largest report), ``ratio`` (one count over another). The kinds
+``health``, ``usage`` and ``recent`` are tables the page fills from elsewhere (probes, the portal, Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["rate", "count", "quantiles", "mean", "gauge", "ratio", "health", "usage", "recent"]
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+@dataclass(frozen=True)
+class Query:
+    """Samples of one metric family (its base name: ``atlas_proxy_requests`` for ``atlas_proxy_requests_total``),
+    those whose labels match ``where``, summed per value of the labels in ``by``."""
+
+    metric: str
+    where: Mapping[str, str] = field(default_factory=dict)
+    by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Panel:
+    id: str
+    title: str
+    kind: Kind
+    section: str
+    query: Query | None = None
+    of: Query | None = None  # a ratio's denominator
+    unit: str = ""
+    admin_only: bool = True  # platform-wide numbers; users see their own usage and tasks only
+
+    def families(self) -> set[str]:
+        return {q.metric for q in (self.query, self.of) if q is not None}
+
+
+def _proxy(metric: str) -> Query:
+    return Query(metric, by=("model",))
+
+
+PANELS: tuple[Panel, ...] = (
+    Panel("health", "Service health", "health", "Platform"),
+    Panel("requests", "Requests per second", "rate", "Traffic", _proxy("atlas_proxy_requests"), unit="req/s"),
+    Panel("tokens", "Generated tokens per second", "rate", "Traffic",
+          Query("atlas_proxy_tokens", {"kind": "completion"}, ("model",)), unit="tok/s"),
+    Panel("rejections", "Rejected requests", "count", "Traffic", Query("atlas_proxy_rejections", by=("reason",)),
+          unit="requests"),
+    Panel("upstream-errors", "Backend errors", "count", "Traffic",
+          Query("atlas_proxy_upstream_errors", by=("backend", "kind")), unit="errors"),
+    Panel("ttft", "Time to first token", "quantiles", "Latency", _proxy("atlas_proxy_ttft_seconds"), unit="s"),
+    Panel("itl", "Inter-token latency", "quantiles", "Latency", _proxy("atlas_proxy_itl_seconds"), unit="s"),
+    Panel("e2e", "End-to-end latency", "quantiles", "Latency", _proxy("atlas_proxy_e2e_seconds"), unit="s"),
+    Panel("queue-depth", "Tasks waiting", "gauge", "Tasks", Query("atlas_queue_depth", by=("priority",)),
+          unit="tasks"),
+    Panel("in-flight", "Tasks running", "gauge", "Tasks", Query("atlas_queue_in_flight"), unit="tasks"),
+    Panel("throughput", "Tasks finished", "count", "Tasks", Query("atlas_queue_tasks", by=("status",)),
+          unit="tasks"),
+    Panel("task-wait", "Task wait (submitted to started)", "quantiles", "Tasks", Query("atlas_queue_wait_seconds"),
+          unit="s"),
+    Panel("task-run", "Task run time", "quantiles", "Tasks", Query("atlas_queue_run_seconds"), unit="s"),
+    Panel("dead-letters", "Dead letters", "gauge", "Tasks", Query("atlas_queue_dead_letters"), unit="tasks"),
+    Panel("workers", "Workers alive", "gauge", "Tasks", Query("atlas_queue_workers"), unit="workers"),
+    Panel("pass-rate", "Solves passing verification", "ratio", "Solves",
+          Query("atlas_solves", {"status": "passed", "verified": "true"}), Query("atlas_solves"), unit="%"),
+    Panel("solves", "Solves by outcome", "count", "Solves", Query("atlas_solves", by=("status",)), unit="solves"),
+    Panel("k", "Samples per solve (k)", "mean", "Solves", Query("atlas_solve_k")),
+    Panel("solve-tokens", "Tokens per solve", "mean", "Solves", Query("atlas_solve_tokens_per_solve"), unit="tokens"),
+    Panel("solve-time", "Wall time per solve", "quantiles", "Solves", Query("atlas_solve_seconds", {"part": "total"}),
+          unit="s"),
+    Panel("repair", "Repairs that fixed the solve", "ratio", "Solves",
+          Query("atlas_solve_repairs", {"result": "fixed"}), Query("atlas_solve_repairs"), unit="%"),
+    Panel("verdicts", "Sandbox verdicts", "count", "Solves", Query("atlas_sandbox_verdicts", by=("verdict",)),
+          unit="runs"),
+    Panel("usage", "Usage by user and key", "usage", "Usage", admin_only=False),
+    Panel("recent", "Latest solves and tasks", "recent", "Usage", admin_only=False),
+)
+
+
+def families(panels: Sequence[Panel] = PANELS) -> frozenset[str]:
+    """Every metric family a panel reads: the collector keeps only these."""
+    return frozenset(f for p in panels for f in p.families())
+
+
+# -- evaluation over the collector's steps -------------------------------------------------------------------
+
+# One step's samples by name: sample name -> [(labels, value)], so a panel reads only its own samples.
+Step = Mapping[str, Sequence[tuple[Mapping[str, str], float]]]
+
+
+def _groups(step: Step, name: str, query: Query, extra: tuple[str, ...] = ()) -> dict[tuple[str, ...], float]:
+    """Matching samples summed per ``by`` (and ``extra``) label values."""
+    out: dict[tuple[str, ...], float] = {}
+    for labels, value in step.get(name, ()):
+        if any(labels.get(k) != v for k, v in query.where.items()):
+            continue
+        group = tuple(labels.get(k, "") for k in (*query.by, *extra))
+        out[group] = out.get(group, 0.0) + value
+    return out
+
+
+def _gauges(step: Step, query: Query) -> dict[tuple[str, ...], float]:
+    out: dict[tuple[str, ...], float] = {}
+    for labels, value in step.get(query.metric, ()):
+        if all(labels.get(k) == v for k, v in query.where.items()):
+            group = tuple(labels.get(k, "") for k in query.by)
+            out[group] = max(out.get(group, value), value)
+    return out
+
+
+def quantile(q: float, buckets: Mapping[float, float]) -> float | None:
+    """Prometheus's ``histogram_quantile`` over cumulative bucket counts (upper bound -> count)."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * ((rank - below) / (count - below) if count > below else 1.0)
+        lower, below = bound, count
+    return lower
+
+
+def _histograms(step: Step, query: Query) -> dict[tuple[str, ...], dict[float, float]]:
+    out: dict[tuple[str, ...], dict[float, float]] = {}
+    for (*group, le), count in _groups(step, query.metric + "_bucket", query, ("le",)).items():
+        out.setdefault(tuple(group), {})[float(le)] = count
+    return out
+
+
+def _name(panel: Panel, group: tuple[str, ...], suffix: str = "") -> str:
+    label = " ".join(g for g in group if g) or panel.title
+    return f"{label} {suffix}".strip()
+
+
+def index(fields: Mapping[str, float], parsed: Mapping[str, tuple[str, Mapping[str, str]]]) -> Step:
+    """A step as the collector stored it (flattened key -> value), by sample name."""
+    out: dict[str, list[tuple[Mapping[str, str], float]]] = {}
+    for key, value in fields.items():
+        name, labels = parsed[key]
+        out.setdefault(name, []).append((labels, value))
+    return out
+
+
+def total(steps: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """The whole window as one step: increases summed (gauges too, which the summaries never read from it)."""
+    whole: dict[str, float] = {}
+    for step in steps:
+        for key, value in step.items():
+            whole[key] = whole.get(key, 0.0) + value
+    return whole
+
+
+def evaluate(panel: Panel, steps: Sequence[Step], whole: Step, spans: Sequence[float]) -> dict[str, Any]:
+    """A metric panel's chart series (one value per step, None where there is nothing) and its summary rows
+    over the whole window (``whole``: the steps summed). ``spans`` are the seconds each step covers (the
+    current one: so far)."""
+    query = panel.query
+    assert query is not None
+    series: dict[str, list[float | None]] = {}
+
+    def put(name: str, i: int, value: float | None) -> None:
+        series.setdefault(name, [None] * len(steps))[i] = value
+
+    summary: list[dict[str, Any]] = []
+    if panel.kind in ("rate", "count"):
+        name = query.metric + "_total"
+        for i, step in enumerate(steps):
+            for group, value in _groups(step, name, query).items():
+                put(_name(panel, group), i, value / spans[i] if panel.kind == "rate" else value)
+        seconds = sum(spans) or 1.0
+        for group, value in sorted(_groups(whole, name, query).items()):
+            summary.append({"name": _name(panel, group), "total": value,
+                            **({"per_s": value / seconds} if panel.kind == "rate" else {})})
+    elif panel.kind == "gauge":
+        last: dict[tuple[str, ...], float] = {}
+        for i, step in enumerate(steps):
+            for group, value in _gauges(step, query).items():
+                put(_name(panel, group), i, value)
+                last[group] = value
+        summary = [{"name": _name(panel, g), "now": v} for g, v in sorted(last.items())]
+    elif panel.kind == "quantiles":
+        for i, step in enumerate(steps):
+            for group, buckets in _histograms(step, query).items():
+                for q in QUANTILES:
+                    put(_name(panel, group, f"p{round(q * 100)}"), i, quantile(q, buckets))
+        for group, buckets in sorted(_histograms(whole, query).items()):
+            summary.append({"name": _name(panel, group), "count": max(buckets.values()),
+                            **{f"p{round(q * 100)}": quantile(q, buckets) for q in QUANTILES}})
+    elif panel.kind == "mean":
+        for i, step in enumerate(steps):
+            sums = _groups(step, query.metric + "_sum", query)
+            for group, count in _groups(step, query.metric + "_count", query).items():
+                put(_name(panel, group), i, sums.get(group, 0.0) / count if count else None)
+        sums = _groups(whole, query.metric + "_sum", query)
+        for group, count in sorted(_groups(whole, query.metric + "_count", query).items()):
+            summary.append({"name": _name(panel, group), "count": count,
+                            "mean": sums.get(group, 0.0) / count if count else None})
+    elif panel.kind == "ratio":
+        assert panel.of is not None
+        part, of = query.metric + "_total", panel.of.metric + "_total"
+        for i, step in enumerate(steps):
+            den = sum(_groups(step, of, panel.of).values())
+            if den:
+                put(panel.title, i, 100 * sum(_groups(step, part, query).values()) / den)
+        den = sum(_groups(whole, of, panel.of).values())
+        num = sum(_groups(whole, part, query).values())
+        summary = [{"name": panel.title, "part": num, "of": den, "percent": 100 * num / den if den else None}]
+    return {"series": [{"name": n, "values": v} for n, v in sorted(series.items())], "summary": summary}

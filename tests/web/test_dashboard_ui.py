@@ -1,0 +1,126 @@
+"""The dashboard in a real headless Chromium, over a real platform (``atlas up`` with the default models): the
+test's own traffic (a chat, a stream, a solve, a task, rejected requests, a backend error) must show in every
+panel; a non-admin sees only their own usage; signed-out visitors go to sign-in; a hostile key name stays text.
+
+With SCREENSHOTS_DIR=DIR it saves the admin's view there (docs/images/ holds the committed ones)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.test_atlas_up import atlas, status
+from tests.web.test_portal_ui import CHROMIUM, browser_page, playwright_api
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium")]
+HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'
+MODEL = "SmolLM2-135M-Instruct.Q4_1"
+PROBLEM = "Write a Python function nth_prime(n) that returns the n-th prime number (nth_prime(1) == 2)."
+TESTS = [{"assert": "nth_prime(1) == 2"}, {"assert": "nth_prime(5) == 11"}]
+
+
+def post(url: str, key: str, body: dict[str, Any], timeout: float = 300) -> httpx.Response:
+    return httpx.post(url, headers={"Authorization": f"Bearer {key}"}, json=body, timeout=timeout)
+
+
+def traffic(proxy: str, admin_key: str, services: dict[str, Any], user_key: str, hostile_key: str) -> str:
+    """Every kind of request the panels count, through the front door; returns the task's id once it ended."""
+    chat = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "Say hello."}]}
+    assert post(f"{proxy}/v1/chat/completions", admin_key, chat).status_code == 200
+    with httpx.stream("POST", f"{proxy}/v1/chat/completions", headers={"Authorization": f"Bearer {admin_key}"},
+                      json=chat | {"stream": True}, timeout=120) as streamed:
+        assert streamed.status_code == 200
+        streamed.read()
+    # A test the statement contradicts: whatever the model writes fails it, so a repair round surely runs
+    solved = post(f"{proxy}/v1/solve", admin_key, {"problem": "Write a Python function answer() that returns 41.",
+                                                   "tests": [{"assert": "answer() == 42"}],
+                                                   "budget": {"k": 2, "max_tokens": 64, "repair_rounds": 1}})
+    assert solved.status_code == 200 and solved.json()["repair_rounds"] == 1, solved.text
+    task = post(f"{proxy}/v1/tasks", admin_key, {"prompt": PROBLEM, "tests": TESTS, "max_attempts": 1,
+                                                 "budget": {"k": 1, "max_tokens": 64, "repair_rounds": 0}})
+    assert task.status_code == 202, task.text
+    assert post(f"{proxy}/v1/chat/completions", "sk-llm-wrong", chat).status_code == 401
+    assert post(f"{proxy}/v1/chat/completions", hostile_key, chat).status_code == 200
+    assert post(f"{proxy}/v1/chat/completions", hostile_key, chat).status_code == 429  # its limit: 1 a minute
+    assert post(f"{proxy}/v1/chat/completions", user_key, chat).status_code == 200
+    # A backend error: the embedding server killed, asked at once (the supervisor brings it back)
+    os.kill(services["embedding-server"]["pid"], signal.SIGKILL)
+    embed = post(f"{proxy}/v1/embeddings", admin_key, {"model": "all-MiniLM-L6-v2", "input": "x"})
+    assert embed.status_code == 503, embed.text
+    deadline = time.monotonic() + 300
+    task_id = task.json()["task_id"]
+    while httpx.get(f"{proxy}/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {admin_key}"},
+                    timeout=10).json()["status"] not in ("succeeded", "failed", "dead"):
+        assert time.monotonic() < deadline, "the task never finished"
+        time.sleep(1)
+    return str(task_id)
+
+
+def sign_in(page: Any, url: str, name: str, password: str) -> None:
+    page.goto(f"{url}/")
+    playwright_api.expect(page).to_have_url(f"{url}/login")
+    page.fill("#login-name", name)
+    page.fill("#login-password", password)
+    page.click("#login-form button[type=submit]")
+    playwright_api.expect(page).to_have_url(f"{url}/")
+
+
+def test_the_dashboard_shows_the_platform_working(platform_env: dict[str, str], tmp_path: Path) -> None:
+    env = platform_env | {"ATLAS_DASHBOARD_SCRAPE_S": "1", "ATLAS_WORKER_COUNT": "1"}
+    state_dir = Path(env["ATLAS_STATE_DIR"])
+    try:
+        up = atlas("up", env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        services = {row["name"]: row for row in status(env)["services"]}
+        proxy, portal, dashboard = (services[n]["url"] for n in ("llm-proxy", "api-portal", "dashboard"))
+        admin = json.loads((state_dir / "admin.json").read_text())
+        token = httpx.post(f"{portal}/api/auth/login", json={"username": "admin", "password": admin["password"]})
+        admin_headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        hostile = httpx.post(f"{portal}/api/keys", headers=admin_headers, json={"name": HOSTILE, "rate_limit": 1})
+        assert hostile.status_code == 201, hostile.text
+        assert httpx.post(f"{portal}/api/auth/register", headers=admin_headers, json={
+            "username": "dana", "email": "dana@example.org", "password": "dana's long password"}).status_code == 201
+        dana = httpx.post(f"{portal}/api/auth/login", json={"username": "dana", "password": "dana's long password"})
+        dana_key = httpx.post(f"{portal}/api/keys", json={"name": "danas-key"},
+                              headers={"Authorization": f"Bearer {dana.json()['access_token']}"}).json()
+        task_id = traffic(proxy, admin["key"], services, dana_key["key"], hostile.json()["key"])
+
+        with browser_page(f"{dashboard}/", viewport={"width": 1400, "height": 1000}) as (page, errors):
+            sign_in(page, dashboard, "admin", admin["password"])
+            playwright_api.expect(page.locator("#who")).to_have_text("admin (admin)")
+            panels = page.locator("section.panel")
+            ids = panels.evaluate_all("nodes => nodes.map(n => n.dataset.panel)")
+            assert len(ids) >= 20
+            for panel_id in ids:  # every panel fills with the test's own traffic
+                playwright_api.expect(page.locator(f'section.panel[data-panel="{panel_id}"]')).to_have_attribute(
+                    "data-state", "ready", timeout=60_000)
+            usage = page.locator('section[data-panel="usage"]')
+            playwright_api.expect(usage).to_contain_text(HOSTILE)  # shown as text, never run
+            assert page.title() == "ATLAS dashboard" and page.locator("section img").count() == 0
+            playwright_api.expect(usage).to_contain_text("danas-key")
+            playwright_api.expect(page.locator('section[data-panel="recent"]')).to_contain_text(task_id[:12])
+            if os.environ.get("SCREENSHOTS_DIR"):
+                page.screenshot(path=str(Path(os.environ["SCREENSHOTS_DIR"]) / "dashboard-admin.png"),
+                                full_page=True)
+            page.click("#logout")
+            playwright_api.expect(page).to_have_url(f"{dashboard}/login")
+
+            # dana sees her own key's usage, none of the admin's, and no platform panels
+            sign_in(page, dashboard, "dana", "dana's long password")
+            own = page.locator('section[data-panel="usage"]')
+            playwright_api.expect(own).to_have_attribute("data-state", "ready", timeout=30_000)
+            playwright_api.expect(own).to_contain_text("danas-key")
+            assert HOSTILE not in own.inner_text()
+            assert page.locator("section.panel").evaluate_all("n => n.map(x => x.dataset.panel)") == ["usage",
+                                                                                                     "recent"]
+            assert errors == []
+    finally:
+        down = atlas("down", env=env, timeout=120)
+        assert down.returncode == 0
