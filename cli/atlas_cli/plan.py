@@ -176,8 +176,12 @@ def build_plan(config: RunConfig) -> list[ServiceSpec]:
                 )
         module = SERVICE_MODULES[name]
         env = _base_env(config) | config.env_for(cls) | (_OFFLINE_HF if name == "embedding-server" else {})
-        if name == "dashboard":
-            env |= _watched(specs, f"http://{connect_host(host)}:{port}")
+        if name == "dashboard":  # what the operator set in atlas.conf stands; the rest follows what runs here
+            env = _watched(specs, f"http://{connect_host(host)}:{port}") | env
+        if name == "api-portal" and "dashboard" in config.services and "ATLAS_PORTAL_TRUSTED_PROXIES" not in env:
+            # The dashboard signs its visitors in through the portal from this host, naming each visitor's address
+            # in X-Forwarded-For: the portal's login throttle then counts visitors, not the dashboard.
+            env["ATLAS_PORTAL_TRUSTED_PROXIES"] = "127.0.0.1"
         if config.local_redis and name in RULES:  # its own Redis user, allowed only what it needs
             env |= {"ATLAS_REDIS_USER": name, "ATLAS_REDIS_PASSWORD": config.values[redis_password_key(name)]}
         # The credential that unlocks the reasons on /readyz (the embedding server's is the model key).

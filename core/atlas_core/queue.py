@@ -14,6 +14,7 @@ Layout (one Redis; every multi-key step is a Lua script, so it is atomic):
 - ``atlas:tasks:owner:{user}``: the owner's task ids by submission time (for listing), and the records kept per
   owner: beyond ``keep_per_owner`` the oldest finished ones are deleted when the owner submits another.
 - ``atlas:tasks:active:{user}``: the owner's tasks waiting or running, which their quota bounds.
+- ``atlas:tasks:recent``: the newest 200 task ids of everyone, by submission time (the dashboard lists them).
 - ``atlas:tasks:metrics:{YYYY-MM-DD}``: per-day counters for the dashboard (kept 40 days).
 
 A worker holding an entry refreshes its idle time (heartbeat); an entry idle longer than the visibility timeout
@@ -51,6 +52,8 @@ PRIORITIES: tuple[Priority, ...] = ("p0", "p1", "p2")
 GROUP = "task-workers"
 DELAYED = "atlas:tasks:delayed"
 DEAD = "atlas:tasks:dead"
+RECENT = "atlas:tasks:recent"  # the newest RECENT_KEPT task ids of every owner, by submission time (the dashboard's)
+RECENT_KEPT = 200
 WORKERS = "atlas:tasks:workers"  # hash: worker name -> JSON {seen, running, served, concurrency}
 WORKER_GONE_S = 3600  # a worker silent this long is dropped from the hash (one silent 10 s is listed as stale)
 DEAD_MAXLEN = 10_000
@@ -180,7 +183,7 @@ class TaskQueue:
                   "spec": json.dumps(spec), "submitted_at": repr(now), "deadline_at": repr(now + deadline_s),
                   "max_attempts": str(max_attempts), "deliveries": "0", "cancel": "0", "limits": limits}
         keys = [stream_key(priority), record_key(task_id), events_key(task_id), metrics_key(now),
-                owner_key(owner), *(stream_key(p) for p in PRIORITIES), DELAYED, active_key(owner)]
+                owner_key(owner), *(stream_key(p) for p in PRIORITIES), DELAYED, active_key(owner), RECENT]
         event = json.dumps({"priority": priority})
         args: list[str | int] = [task_id, self.max_queued, self.ttl_s, repr(now), repr(now - self.ttl_s), event,
                                  quota, self.keep_per_owner, *(x for pair in fields.items() for x in pair)]

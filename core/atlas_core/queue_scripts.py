@@ -13,7 +13,7 @@ local function forget(id)
 end
 """
 
-# KEYS: stream, record, events, metrics, owner index, p0, p1, p2, delayed, owner's active tasks.
+# KEYS: stream, record, events, metrics, owner index, p0, p1, p2, delayed, owner's active tasks, recent tasks.
 # ARGV: task id, limit, ttl, now, owner-index cutoff, event data, owner's quota (0: none), records kept per owner,
 # then the record's field/value pairs.
 # Returns {1, work in the queue with this task}, {0, 0} if the task exists already (a re-sent submission),
@@ -58,6 +58,8 @@ redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
 redis.call('EXPIRE', KEYS[5], ttl)
 redis.call('ZADD', KEYS[10], ARGV[4], ARGV[1])
 redis.call('EXPIRE', KEYS[10], ttl)
+redis.call('ZADD', KEYS[11], ARGV[4], ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[11], 0, -201)
 return {1, n + 1}
 """
 

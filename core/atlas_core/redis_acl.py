@@ -23,7 +23,7 @@ _LIMITER = ["time", "zremrangebyscore", "zrangebyscore", "zrange", "zadd", "zrem
 _QUEUE = ["exists", "expire", "hset", "hsetnx", "hget", "hgetall", "hincrby", "hdel", "rpush", "lrange", "del",
           "xadd", "xlen", "xdel", "xack", "xread", "xpending", "xclaim", "xautoclaim", "xreadgroup", "xgroup|create",
           "xinfo|groups", "zadd", "zrem", "zcard", "zrange", "zrangebyscore", "zrevrange", "zremrangebyscore",
-          "zscore", "multi", "exec"]
+          "zscore", "zremrangebyrank", "multi", "exec"]
 
 # service -> (key patterns, channels, commands)
 RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
@@ -53,7 +53,7 @@ RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
     ),
     # Its history, sessions and collector lease; read-only (``%R~``) the solve log and the task records it lists.
     "dashboard": (
-        ["atlas:dash:*", "%R~atlas:solves", "%R~atlas:task:*", "%R~atlas:tasks:owner:*"],
+        ["atlas:dash:*", "%R~atlas:solves", "%R~atlas:task:*", "%R~atlas:tasks:owner:*", "%R~atlas:tasks:recent"],
         [],
         [*_SCRIPTS, "get", "mget", "set", "del", "expire", "hgetall", "zadd", "zrange", "zrem", "zremrangebyrank",
          "zrevrange", "xrevrange", "multi", "exec"],

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONF_ENV = "ATLAS_CONF"
 ENV_PREFIX = "ATLAS_"
@@ -83,6 +83,17 @@ class AtlasSettings(BaseSettings):
         populate_by_name=True,
         validate_default=True,
     )
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # ``load_settings`` merges atlas.conf and the environment itself and passes every value in. Letting
+        # pydantic-settings read the environment again parsed it a second time, differently (a list key such as
+        # ATLAS_PORTAL_TRUSTED_PROXIES=10.0.0.9 as JSON, which failed), and its error quoted every secret.
+        return (init_settings,)
 
     log_level: Annotated[LogLevel, BeforeValidator(_upper)] = Field(
         "INFO", description="Log level of every service: DEBUG, INFO, WARNING or ERROR."

@@ -2,8 +2,9 @@
 what moved to the history in Redis (``store``). A small Prometheus of its own, so the page needs none.
 
 Several dashboard replicas share one Redis: a lease (``atlas:dash:leader``) lets one of them collect at a time, and
-another takes over within three intervals when it stops. Only the families the panels read are kept, and at most
-``ATLAS_DASHBOARD_MAX_SERIES`` samples a process, so the history's size has a bound whatever a service exports."""
+another takes over when the lease lapses (three intervals, and never less than a slow collection takes). Only
+the families the panels read are kept, at most ``ATLAS_DASHBOARD_MAX_SERIES`` samples a collection, and nothing
+is written while Redis is past its memory alarm, so the history never crowds out the queue or the limiter."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ log = logging.getLogger("atlas.dashboard.collector")
 LEADER = f"{store.PREFIX}:leader"
 HEALTH = f"{store.PREFIX}:health"
 SCRAPE_TIMEOUT_S = 3.0
+# A collection waits for two answers of each target (their requests run concurrently): the lease outlives that.
+MIN_LEASE_MS = int((2 * SCRAPE_TIMEOUT_S + 4) * 1000)
 # Take the lease, or keep it when it is ours: one atomic step, so two replicas never both think they lead.
 LEASE = """
 local holder = redis.call('GET', KEYS[1])
@@ -63,20 +66,25 @@ class Collector:
                                registry=registry)
         self.tick_seconds = Histogram("atlas_dashboard_collect_seconds", "Time one collection takes (all targets)",
                                       registry=registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.skipped = Counter("atlas_dashboard_history_skipped_total", "Collections not written, by reason "
+                               "(redis_full: Redis past its memory alarm; lease_lost)", ["reason"], registry=registry)
 
     async def run(self) -> None:
-        """The loop (in the app's lifespan): a failed collection is logged and the next one tries again."""
+        """The loop (in the app's lifespan): a failed collection is logged and the next one tries again, whatever
+        went wrong (a dashboard that silently stops collecting would draw a flat, false history)."""
         while True:
             started = time.monotonic()
             try:
                 await self.collect()
             except (RedisError, OSError) as exc:
                 log.warning("collection skipped: %s", exc)
+            except Exception:
+                log.exception("collection failed")
             await asyncio.sleep(max(0.0, self._settings.dashboard_scrape_s - (time.monotonic() - started)))
 
     async def collect(self, now: float | None = None) -> bool:
         """One collection, when this replica holds the lease; True when it collected."""
-        lease_ms = int(self._settings.dashboard_scrape_s * 3000)
+        lease_ms = max(MIN_LEASE_MS, int(self._settings.dashboard_scrape_s * 3000))
         if not int(await self._lease(keys=[LEADER], args=[self._me, lease_ms])):
             self._previous.clear()  # another replica collects: our baselines go stale
             return False
@@ -90,28 +98,60 @@ class Collector:
                 self._previous[probe.name] = probe.scrape.cumulative
                 gauges.append(probe.scrape.gauges)
             grown, reported = series.combine(increases, gauges)
+            grown, reported = _capped(grown, reported, self._settings.dashboard_max_series)
             when = time.time() if now is None else now
-            await store.add(self._redis, grown, reported, when)
+            if await self._redis_full():
+                self.skipped.labels("redis_full").inc()
+            elif not await store.add(self._redis, grown, reported, when, (LEADER, self._me)):
+                self.skipped.labels("lease_lost").inc()
             health = {"checked": when, "services": [
                 {"name": p.name, "ready": p.ready, "reason": p.reason} for p in probes]}
             await self._redis.set(HEALTH, json.dumps(health), ex=int(self._settings.dashboard_scrape_s * 3) + 60)
         return True
 
+    async def _redis_full(self) -> bool:
+        info = await self._redis.info("memory")
+        used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+        return limit > 0 and used / limit >= self._settings.redis_memory_alarm
+
     async def _probe(self, target: Target) -> Probe:
+        """Readiness and metrics apart: a service that is ready but whose /metrics fails is shown ready, with
+        the reason its numbers are missing."""
         headers = {"Authorization": f"Bearer {self._token}"} if target.kind == "service" else {}
+        ready, reason = await self._ready(target, headers)
+        if target.kind != "service":
+            self.scrapes.labels(target.name, "ok" if reason != UNREACHABLE else "failed").inc()
+            return Probe(target.name, ready, reason)
         try:
-            ready = await self._http.get(target.ready_url, headers=headers, timeout=SCRAPE_TIMEOUT_S)
-            reason = _reason(ready)
-            scrape = None
-            if target.kind == "service":
-                answer = await self._http.get(target.metrics_url, headers=headers, timeout=SCRAPE_TIMEOUT_S)
-                answer.raise_for_status()
-                scrape = series.parse(answer.text, self._families, self._settings.dashboard_max_series)
-        except (httpx.HTTPError, ValueError) as exc:
+            answer = await self._http.get(target.metrics_url, headers=headers, timeout=SCRAPE_TIMEOUT_S)
+            answer.raise_for_status()
+            scrape = series.parse(answer.text, self._families, self._settings.dashboard_max_series)
+        except Exception as exc:  # any failure of one target is that target's, never the collection's
             self.scrapes.labels(target.name, "failed").inc()
-            return Probe(target.name, False, f"unreachable ({type(exc).__name__})")
+            return Probe(target.name, ready, f"{reason}; no metrics ({type(exc).__name__})")
         self.scrapes.labels(target.name, "ok").inc()
-        return Probe(target.name, ready.status_code == 200, reason, scrape)
+        return Probe(target.name, ready, reason, scrape)
+
+    async def _ready(self, target: Target, headers: dict[str, str]) -> tuple[bool, str]:
+        try:
+            answer = await self._http.get(target.ready_url, headers=headers, timeout=SCRAPE_TIMEOUT_S)
+        except Exception as exc:
+            return False, f"{UNREACHABLE} ({type(exc).__name__})"
+        return answer.status_code == 200, _reason(answer)
+
+
+UNREACHABLE = "unreachable"
+
+
+def _capped(grown: dict[str, float], reported: dict[str, float], limit: int
+            ) -> tuple[dict[str, float], dict[str, float]]:
+    """At most ``limit`` fields a collection, all processes together (whole keys, in a stable order)."""
+    if len(grown) + len(reported) <= limit:
+        return grown, reported
+    log.warning("the collection has %d samples, more than ATLAS_DASHBOARD_MAX_SERIES=%d: the rest are dropped",
+                len(grown) + len(reported), limit)
+    kept = dict(sorted(reported.items())[:limit])
+    return dict(sorted(grown.items())[: limit - len(kept)]), kept
 
 
 def _reason(answer: httpx.Response) -> str:
@@ -119,10 +159,12 @@ def _reason(answer: httpx.Response) -> str:
     if answer.status_code == 200:
         return "ok"
     try:
-        checks: dict[str, Any] = answer.json().get("checks", {})
+        body = answer.json()
     except ValueError:
-        checks = {}
-    failing = [f"{name}: {result}" for name, result in checks.items() if result != "ok"]
+        body = None
+    checks = body.get("checks") if isinstance(body, dict) else None
+    failing = [f"{name}: {result}" for name, result in checks.items() if result != "ok"] \
+        if isinstance(checks, dict) else []
     return "; ".join(failing)[:300] or f"answered {answer.status_code}"
 
 

@@ -42,7 +42,8 @@ class Panel:
 
 
 def _proxy(metric: str) -> Query:
-    return Query(metric, by=("model",))
+    # By route as well as model: model `atlas` is both solves (minutes) and task-API calls (milliseconds).
+    return Query(metric, by=("model", "route"))
 
 
 PANELS: tuple[Panel, ...] = (
@@ -115,9 +116,10 @@ def _gauges(step: Step, query: Query) -> dict[tuple[str, ...], float]:
 
 
 def quantile(q: float, buckets: Mapping[float, float]) -> float | None:
-    """Prometheus's ``histogram_quantile`` over cumulative bucket counts (upper bound -> count)."""
+    """Prometheus's ``histogram_quantile`` over cumulative bucket counts (upper bound -> count); None without the
+    ``+Inf`` bucket (a histogram cut short) or without observations."""
     bounds = sorted(buckets)
-    if not bounds or buckets[bounds[-1]] <= 0:
+    if not bounds or bounds[-1] != float("inf") or buckets[bounds[-1]] <= 0:
         return None
     rank = q * buckets[bounds[-1]]
     lower, below = 0.0, 0.0
@@ -134,7 +136,10 @@ def quantile(q: float, buckets: Mapping[float, float]) -> float | None:
 def _histograms(step: Step, query: Query) -> dict[tuple[str, ...], dict[float, float]]:
     out: dict[tuple[str, ...], dict[float, float]] = {}
     for (*group, le), count in _groups(step, query.metric + "_bucket", query, ("le",)).items():
-        out.setdefault(tuple(group), {})[float(le)] = count
+        try:
+            out.setdefault(tuple(group), {})[float(le)] = count
+        except ValueError:  # not a bound: never written by a Prometheus client
+            continue
     return out
 
 

@@ -143,11 +143,10 @@ def api(settings: Settings) -> APIRouter:
         return {"rows": await _from_portal(views.usage(portal, viewer), viewer)}
 
     @router.get("/recent")
-    async def recent(request: Request, viewer: CurrentViewer, portal: PortalDep) -> dict[str, Any]:
+    async def recent(request: Request, viewer: CurrentViewer) -> dict[str, Any]:
         redis = request.app.state.redis
         try:
-            return {"solves": await views.solves(redis, viewer),
-                    "tasks": await _from_portal(views.tasks(redis, portal, viewer), viewer)}
+            return {"solves": await views.solves(redis, viewer), "tasks": await views.tasks(redis, viewer)}
         except RedisError:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
 

@@ -7,6 +7,7 @@ they are; several processes reporting the same gauge (two task-workers reading o
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ CUMULATIVE_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 ESCAPE = re.compile(r"\\(.)")
+LE = re.compile(r'(?<=[{,])le="[^"]*",?')  # a bucket's bound, not a label that merely ends in "le"
 
 
 @dataclass(frozen=True)
@@ -26,19 +28,19 @@ class Scrape:
 
 
 def key_of(name: str, labels: Mapping[str, str]) -> str:
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    """``name{a="x",b="y"}``, labels sorted, values escaped as the text format escapes them."""
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
     return f"{name}{{{inner}}}"
 
 
 def parse_key(key: str) -> tuple[str, dict[str, str]]:
-    """The inverse of ``key_of`` for the label values Prometheus clients write (no ``",`` inside a value)."""
+    """The inverse of ``key_of``."""
     name, _, rest = key.partition("{")
-    labels: dict[str, str] = {}
-    for pair in rest.rstrip("}").split('",'):
-        if pair:
-            k, _, v = pair.partition('="')
-            labels[k] = v.rstrip('"')
-    return name, labels
+    return name, {k: _unescape(v) for k, v in LABEL.findall(rest)}
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def parse(text: str, families: frozenset[str], limit: int) -> Scrape:
@@ -69,9 +71,11 @@ def parse(text: str, families: frozenset[str], limit: int) -> Scrape:
         found = {k: _unescape(v) for k, v in LABEL.findall(labels or "")}
         into = gauges if kinds.get(name) == "gauge" else cumulative
         try:
-            into[key_of(name, found)] = float(value)
+            number = float(value)
         except ValueError:
             continue
+        if math.isfinite(number):  # NaN cannot be summed or sent as JSON; a gauge never set reads NaN
+            into[key_of(name, found)] = number
     return Scrape(cumulative, gauges)
 
 
@@ -92,16 +96,30 @@ def _prefixes(families: frozenset[str]) -> tuple[str, ...]:
 
 
 def increase(now: Mapping[str, float], before: Mapping[str, float] | None) -> dict[str, float]:
-    """What each cumulative sample grew by since ``before`` (nothing on a first scrape: it has no baseline)."""
+    """What each cumulative sample grew by since ``before`` (nothing on a first scrape: it has no baseline).
+
+    Samples that did not move are left out, except a histogram's buckets when any bucket of the same histogram
+    moved: a quantile interpolates from the bound below the first bucket that counts, so that bound must be
+    there even though nothing fell under it."""
     if before is None:
         return {}
-    grown = {}
+    grown, still = {}, []
     for key, value in now.items():
         previous = before.get(key, 0.0)
         delta = value - previous if value >= previous else value  # a reset: the process started again
         if delta > 0:
             grown[key] = delta
+        elif "_bucket{" in key:
+            still.append(key)
+    moved = {_histogram_of(key) for key in grown if "_bucket{" in key}
+    for key in still:
+        if _histogram_of(key) in moved:
+            grown[key] = 0.0
     return grown
+
+
+def _histogram_of(bucket_key: str) -> str:
+    return LE.sub("", bucket_key)
 
 
 def combine(increases: Iterable[Mapping[str, float]], gauges: Iterable[Mapping[str, float]]

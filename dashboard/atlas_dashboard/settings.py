@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+import httpx
 from pydantic import Field, field_validator
 
 from atlas_core.settings import HttpUrl, Port, ServiceSettings, host_field
@@ -36,9 +37,17 @@ def _targets(value: str) -> str:
     entries = [e.strip() for e in value.split(",") if e.strip()]
     if len(entries) > MAX_TARGETS:
         raise ValueError(f"at most {MAX_TARGETS} entries")
+    names = [entry.partition("=")[0] for entry in entries]
+    if len(set(names)) != len(names):
+        raise ValueError("each name once: two targets of one name would share one baseline")
     for entry in entries:
         name, sep, url = entry.partition("=")
-        if not sep or not NAME.match(name) or not url.startswith(("http://", "https://")):
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            parsed = None
+        if not sep or not NAME.match(name) or parsed is None or parsed.scheme not in ("http", "https") \
+                or not parsed.host:
             raise ValueError(f"'{entry[:80]}' is not name=http://host:port (name: lower-case letters, digits, '-')")
     return value
 

@@ -13,7 +13,8 @@ Three tiers:
 | ``1h`` | 3600 s | 8 days | 7 days |
 
 Each scrape adds into the current step of every tier, so the last point of a chart moves between minutes. The
-bound: at most ``series`` fields a step (the collector's cap), 1,500 + 1,152 + 192 steps."""
+bound: at most ``ATLAS_DASHBOARD_MAX_SERIES`` fields a step (the collector's cap, all processes together),
+1,500 + 1,152 + 192 steps; and the collector writes nothing while Redis is past its memory alarm."""
 
 from __future__ import annotations
 
@@ -50,23 +51,43 @@ def steps(tier: Tier, window_s: int, now: float) -> list[int]:
     return [current - (count - 1 - i) * tier.step_s for i in range(count)]
 
 
-async def add(redis: Redis, increases: Mapping[str, float], gauges: Mapping[str, float], now: float) -> None:
-    """One scrape's increases and gauges into the current step of every tier (two round trips)."""
+# The steps are written only while the writer still holds the collector's lease (KEYS[1] = ARGV[1]): a collector
+# that lost it mid-collection (stalled longer than the lease) cannot overwrite what its successor wrote.
+WRITE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i * 2 - 2], 'EX', ARGV[i * 2 - 1]) end
+return 1
+"""
+
+
+async def add(redis: Redis, increases: Mapping[str, float], gauges: Mapping[str, float], now: float,
+              lease: tuple[str, str]) -> bool:
+    """One scrape's increases and gauges into the current step of every tier, if the ``(lease key, holder)``
+    still holds; False when it no longer did and nothing was written."""
     if not increases and not gauges:
-        return
+        return True
     keys = [(tier, step_key(tier, int(now) // tier.step_s * tier.step_s)) for tier in TIERS]
     current = await redis.mget([key for _, key in keys])
-    async with redis.pipeline(transaction=False) as pipe:
-        for (tier, key), raw in zip(keys, current, strict=True):
-            fields: dict[str, float] = json.loads(raw) if raw else {}
-            for field, value in increases.items():
-                fields[field] = fields.get(field, 0.0) + value
-            fields.update(gauges)
-            pipe.set(key, json.dumps(fields, separators=(",", ":")), ex=tier.keep_s)
-        await pipe.execute()
+    args: list[str | int] = [lease[1]]
+    for (tier, _), raw in zip(keys, current, strict=True):
+        fields: dict[str, float] = json.loads(raw) if raw else {}
+        for field, value in increases.items():
+            fields[field] = fields.get(field, 0.0) + value
+        fields.update(gauges)
+        args += [json.dumps(fields, separators=(",", ":")), tier.keep_s]
+    written = await redis.eval(WRITE, len(keys) + 1, lease[0], *(key for _, key in keys), *args)
+    return bool(int(written))
 
 
 async def read(redis: Redis, tier: Tier, starts: list[int]) -> list[dict[str, float]]:
     """Each step's fields, in order (an empty dict where nothing was recorded)."""
     answers = await redis.mget([step_key(tier, start) for start in starts])
-    return [json.loads(raw) if raw else {} for raw in answers]
+    return [_step(raw) for raw in answers]
+
+
+def _step(raw: bytes | str | None) -> dict[str, float]:
+    try:
+        fields = json.loads(raw) if raw else {}
+    except ValueError:  # never written so by the collector: drawn as a gap rather than failing the page
+        return {}
+    return {k: v for k, v in fields.items() if isinstance(v, int | float)} if isinstance(fields, dict) else {}

@@ -39,6 +39,7 @@ def presented_key(request: Request) -> str | None:
 async def authenticate(request: Request, state: ProxyState) -> KeyInfo:
     key = presented_key(request)
     if key is None:
+        state.stats.rejected("auth", "key")
         raise BadRequest("missing API key: send 'Authorization: Bearer sk-llm-...'", status=401)
     try:
         return await state.keys.lookup(key)

@@ -54,6 +54,25 @@ def test_urls_follow_ports_and_services_get_only_their_keys(platform_env: dict[s
     assert all(config.values["ATLAS_LLAMA_API_KEY"] not in arg for spec in plan.values() for arg in spec.argv)
 
 
+def test_the_dashboard_watches_every_process_and_the_portal_trusts_it(platform_env: dict[str, str],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = {spec.name: spec for spec in build_plan(prepare({}, None))}
+    targets = dict(t.split("=", 1) for t in plan["dashboard"].env["ATLAS_DASHBOARD_TARGETS"].split(","))
+    assert set(targets) == {"sandbox", "api-portal", "rag-api", "llm-proxy", "task-worker", "task-worker-2",
+                            "dashboard"}
+    assert targets["llm-proxy"] == plan["llm-proxy"].url
+    probes = dict(t.split("=", 1) for t in plan["dashboard"].env["ATLAS_DASHBOARD_PROBES"].split(","))
+    assert probes == {"llama-server": f"{plan['llama-server'].url}/health",
+                      "embedding-server": f"{plan['embedding-server'].url}/readyz"}
+    assert plan["api-portal"].env["ATLAS_PORTAL_TRUSTED_PROXIES"] == "127.0.0.1"
+
+    monkeypatch.setenv("ATLAS_DASHBOARD_TARGETS", "mine=http://10.0.0.5:8000")  # the operator's choice stands
+    monkeypatch.setenv("ATLAS_PORTAL_TRUSTED_PROXIES", "10.0.0.9")
+    plan = {spec.name: spec for spec in build_plan(prepare({}, None))}
+    assert plan["dashboard"].env["ATLAS_DASHBOARD_TARGETS"] == "mine=http://10.0.0.5:8000"
+    assert plan["api-portal"].env["ATLAS_PORTAL_TRUSTED_PROXIES"] == "10.0.0.9"
+
+
 def test_children_get_only_an_allowlisted_environment(platform_env: dict[str, str],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-atlas")

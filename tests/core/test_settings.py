@@ -65,3 +65,17 @@ def test_secret_values_lists_raw_secrets() -> None:
     settings = load_settings(ProxySettings, environ=SECRETS)
     assert set(settings.secret_values()) >= {METRICS_TOKEN, LLAMA_KEY}
     assert METRICS_TOKEN not in repr(settings)
+
+
+def test_the_process_environment_is_read_once_by_load_settings(service_env: dict[str, str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list key in the environment, as documented (comma-separated), is parsed like atlas.conf's;
+    pydantic-settings once read the environment a second time, as JSON, failed, and quoted every secret."""
+    from atlas_portal.settings import Settings as PortalSettings
+
+    monkeypatch.setenv("ATLAS_PORTAL_TRUSTED_PROXIES", "10.0.0.9, 10.0.0.10")
+    wanted = {"ATLAS_PORTAL_TRUSTED_PROXIES": "10.0.0.9, 10.0.0.10"}
+    settings = load_settings(PortalSettings, environ=service_env | wanted)
+    assert settings.portal_trusted_proxies == ["10.0.0.9", "10.0.0.10"]
+    monkeypatch.setenv("ATLAS_LOG_LEVEL", "DEBUG")  # not passed in: the environment given is the only source
+    assert load_settings(PortalSettings, environ=service_env).log_level == "INFO"

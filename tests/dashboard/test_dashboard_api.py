@@ -4,6 +4,7 @@ its collector: real Redis, the real portal, and a target whose /metrics the test
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -99,6 +100,7 @@ def test_recent_tasks_show_a_prompt_only_to_its_owner(site: Site, redis_server: 
                                                 "priority": "p1", "submitted_at": repr(time.time()),
                                                 "spec": '{"prompt": "carol\'s secret problem"}', "deliveries": "1"})
         client.zadd(f"atlas:tasks:owner:{bob_id}", {"t1": time.time()})
+        client.zadd("atlas:tasks:recent", {"t1": time.time()})
         client.xadd("atlas:solves", {"ts": time.time(), "id": "s1", "user_id": str(bob_id), "status": "passed",
                                      "verified": "1", "k": "3", "prompt_tokens": "5", "completion_tokens": "6",
                                      "total_s": "1.5", "source": "solve"})
@@ -173,9 +175,44 @@ def test_the_collector_records_what_moved_and_one_replica_collects(service_env: 
         asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("value", ["proxy", "proxy=ftp://x", "UPPER=http://x", ",".join(["a=http://x"] * 65)])
+@pytest.mark.parametrize("value", ["proxy", "proxy=ftp://x", "UPPER=http://x", "a=http://", "a=http://[::1",
+                                   "a=http://x,a=http://y", ",".join(f"a{i}=http://x" for i in range(65))])
 def test_bad_targets_are_refused_with_the_reason(service_env: dict[str, str], value: str) -> None:
     from atlas_core.settings import SettingsError
 
     with pytest.raises(SettingsError, match="ATLAS_DASHBOARD_TARGETS"):
         load_settings(Settings, environ=service_env | {"ATLAS_DASHBOARD_TARGETS": value})
+
+
+def test_the_portal_is_asked_again_who_a_viewer_is(site: Site, redis_server: RedisServer,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A demoted admin loses the admin's view and a deactivated user the dashboard, without signing out; the
+    portal's token is sealed in Redis, never stored as it is."""
+    import atlas_dashboard.deps
+
+    monkeypatch.setattr(atlas_dashboard.deps, "RECHECK_S", 0.0)
+    created = httpx.post(f"{site.portal}/api/auth/register", headers=site.admin, json={
+        "username": "erin", "email": "erin@example.org", "password": "erin's long password", "is_admin": True})
+    assert created.status_code == 201, created.text
+    with sign_in(site.dashboard, "erin", "erin's long password") as client:
+        assert client.get("/api/me").json()["is_admin"] is True
+        with redis_server.client() as raw:
+            stored = [json.loads(raw.get(k) or "{}") for k in raw.scan_iter("atlas:dash:session:*")]
+        assert stored and all(not s["token"].startswith("eyJ") and len(s["token"]) > 40 for s in stored)
+
+        patch = httpx.patch(f"{site.portal}/api/users/{created.json()['id']}", headers=site.admin,
+                            json={"is_admin": False})
+        assert patch.status_code == 200, patch.text
+        me = client.get("/api/me").json()
+        assert me["is_admin"] is False and {p["id"] for p in me["panels"]} == {"usage", "recent"}
+
+        httpx.patch(f"{site.portal}/api/users/{created.json()['id']}", headers=site.admin, json={"is_active": False})
+        assert client.get("/api/me").status_code == 401
+        with redis_server.client() as raw:
+            assert list(raw.scan_iter("atlas:dash:session:*")) == []  # the session ended there
+
+
+def test_a_step_must_fit_the_window(site: Site) -> None:
+    with sign_in(site.dashboard, "admin", site.admin_password) as client:
+        answer = client.get("/api/panels", params={"window": "15m", "step": "1h"})
+        assert answer.status_code == 400 and "too coarse" in answer.json()["error"]["message"]

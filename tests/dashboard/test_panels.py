@@ -51,9 +51,9 @@ def test_parse_reads_what_prometheus_clients_parser_reads() -> None:
                                                         "route": "raw"}) in scrape.cumulative
 
 
-def test_keys_round_trip() -> None:
-    key = series.key_of("x_total", {"model": "qwen3:14b", "route": "raw"})
-    assert series.parse_key(key) == ("x_total", {"model": "qwen3:14b", "route": "raw"})
+def test_keys_round_trip_whatever_the_label_values() -> None:
+    for labels in ({"model": "qwen3:14b", "route": "raw"}, {"model": 'a",le="1', "x": 'back\\slash"\n'}):
+        assert series.parse_key(series.key_of("x_total", labels)) == ("x_total", labels)
 
 
 def test_increase_needs_a_baseline_and_survives_a_restart() -> None:
@@ -68,12 +68,31 @@ def test_quantile_interpolates_like_prometheus() -> None:
     assert quantile(0.5, buckets) == pytest.approx(0.1)
     assert quantile(0.95, buckets) == pytest.approx(0.46)
     assert quantile(0.99, {0.1: 1.0, float("inf"): 2.0}) == pytest.approx(0.1)  # in +Inf: the highest bound
+    assert quantile(0.5, {0.1: 1.0, 1.0: 2.0}) is None  # no +Inf bucket: a histogram cut short
     assert quantile(0.5, {0.1: 0.0, float("inf"): 0.0}) is None
 
 
 def run(panel: Panel, steps: list[dict[str, float]], spans: list[float]) -> dict[str, Any]:
     parsed = {k: series.parse_key(k) for step in steps for k in step}
     return evaluate(panel, [index(s, parsed) for s in steps], index(total(steps), parsed), spans)
+
+
+def test_quantiles_of_sparse_increases_match_prometheus() -> None:
+    """One 100 s request: only buckets from 120 s up grew, yet the bound below them must be kept (p50 = 90 s,
+    not 60 s); a request beyond every bound reads as the highest bound."""
+    registry = CollectorRegistry()
+    e2e = Histogram("atlas_proxy_e2e_seconds", "", ["model", "route"], registry=registry,
+                    buckets=(0.1, 1, 10, 60, 120, 600))
+    e2e.labels("m", "raw").observe(0.05)
+    before = series.parse(generate_latest(registry).decode(), families(), 1000).cumulative
+    e2e.labels("m", "raw").observe(100)
+    grown = series.increase(series.parse(generate_latest(registry).decode(), families(), 1000).cumulative, before)
+    panel = next(p for p in PANELS if p.id == "e2e")
+    assert run(panel, [grown], [60.0])["summary"][0]["p50"] == pytest.approx(90.0)
+    before = series.parse(generate_latest(registry).decode(), families(), 1000).cumulative
+    e2e.labels("m", "raw").observe(5000)
+    grown = series.increase(series.parse(generate_latest(registry).decode(), families(), 1000).cumulative, before)
+    assert run(panel, [grown], [60.0])["summary"][0]["p99"] == pytest.approx(600.0)
 
 
 def test_a_rate_panel_per_step_and_over_the_window() -> None:

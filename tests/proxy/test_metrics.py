@@ -3,8 +3,11 @@ end to end) by model and route, tokens by model, rejections by reason and backen
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
+from tests.conftest import ServerThread, free_port
 from tests.metrics import samples, value
 from tests.proxy.conftest import Stack
 from tests.proxy.fake_upstream import PIECES
@@ -57,3 +60,52 @@ def test_rejections_by_reason_and_backend_errors_by_kind(stack: Stack) -> None:
     assert moved("atlas_proxy_upstream_errors_total", backend="llama-server", kind="status_5xx") == 1
     assert moved("atlas_proxy_requests_total", model="fake-chat", route="raw", code="5xx") == 1
     assert moved("atlas_proxy_requests_total", model="fake-chat", route="raw", code="2xx") == 1
+
+
+def test_model_atlas_and_the_task_api_count_under_their_routes(stack: Stack, rag_proxy: str) -> None:
+    key = stack.key()["key"]
+    before, tasks_before = samples(stack.proxy), samples(rag_proxy)
+    assert chat(stack, key, model="atlas").status_code == 200
+    submitted = httpx.post(f"{rag_proxy}/v1/tasks", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                           json={"prompt": "def f(): ...", "tests": [{"assert": "f() is None"}], "max_attempts": 1})
+    assert submitted.status_code == 202, submitted.text
+    after, tasks_after = samples(stack.proxy), samples(rag_proxy)
+    assert value(after, "atlas_proxy_requests_total", model="atlas", route="atlas", code="2xx") - value(
+        before, "atlas_proxy_requests_total", model="atlas", route="atlas", code="2xx") == 1
+    assert value(tasks_after, "atlas_proxy_e2e_seconds_count", model="atlas", route="tasks") - value(
+        tasks_before, "atlas_proxy_e2e_seconds_count", model="atlas", route="tasks") == 1
+
+
+def test_a_backend_that_is_down_or_too_slow_counts_by_kind(stack: Stack) -> None:
+    key = stack.key()["key"]
+    down = stack.proxy_app(ATLAS_LLAMA_URL=f"http://127.0.0.1:{free_port()}")
+    slow = stack.proxy_app(ATLAS_PROXY_UPSTREAM_TIMEOUT_S="0.5")
+    with ServerThread(down) as down_proxy, ServerThread(slow) as slow_proxy:
+        for proxy, extra, kind in ((down_proxy.url, {}, "unavailable"), (slow_proxy.url, {"user": "slow"}, "timeout")):
+            answer = httpx.post(f"{proxy}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                                json={"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]} | extra,
+                                timeout=30)
+            assert answer.status_code == 503, answer.text
+            assert value(samples(proxy), "atlas_proxy_upstream_errors_total", backend="llama-server", kind=kind) == 1
+
+
+def test_tokens_and_concurrency_rejections_count_by_reason(stack: Stack) -> None:
+    tight = stack.key(tokens_per_min=100)["key"]
+    single = stack.key(max_concurrent=1)["key"]
+    before = samples(stack.proxy)
+    assert chat(stack, tight, max_tokens=5000).status_code == 429  # more than the whole minute's tokens
+
+    async def both() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            answers = await asyncio.gather(*(client.post(
+                f"{stack.proxy}/v1/chat/completions", headers={"Authorization": f"Bearer {single}"},
+                json={"model": "fake-chat", "user": "slow", "messages": [{"role": "user", "content": "hi"}]})
+                for _ in range(2)))
+        return sorted(a.status_code for a in answers)
+
+    assert asyncio.run(both()) == [200, 429]
+    after = samples(stack.proxy)
+    for reason in ("over_limit", "concurrency"):
+        moved = value(after, "atlas_proxy_rejections_total", reason=reason, scope="key") - value(
+            before, "atlas_proxy_rejections_total", reason=reason, scope="key")
+        assert moved == 1, reason

@@ -19,7 +19,7 @@ SERVICES = {
     "atlas_rag": {"redis", "llama-server", "embedding-server", "sandbox"},
     "atlas_sandbox": {"redis"},
     "atlas_worker": {"redis", "llama-server", "sandbox"},
-    "atlas_dashboard": {"redis"},
+    "atlas_dashboard": {"redis", "api-portal"},  # sign-in and usage go through the portal
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 from redis.asyncio import Redis
 
-from atlas_core.queue import DEAD, PRIORITIES, QueueFull, TaskQueue, stream_key
+from atlas_core.queue import DEAD, PRIORITIES, RECENT, RECENT_KEPT, QueueFull, TaskQueue, stream_key
 from atlas_worker.loop import Outcome, TaskContext
 from atlas_worker.worker import Handler, Worker, WorkerConfig
 from tests.conftest import RedisServer
@@ -264,3 +264,14 @@ def test_a_resumed_task_whose_last_attempt_passed_succeeds_without_new_work() ->
     assert (outcome.stop_reason, outcome.attempts, outcome.tokens) == ("SUCCESS", 1, {"prompt": 10, "completion": 5})
     assert outcome.result is not None and outcome.result["verified"] is True
     assert all(0 <= schedule(5, 2**31 - 2, n)[2] < 2**31 - 1 for n in range(1, 21))  # seeds stay in range
+
+
+def test_everyones_newest_tasks_are_indexed_and_the_index_is_bounded(redis_server: RedisServer) -> None:
+    async def work(queue: TaskQueue) -> tuple[list[str], list[str], int]:
+        first = await submit(queue, 3, owner="7")
+        more = await submit(queue, RECENT_KEPT, owner="8")
+        newest = [str(x, "utf-8") for x in await queue.redis.zrevrange(RECENT, 0, 2)]  # type: ignore[arg-type]
+        return first + more, newest, await queue.redis.zcard(RECENT)
+
+    ids, newest, kept = run(redis_server, work, max_queued=1000)
+    assert newest == ids[::-1][:3] and kept == RECENT_KEPT

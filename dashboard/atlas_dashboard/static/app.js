@@ -179,8 +179,10 @@ async function start() {
     refresh();
   }));
   $("logout").addEventListener("click", async () => {
-    await fetch("/api/logout", {method: "POST", credentials: "same-origin", headers: {"X-CSRF-Token": state.me.csrf}});
-    window.location.assign("/login");
+    const answer = await fetch("/api/logout", {method: "POST", credentials: "same-origin",
+                                               headers: {"X-CSRF-Token": state.me.csrf}}).catch(() => null);
+    if (answer && (answer.ok || answer.status === 401)) { window.location.assign("/login"); return; }
+    $("error").textContent = "sign-out failed: you are still signed in; try again";
   });
   await refresh();
   setInterval(refresh, Math.max(2, state.me.refresh_s) * 1000);
