@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -36,7 +37,9 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "x-request-id"}
 EVENT_END = re.compile(rb"\r?\n\r?\n")
 DONE = re.compile(rb"^data:\s*\[DONE\]\s*$", re.MULTILINE)
-PIECE = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')  # a non-empty piece of generated text
+# A non-empty piece of generated text: an answer's, or a reasoning model's thinking (tokens it is billed for, and
+# its first token is the first the client sees arrive).
+PIECE = re.compile(rb'"(?:content|text|reasoning_content)"\s*:\s*"(?!")')
 BACKENDS = {"llama": "llama-server", "embed": "embedding-server", "rag": "rag-api"}
 LARGE_BODY = 1 << 20  # aiohttp warns that sending more as one bytes object blocks its loop: stream it instead
 
@@ -189,7 +192,9 @@ class Forwarder:
                 upstream.close()
             if not settled:
                 prompt, completion = usage or _estimate(call, pieces)
-                self.meter.settle_later(settlement(status, prompt, completion))
+                # Neither finished nor broken by the backend: the client went away mid-answer.
+                aborted = not finished and status != 502
+                self.meter.settle_later(replace(settlement(status, prompt, completion), aborted=aborted))
 
 
 def _usage(content: bytes) -> tuple[int, int]:

@@ -38,6 +38,7 @@ class Settlement:
     completion: int
     started: float  # epoch seconds, when the request arrived
     route: str = "raw"  # as the dashboard names it (stats.ROUTES)
+    aborted: bool = False  # the client went away before the end: its latency is not an answer's
 
 
 class Meter:
@@ -67,7 +68,7 @@ class Meter:
         self.tokens.labels(s.model, "prompt").inc(s.prompt)
         self.tokens.labels(s.model, "completion").inc(s.completion)
         if self._stats is not None:
-            self._stats.finished(s.model, s.route, s.status, time.time() - s.started)
+            self._stats.finished(s.model, s.route, s.status, time.time() - s.started, aborted=s.aborted)
         owner = Owner.of(s.info)
         entry = self.entry(s)
         try:

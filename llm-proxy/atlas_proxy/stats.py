@@ -21,7 +21,8 @@ ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.
 class ProxyMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter("atlas_proxy_requests_total", "Admitted requests by model, route and the status "
-                                "class the client got", ["model", "route", "code"], registry=registry)
+                                "class the client got (aborted: the client left mid-answer)",
+                                ["model", "route", "code"], registry=registry)
         self.ttft = Histogram("atlas_proxy_ttft_seconds", "Streamed requests: arrival to the first generated token",
                               ["model", "route"], registry=registry, buckets=LATENCY_BUCKETS)
         self.itl = Histogram("atlas_proxy_itl_seconds", "Streamed requests: time between generated tokens",
@@ -39,6 +40,7 @@ class ProxyMetrics:
     def rejected(self, reason: str, scope: str) -> None:
         self.rejections.labels(REJECTIONS.get(reason, reason), scope).inc()
 
-    def finished(self, model: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(model, route, f"{status // 100}xx").inc()
-        self.e2e.labels(model, route).observe(seconds)
+    def finished(self, model: str, route: str, status: int, seconds: float, *, aborted: bool = False) -> None:
+        self.requests.labels(model, route, "aborted" if aborted else f"{status // 100}xx").inc()
+        if not aborted:  # a cut-short answer's time is not an answer's latency
+            self.e2e.labels(model, route).observe(seconds)

@@ -105,13 +105,13 @@ class TaskRelay:
             finally:
                 upstream.release()
             await settle()
+            if upstream.status >= 500:  # as the forwarder counts them: a busy or broken backend alike
+                self._stats.upstream_errors.labels("rag-api", "status_5xx").inc()
             if upstream.status in (429, 503) and b'"error"' in content:
                 # rag-api's own refusal (a full queue, Redis down): its message and Retry-After go to the client
                 retry = {"Retry-After": upstream.headers["retry-after"]} if "retry-after" in upstream.headers else {}
                 return Response(content, status_code=upstream.status, media_type="application/json",
                                 headers=extra_headers | retry)
-            if upstream.status >= 500 and upstream.status != 503:
-                self._stats.upstream_errors.labels("rag-api", "status_5xx").inc()
             if upstream.status >= 400:
                 return upstream_error(upstream.status, content, "rag-api", extra_headers)
             return Response(content, status_code=upstream.status, headers=out_headers)

@@ -4,6 +4,7 @@ end to end) by model and route, tokens by model, rejections by reason and backen
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 
@@ -109,3 +110,33 @@ def test_tokens_and_concurrency_rejections_count_by_reason(stack: Stack) -> None
         moved = value(after, "atlas_proxy_rejections_total", reason=reason, scope="key") - value(
             before, "atlas_proxy_rejections_total", reason=reason, scope="key")
         assert moved == 1, reason
+
+
+def test_a_client_that_leaves_mid_stream_is_counted_aborted_not_timed(stack: Stack) -> None:
+    key = stack.key()["key"]
+    labels = {"model": "fake-chat", "route": "raw"}
+    before = samples(stack.proxy)
+    with httpx.stream("POST", f"{stack.proxy}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json={"model": "fake-chat", "stream": True, "user": "long",
+                            "messages": [{"role": "user", "content": "hi"}]}, timeout=30) as streamed:
+        next(streamed.iter_raw())  # the first piece, then the client hangs up
+    deadline = time.monotonic() + 10
+    while value(after := samples(stack.proxy), "atlas_proxy_requests_total", **labels, code="aborted") == value(
+            before, "atlas_proxy_requests_total", **labels, code="aborted"):
+        assert time.monotonic() < deadline, "the abandoned stream was never settled"
+        time.sleep(0.05)
+    assert value(after, "atlas_proxy_e2e_seconds_count", **labels) == value(before, "atlas_proxy_e2e_seconds_count",
+                                                                          **labels)
+
+
+def test_a_reasoning_models_thinking_is_its_first_token(stack: Stack) -> None:
+    key = stack.key()["key"]
+    labels = {"model": "fake-chat", "route": "raw"}
+    before = samples(stack.proxy)
+    with httpx.stream("POST", f"{stack.proxy}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json={"model": "fake-chat", "stream": True, "user": "tools",
+                            "messages": [{"role": "user", "content": "hi"}]}, timeout=30) as streamed:
+        streamed.read()
+    after = samples(stack.proxy)
+    assert value(after, "atlas_proxy_itl_seconds_count", **labels) - value(
+        before, "atlas_proxy_itl_seconds_count", **labels) == len(PIECES)  # the thinking, then every piece
