@@ -64,6 +64,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     print()
     print(_table(report["services"]))
     print(f"\nATLAS is up (state directory {config.state_dir}); stop it with `atlas down`")
+    urls = {row["name"]: row["url"] for row in report["services"]}
+    if "dashboard" in urls:
+        print(f"Dashboard: {urls['dashboard']} (sign in with your ATLAS account; the first is admin)")
+    if "api-portal" in urls:
+        print(f"Keys: {urls['api-portal']}/ui")
     return 0 if all(r["ready"] for r in report["services"]) else 1
 
 

@@ -18,6 +18,7 @@ from atlas_core.settings import load_settings
 from atlas_dashboard import collector, store, views
 from atlas_dashboard.auth import Viewer
 from atlas_dashboard.collector import Collector
+from atlas_dashboard.collector import health as collector_health
 from atlas_dashboard.panels import families
 from atlas_dashboard.settings import Settings
 from tests.conftest import METRICS_TOKEN, RedisServer, ServerThread
@@ -216,3 +217,31 @@ def test_a_step_must_fit_the_window(site: Site) -> None:
     with sign_in(site.dashboard, "admin", site.admin_password) as client:
         answer = client.get("/api/panels", params={"window": "15m", "step": "1h"})
         assert answer.status_code == 400 and "too coarse" in answer.json()["error"]["message"]
+
+
+def test_nothing_is_written_while_redis_is_past_its_memory_alarm(service_env: dict[str, str],
+                                                                 redis_server: RedisServer) -> None:
+    registry = CollectorRegistry()
+    requests = Counter("atlas_proxy_requests_total", "", ["model", "route", "code"], registry=registry)
+    with ServerThread(target_app(registry)) as target:
+        settings = load_settings(Settings, environ=service_env | {
+            "ATLAS_DASHBOARD_TARGETS": f"llm-proxy={target.url}", "ATLAS_REDIS_MEMORY_ALARM": "0.000001"})
+
+        async def scenario() -> None:
+            redis = Redis.from_url(redis_server.url, password=redis_server.password)
+            await redis.config_set("maxmemory", str(1 << 30))
+            try:
+                async with httpx.AsyncClient() as http:
+                    own = CollectorRegistry()
+                    collector = Collector(redis, http, settings, families(), own)
+                    await collector.collect()
+                    requests.labels("m", "raw", "2xx").inc(5)
+                    assert await collector.collect()
+                    assert own.get_sample_value("atlas_dashboard_history_skipped_total", {"reason": "redis_full"}) == 2
+                    assert [k async for k in redis.scan_iter("atlas:dash:1m:*")] == []
+                    assert await collector_health(redis) is not None  # health is still kept: it is one key
+            finally:
+                await redis.config_set("maxmemory", "0")
+                await redis.aclose()
+
+        asyncio.run(scenario())

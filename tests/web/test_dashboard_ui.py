@@ -80,6 +80,7 @@ def test_the_dashboard_shows_the_platform_working(platform_env: dict[str, str], 
         assert up.returncode == 0, up.stdout + up.stderr
         services = {row["name"]: row for row in status(env)["services"]}
         proxy, portal, dashboard = (services[n]["url"] for n in ("llm-proxy", "api-portal", "dashboard"))
+        assert f"Dashboard: {dashboard} (sign in" in up.stdout  # where to look, said once it is up
         admin = json.loads((state_dir / "admin.json").read_text())
         token = httpx.post(f"{portal}/api/auth/login", json={"username": "admin", "password": admin["password"]})
         admin_headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
