@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import AbstractContextManager
 
 import httpx
 
@@ -19,13 +20,18 @@ def chat(stack: Stack, key: str, **extra: object) -> httpx.Response:
                       json={"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]} | extra)
 
 
+def streamed_chat(stack: Stack, key: str, user: str = "") -> AbstractContextManager[httpx.Response]:
+    """A streamed chat completion; ``user`` picks the fake backend's behaviour (long, tools, ...)."""
+    return httpx.stream("POST", f"{stack.proxy}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                        json={"model": "fake-chat", "stream": True, "user": user,
+                              "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+
+
 def test_a_stream_and_a_plain_answer_move_latency_and_token_metrics(stack: Stack) -> None:
     key = stack.key()["key"]
     before = samples(stack.proxy)
     assert chat(stack, key).status_code == 200
-    with httpx.stream("POST", f"{stack.proxy}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                      json={"model": "fake-chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
-                      timeout=30) as streamed:
+    with streamed_chat(stack, key) as streamed:
         assert streamed.status_code == 200
         streamed.read()
     after = samples(stack.proxy)
@@ -116,9 +122,7 @@ def test_a_client_that_leaves_mid_stream_is_counted_aborted_not_timed(stack: Sta
     key = stack.key()["key"]
     labels = {"model": "fake-chat", "route": "raw"}
     before = samples(stack.proxy)
-    with httpx.stream("POST", f"{stack.proxy}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                      json={"model": "fake-chat", "stream": True, "user": "long",
-                            "messages": [{"role": "user", "content": "hi"}]}, timeout=30) as streamed:
+    with streamed_chat(stack, key, "long") as streamed:
         next(streamed.iter_raw())  # the first piece, then the client hangs up
     deadline = time.monotonic() + 10
     while value(after := samples(stack.proxy), "atlas_proxy_requests_total", **labels, code="aborted") == value(
@@ -133,9 +137,7 @@ def test_a_reasoning_models_thinking_is_its_first_token(stack: Stack) -> None:
     key = stack.key()["key"]
     labels = {"model": "fake-chat", "route": "raw"}
     before = samples(stack.proxy)
-    with httpx.stream("POST", f"{stack.proxy}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                      json={"model": "fake-chat", "stream": True, "user": "tools",
-                            "messages": [{"role": "user", "content": "hi"}]}, timeout=30) as streamed:
+    with streamed_chat(stack, key, "tools") as streamed:
         streamed.read()
     after = samples(stack.proxy)
     assert value(after, "atlas_proxy_itl_seconds_count", **labels) - value(
