@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from atlas_dashboard import collector, views
-from atlas_dashboard.auth import COOKIE, PortalError, Viewer
+from atlas_dashboard.auth import COOKIE, PortalError
 from atlas_dashboard.deps import UNAVAILABLE, CurrentViewer, MaybeViewer, PortalDep, SessionsDep
 from atlas_dashboard.settings import Settings
 
@@ -139,8 +139,16 @@ def api(settings: Settings) -> APIRouter:
         return data
 
     @router.get("/usage")
-    async def usage(viewer: CurrentViewer, portal: PortalDep) -> dict[str, Any]:
-        return {"rows": await _from_portal(views.usage(portal, viewer), viewer)}
+    async def usage(request: Request, viewer: CurrentViewer, portal: PortalDep, sessions: SessionsDep
+                    ) -> dict[str, Any]:
+        try:
+            return {"rows": await views.usage(portal, viewer)}
+        except PortalError as exc:
+            if exc.status == status.HTTP_401_UNAUTHORIZED:  # the portal ended the sign-in: so does the dashboard
+                with contextlib.suppress(RedisError):
+                    await sessions.end(request.cookies.get(COOKIE, ""), viewer)
+                raise HTTPException(status.HTTP_401_UNAUTHORIZED, "your sign-in has ended; sign in again") from None
+            raise _refused(exc) from None
 
     @router.get("/recent")
     async def recent(request: Request, viewer: CurrentViewer) -> dict[str, Any]:
@@ -151,12 +159,3 @@ def api(settings: Settings) -> APIRouter:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
 
     return router
-
-
-async def _from_portal(call: Any, viewer: Viewer) -> Any:
-    try:
-        return await call
-    except PortalError as exc:
-        if exc.status == status.HTTP_401_UNAUTHORIZED:  # the portal ended the sign-in (sign-out, deactivation)
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "your sign-in has ended; sign in again") from None
-        raise _refused(exc) from None

@@ -245,3 +245,16 @@ def test_nothing_is_written_while_redis_is_past_its_memory_alarm(service_env: di
                 await redis.aclose()
 
         asyncio.run(scenario())
+
+
+def test_a_portal_sign_out_ends_the_dashboards_session_too(site: Site) -> None:
+    """The portal revokes the token (here: the user's password changed, which ends every portal session): the
+    next request that needs it answers 401 and the dashboard's session is gone, not left to loop on sign-in."""
+    frank = site.user("frank")
+    with sign_in(site.dashboard, "frank", "a long enough password") as client:
+        change = {"current_password": "a long enough password", "new_password": "another long password"}
+        changed = httpx.post(f"{site.portal}/api/auth/password", headers=frank, json=change)
+        assert changed.status_code == 204, changed.text
+        assert client.get("/api/usage").status_code == 401
+        assert client.get("/api/me").status_code == 401
+        assert client.get("/", follow_redirects=False).status_code == 303
