@@ -92,7 +92,8 @@ class Forwarder:
         started = time.time() - (sent - arrived)
 
         def settlement(status: int, prompt: int = 0, completion: int = 0) -> Settlement:
-            return Settlement(info, call.model, admission, reserved, status, prompt, completion, started, route)
+            return Settlement(info, call.model, admission, reserved, status, prompt, completion, started, route,
+                              arrived=arrived)
 
         async def failed(status: int, message: str, kind: str) -> Response:
             self._stats.upstream_errors.labels(backend, kind).inc()

@@ -39,6 +39,7 @@ class Settlement:
     started: float  # epoch seconds, when the request arrived
     route: str = "raw"  # as the dashboard names it (stats.ROUTES)
     aborted: bool = False  # the client went away before the end: its latency is not an answer's
+    arrived: float | None = None  # time.perf_counter() at arrival: latencies from a clock NTP cannot step
 
 
 class Meter:
@@ -68,7 +69,8 @@ class Meter:
         self.tokens.labels(s.model, "prompt").inc(s.prompt)
         self.tokens.labels(s.model, "completion").inc(s.completion)
         if self._stats is not None:
-            self._stats.finished(s.model, s.route, s.status, time.time() - s.started, aborted=s.aborted)
+            took = time.perf_counter() - s.arrived if s.arrived is not None else time.time() - s.started
+            self._stats.finished(s.model, s.route, s.status, took, aborted=s.aborted)
         owner = Owner.of(s.info)
         entry = self.entry(s)
         try:

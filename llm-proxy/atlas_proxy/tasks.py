@@ -61,7 +61,8 @@ class TaskRelay:
         status = 502
 
         async def settle() -> None:
-            await self._meter.settle(Settlement(info, SOLVE_MODEL, admission, 0, status, 0, 0, started, "tasks"))
+            await self._meter.settle(Settlement(info, SOLVE_MODEL, admission, 0, status, 0, 0, started, "tasks",
+                                                arrived=arrived))
 
         query = f"?{request.url.query}" if request.url.query else ""
         events = request.url.path.endswith("/events")

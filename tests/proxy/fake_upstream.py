@@ -60,8 +60,10 @@ def fake_upstream(models: list[str], api_key: str, piece_delay_s: float = 0.0,
                     "reasoning_content": "thinking…", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                     "function": {"name": "add", "arguments": "{\"a\": 1}"}}]}, "finish_reason": None}]}
                 yield f"data: {json.dumps(special)}\r\n\r\n".encode()
-            for piece in pieces:
+            for n, piece in enumerate(pieces):
                 await asyncio.sleep(delay)
+                if n == 2 and body.get("user") == "break":  # the backend dies mid-answer
+                    raise ConnectionAbortedError("the fake backend broke off")
                 if kind == "chat":
                     choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
                     chunk = {**base, "object": "chat.completion.chunk", "choices": [choice]}

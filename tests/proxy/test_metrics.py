@@ -142,3 +142,22 @@ def test_a_reasoning_models_thinking_is_its_first_token(stack: Stack) -> None:
     after = samples(stack.proxy)
     assert value(after, "atlas_proxy_itl_seconds_count", **labels) - value(
         before, "atlas_proxy_itl_seconds_count", **labels) == len(PIECES)  # the thinking, then every piece
+
+
+def test_a_backend_that_breaks_off_mid_stream_counts_as_broke_off(stack: Stack) -> None:
+    key = stack.key()["key"]
+    before = samples(stack.proxy)
+    with streamed_chat(stack, key, "break") as streamed:
+        assert streamed.status_code == 200  # the status went out before the backend broke off
+        received = b"".join(streamed.iter_raw())
+    assert received.count(b"data:") == 2  # the two pieces it sent, then the end of the stream
+    deadline = time.monotonic() + 10
+    labels = {"backend": "llama-server", "kind": "broke_off"}
+    while value(after := samples(stack.proxy), "atlas_proxy_upstream_errors_total", **labels) == value(
+            before, "atlas_proxy_upstream_errors_total", **labels):
+        assert time.monotonic() < deadline, "the broken stream was never counted"
+        time.sleep(0.05)
+    assert value(after, "atlas_proxy_upstream_errors_total", **labels) - value(
+        before, "atlas_proxy_upstream_errors_total", **labels) == 1
+    assert value(after, "atlas_proxy_requests_total", model="fake-chat", route="raw", code="5xx") - value(
+        before, "atlas_proxy_requests_total", model="fake-chat", route="raw", code="5xx") == 1
