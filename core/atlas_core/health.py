@@ -31,8 +31,7 @@ def redis_check(redis: Redis, alarm: float = 0.8, gauge: Gauge | None = None) ->
     task, usage entry or login can be stored), or when it has no maxmemory at all (nothing bounds it then)."""
 
     async def check() -> str | None:
-        info = await redis.info("memory")
-        used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+        used, limit = await memory_use(redis)
         if limit <= 0:
             return "Redis has no maxmemory: set one (atlas up does) so a flood is refused, not fatal to the host"
         ratio = used / limit
@@ -44,6 +43,12 @@ def redis_check(redis: Redis, alarm: float = 0.8, gauge: Gauge | None = None) ->
         return None
 
     return check
+
+
+async def memory_use(redis: Redis) -> tuple[int, int]:
+    """``(used_memory, maxmemory)`` in bytes; maxmemory 0 means Redis has no limit."""
+    info = await redis.info("memory")
+    return int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
 
 
 def http_check(client: httpx.AsyncClient, url: str, token: str | None = None) -> Check:

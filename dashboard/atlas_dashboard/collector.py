@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from atlas_core.health import memory_use
 from atlas_dashboard import series, store
 from atlas_dashboard.settings import Settings, Target
 
@@ -110,8 +111,7 @@ class Collector:
         return True
 
     async def _redis_full(self) -> bool:
-        info = await self._redis.info("memory")
-        used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+        used, limit = await memory_use(self._redis)
         return limit > 0 and used / limit >= self._settings.redis_memory_alarm
 
     async def _probe(self, target: Target) -> Probe:

@@ -8,7 +8,8 @@ Kinds: ``rate`` (per second), ``count`` (events per step), ``quantiles`` (p50/p9
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -95,23 +96,16 @@ def families(panels: Sequence[Panel] = PANELS) -> frozenset[str]:
 Step = Mapping[str, Sequence[tuple[Mapping[str, str], float]]]
 
 
-def _groups(step: Step, name: str, query: Query, extra: tuple[str, ...] = ()) -> dict[tuple[str, ...], float]:
-    """Matching samples summed per ``by`` (and ``extra``) label values."""
+def _groups(step: Step, name: str, query: Query, extra: tuple[str, ...] = (),
+            combine: Callable[[float, float], float] = operator.add) -> dict[tuple[str, ...], float]:
+    """Matching samples per ``by`` (and ``extra``) label values, combined: summed (increases), or the largest
+    (gauges, ``combine=max``)."""
     out: dict[tuple[str, ...], float] = {}
     for labels, value in step.get(name, ()):
         if any(labels.get(k) != v for k, v in query.where.items()):
             continue
         group = tuple(labels.get(k, "") for k in (*query.by, *extra))
-        out[group] = out.get(group, 0.0) + value
-    return out
-
-
-def _gauges(step: Step, query: Query) -> dict[tuple[str, ...], float]:
-    out: dict[tuple[str, ...], float] = {}
-    for labels, value in step.get(query.metric, ()):
-        if all(labels.get(k) == v for k, v in query.where.items()):
-            group = tuple(labels.get(k, "") for k in query.by)
-            out[group] = max(out.get(group, value), value)
+        out[group] = combine(out[group], value) if group in out else value
     return out
 
 
@@ -190,7 +184,7 @@ def evaluate(panel: Panel, steps: Sequence[Step], whole: Step, spans: Sequence[f
     elif panel.kind == "gauge":
         last: dict[tuple[str, ...], float] = {}
         for i, step in enumerate(steps):
-            for group, value in _gauges(step, query).items():
+            for group, value in _groups(step, query.metric, query, combine=max).items():
                 put(_name(panel, group), i, value)
                 last[group] = value
         summary = [{"name": _name(panel, g), "now": v} for g, v in sorted(last.items())]

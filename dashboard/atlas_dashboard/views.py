@@ -123,7 +123,7 @@ async def solves(redis: Redis, viewer: Viewer) -> list[dict[str, Any]]:
 async def tasks(redis: Redis, viewer: Viewer) -> list[dict[str, Any]]:
     """The latest tasks of the viewer (an admin: of every user), newest first; a prompt only to its owner."""
     index = RECENT_TASKS if viewer.is_admin else f"atlas:tasks:owner:{viewer.user_id}"
-    newest = [t.decode() if isinstance(t, bytes) else str(t) for t in await redis.zrevrange(index, 0, RECENT - 1)]
+    newest = [_text(task_id) for task_id in await redis.zrevrange(index, 0, RECENT - 1)]  # type: ignore[arg-type]
     async with redis.pipeline(transaction=False) as pipe:
         for task_id in newest:
             pipe.hgetall(f"atlas:task:{task_id}")

@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from atlas_core.errors import error_response
 from atlas_core.schemas import KeyInfo, ModelEntry
 from atlas_proxy.calls import Call
-from atlas_proxy.metering import Meter, Settlement
+from atlas_proxy.metering import Meter, Settlement, arrival
 from atlas_proxy.settings import Settings
 from atlas_proxy.stats import ROUTES, ProxyMetrics
 
@@ -85,11 +85,10 @@ class Forwarder:
             # rag-api never spends more on this solve than was reserved for it
             headers |= {"X-Atlas-User-Id": str(info.user_id), "X-Atlas-Key-Id": str(info.key_id),
                         "X-Atlas-Token-Cap": str(reserved)}
+        arrived, started = arrival(request)
         sent = time.perf_counter()
-        arrived = request.state.arrived if hasattr(request.state, "arrived") else sent
         backend = BACKENDS[entry.route]
         route = ROUTES[entry.route]
-        started = time.time() - (sent - arrived)
 
         def settlement(status: int, prompt: int = 0, completion: int = 0) -> Settlement:
             return Settlement(info, call.model, admission, reserved, status, prompt, completion, started, route,
@@ -144,8 +143,8 @@ class Forwarder:
         """Event by event. The usage is settled before the client gets ``[DONE]``; rag-api's usage chunk, asked
         for on the client's behalf, is metered and not passed on unless the client asked for usage. Each event
         that carries generated text times the first token (from the request's arrival) and the gaps between."""
-        ttft, itl, last_token = *timing[:2], 0.0
-        arrived = timing[2]
+        ttft, itl, arrived = timing
+        last_token = 0.0
         buffer, usage, pieces, last_data = b"", None, 0, b""
         status, finished, settled = upstream.status, False, False
         try:

@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
+from starlette.requests import Request
 
 from atlas_core.ratelimit import Limiter, Owner
 from atlas_core.schemas import USAGE_MAXLEN, USAGE_STREAM, KeyInfo
@@ -41,6 +42,18 @@ class Settlement:
     aborted: bool = False  # the client went away before the end: its latency is not an answer's
     arrived: float | None = None  # time.perf_counter() at arrival: latencies from a clock NTP cannot step
 
+    def elapsed(self) -> float:
+        """Seconds since the request arrived, by the monotonic clock when the arrival was taken by it."""
+        return time.perf_counter() - self.arrived if self.arrived is not None else time.time() - self.started
+
+
+def arrival(request: Request) -> tuple[float, float]:
+    """``(perf_counter, epoch)`` of the request's arrival (stamped by the app's outermost middleware; now when
+    a request bypassed it)."""
+    now = time.perf_counter()
+    arrived: float = getattr(request.state, "arrived", now)
+    return arrived, time.time() - (now - arrived)
+
 
 class Meter:
     def __init__(self, redis: Redis, limiter: Limiter, buffer: int, registry: CollectorRegistry,
@@ -62,15 +75,14 @@ class Meter:
     def entry(s: Settlement) -> dict[str, Any]:
         return {"ts": s.started, "key_id": s.info.key_id, "user_id": s.info.user_id, "model": s.model,
                 "status": s.status, "prompt_tokens": s.prompt, "completion_tokens": s.completion,
-                "latency_ms": round((time.time() - s.started) * 1000, 1)}
+                "latency_ms": round(s.elapsed() * 1000, 1)}
 
     async def settle(self, s: Settlement) -> None:
         """Free the slot, reconcile the reservation, record the usage; never raises (a failure is buffered)."""
         self.tokens.labels(s.model, "prompt").inc(s.prompt)
         self.tokens.labels(s.model, "completion").inc(s.completion)
         if self._stats is not None:
-            took = time.perf_counter() - s.arrived if s.arrived is not None else time.time() - s.started
-            self._stats.finished(s.model, s.route, s.status, took, aborted=s.aborted)
+            self._stats.finished(s.model, s.route, s.status, s.elapsed(), aborted=s.aborted)
         owner = Owner.of(s.info)
         entry = self.entry(s)
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -24,7 +23,7 @@ from atlas_core.ratelimit import STREAM_REFRESH_S, Limiter
 from atlas_core.schemas import KeyInfo, TaskLimits
 from atlas_proxy.calls import SOLVE_MODEL
 from atlas_proxy.forward import HOP_BY_HOP, ClosingStreamingResponse, payload, upstream_error
-from atlas_proxy.metering import Meter, Settlement
+from atlas_proxy.metering import Meter, Settlement, arrival
 from atlas_proxy.stats import ProxyMetrics
 
 log = logging.getLogger("atlas.proxy.tasks")
@@ -56,8 +55,7 @@ class TaskRelay:
     async def relay(self, request: Request, body: bytes, info: KeyInfo, admission: str | None,
                     extra_headers: dict[str, str]) -> Response:
         """One task-API call, answered as rag-api answers it; the event stream passes through as it comes."""
-        arrived = request.state.arrived if hasattr(request.state, "arrived") else time.perf_counter()
-        started = time.time() - (time.perf_counter() - arrived)
+        arrived, started = arrival(request)
         status = 502
 
         async def settle() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import jwt
 from pydantic import ValidationError
@@ -27,7 +27,7 @@ LEEWAY_S = 5
 #   over_limit  the request asks for more than the token allows: a language outside its langs (403). Limits
 #               above the token's are lowered to them, not refused, so they never count here.
 RejectionReason = Literal["missing", "invalid", "expired", "reused", "over_limit"]
-REJECTION_REASONS: tuple[RejectionReason, ...] = ("missing", "invalid", "expired", "reused", "over_limit")
+REJECTION_REASONS: tuple[RejectionReason, ...] = get_args(RejectionReason)
 
 
 class TokenRejected(Exception):

@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
 from atlas_core.queue import Delivery, TaskQueue
@@ -69,7 +70,9 @@ class Worker:
         self.queue = queue
         self.handler = handler
         self.limiter = limiter  # charges each attempt against its key's and owner's tokens per minute
-        self.metrics = metrics  # what this worker does, counted (the queue's gauges are read at scrape time)
+        # What this worker does, counted (the queue's gauges are read at scrape time); a worker built without a
+        # registry (tests, benchmarks) counts into one nobody reads.
+        self.metrics = metrics or QueueMetrics(CollectorRegistry())
         self.config = config
         self.name = name or consumer_name()
         self.running: dict[str, Running] = {}
@@ -180,18 +183,14 @@ class Worker:
         for attempt in range(10):
             await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
             try:
-                sent = await self.queue.retry(d, self.name, 0.0, {"delay_s": 0, "error": "Redis was unavailable",
-                                                                  "counted": False},
-                                              counted=False, error="Redis was unavailable")
-                if sent and self.metrics is not None:
-                    self.metrics.retries.inc()
+                await self._send_back(d, 0.0, "Redis was unavailable", counted=False)
                 return
             except RedisError:
                 continue
 
     async def _serve_task(self, d: Delivery) -> None:
         begun = await self.queue.begin(d, self.name)
-        if begun.first and self.metrics is not None:
+        if begun.first:
             submitted = float(begun.record.get("submitted_at") or begun.record["started_at"])
             self.metrics.wait.observe(max(0.0, float(begun.record["started_at"]) - submitted))
         if begun.state == "revoked":  # its key or owner was revoked after it was submitted: it never runs
@@ -292,9 +291,12 @@ class Worker:
         step = deliveries if counted else outages + 1
         delay = min(BACKOFF_CAP_S, self.config.backoff_s * 2 ** (step - 1))
         log.warning("task %s will be retried in %.1fs: %s", d.task_id, delay, error)
-        sent = await self.queue.retry(d, self.name, delay, {"delay_s": delay, "error": error, "counted": counted},
-                                      counted=counted, error=error)
-        if sent and self.metrics is not None:
+        await self._send_back(d, delay, error, counted=counted)
+
+    async def _send_back(self, d: Delivery, delay: float, error: str, *, counted: bool) -> None:
+        """Back to the queue after ``delay``, counted as a retry when the queue took it back."""
+        event = {"delay_s": delay, "error": error, "counted": counted}
+        if await self.queue.retry(d, self.name, delay, event, counted=counted, error=error):
             self.metrics.retries.inc()
 
     async def _finish(self, d: Delivery, record: dict[str, str], status: str, outcome: Outcome, *,
@@ -322,7 +324,7 @@ class Worker:
                     raise
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
         self.served += 1
-        if stored and self.metrics is not None:  # counted once: a task finished already is not finished again
+        if stored:  # counted once: a task finished already is not finished again
             started = record.get("started_at")  # none when it never ran (revoked before it started)
             self.metrics.finished(status, time.time() - float(started) if started else None, dead=dead)
 
