@@ -32,7 +32,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from atlas_cli.plan import redis_binary
 from atlas_core.queue import TaskQueue, metrics_key, record_key
-from atlas_worker.loop import Outcome, TaskContext
+from atlas_worker.loop import TaskContext, TaskOutcome
 from atlas_worker.worker import Worker, WorkerConfig
 
 SUBMIT_IN_FLIGHT = 64
@@ -43,9 +43,9 @@ def trivial(x: int) -> int:
     return x
 
 
-async def nothing(ctx: TaskContext) -> Outcome:
+async def nothing(ctx: TaskContext) -> TaskOutcome:
     """ATLAS's handler: nothing."""
-    return Outcome("succeeded", "SUCCESS", "done", {"n": ctx.spec.get("n")}, attempts=1)
+    return TaskOutcome("succeeded", "SUCCESS", "done", {"n": ctx.spec.get("n")}, attempts=1)
 
 
 # -- worker processes -------------------------------------------------------------------------------------------

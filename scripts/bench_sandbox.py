@@ -34,7 +34,7 @@ import httpx
 from atlas_core.capability import mint, public_key_text, signing_key
 from atlas_core.settings import load_settings
 from atlas_sandbox.app import create_app
-from atlas_sandbox.engine import Engine
+from atlas_sandbox.executor import Executor
 from atlas_sandbox.settings import Settings
 
 PYTHON = "/usr/bin/python3"
@@ -110,37 +110,37 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="atlas-bench-sandbox-"))
     service = Service(work)
-    engine: Engine = service.server.config.app.state.engine  # type: ignore[attr-defined]
+    executor: Executor = service.server.config.app.state.executor  # type: ignore[attr-defined]
     bare_dir = Path(tempfile.mkdtemp())
     (bare_dir / "main.py").write_text("pass\n")
-    box_dir = engine.dirs.new()
-    engine.runner.prepare_workdir(box_dir)
+    box_dir = executor.dirs.new()
+    executor.runner.prepare_workdir(box_dir)
     (box_dir / "main.py").write_text("pass\n")
     (box_dir / "main.py").chmod(0o644)
-    root = engine.runner.work_root(box_dir)
+    root = executor.runner.work_root(box_dir)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                            "python": sys.version.split()[0]},
-                               "features": engine.features, "workers": engine.workers}
+                               "features": executor.features, "workers": executor.workers}
     try:
-        groups = engine.runner.cgroups
+        groups = executor.runner.cgroups
         bare, runner, runner_nocg, http = [], [], [], []
         for _ in range(10):  # warm-up
             subprocess.run([PYTHON, "-B", str(bare_dir / "main.py")], check=True)
-            engine.runner.run([PYTHON, "-B", f"{root}/main.py"], box_dir, engine.limits)
+            executor.runner.run([PYTHON, "-B", f"{root}/main.py"], box_dir, executor.limits)
             service.post("/execute", {"code": "pass"})
         for _ in range(args.runs):
             t = time.perf_counter()
             subprocess.run([PYTHON, "-B", str(bare_dir / "main.py")], check=True)
             bare.append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
-            res = engine.runner.run([PYTHON, "-B", f"{root}/main.py"], box_dir, engine.limits)
+            res = executor.runner.run([PYTHON, "-B", f"{root}/main.py"], box_dir, executor.limits)
             runner.append((time.perf_counter() - t) * 1000)
             assert res.exit_code == 0, res
-            engine.runner.cgroups = None
+            executor.runner.cgroups = None
             t = time.perf_counter()
-            res = engine.runner.run([PYTHON, "-B", f"{root}/main.py"], box_dir, engine.limits)
+            res = executor.runner.run([PYTHON, "-B", f"{root}/main.py"], box_dir, executor.limits)
             runner_nocg.append((time.perf_counter() - t) * 1000)
-            engine.runner.cgroups = groups
+            executor.runner.cgroups = groups
             assert res.exit_code == 0, res
             t = time.perf_counter()
             assert service.post("/execute", {"code": "pass"})["success"]
@@ -152,10 +152,10 @@ def main() -> None:
             "b_no_cgroup_minus_a_median_ms": round(statistics.median(runner_nocg) - statistics.median(bare), 3)}
 
         def one(_: int) -> None:
-            res = engine.runner.run([PYTHON, "-B", f"{root}/main.py"], box_dir, engine.limits)
+            res = executor.runner.run([PYTHON, "-B", f"{root}/main.py"], box_dir, executor.limits)
             assert res.exit_code == 0
 
-        with ThreadPoolExecutor(engine.workers) as pool:
+        with ThreadPoolExecutor(executor.workers) as pool:
             t = time.perf_counter()
             list(pool.map(one, range(args.throughput_runs)))
             elapsed = time.perf_counter() - t
@@ -171,7 +171,7 @@ def main() -> None:
         judges = {}
         c_code = "#include <stdio.h>\nint main(){long x;scanf(\"%ld\",&x);printf(\"%ld\\n\",2*x);}"
         for cgroups in (True, False):
-            engine.runner.cgroups = groups if cgroups else None
+            executor.runner.cgroups = groups if cgroups else None
             for language, code in (("python", "print(int(input()) * 2)"), ("c", c_code)):
                 tests = [{"input": f"{i}\n", "output": str(2 * i)} for i in range(args.tests)]
                 t = time.perf_counter()
@@ -182,7 +182,7 @@ def main() -> None:
                 assert cand["verdict"] == "passed" and cand["tests_passed"] == args.tests, cand
                 judges[f"{language}{'' if cgroups else ' (no cgroup)'}"] = {"tests": args.tests,
                                                                            "wall_s": round(wall, 3)}
-        engine.runner.cgroups = groups
+        executor.runner.cgroups = groups
         # The floor for the Python judge: the same 1,000 runs as bare subprocesses, as many at once as workers.
         prog = bare_dir / "double.py"
         prog.write_text("print(int(input()) * 2)\n")
@@ -192,14 +192,14 @@ def main() -> None:
                                  check=True)
             assert out.stdout.strip() == str(2 * i)
 
-        with ThreadPoolExecutor(engine.workers) as pool:
+        with ThreadPoolExecutor(executor.workers) as pool:
             t = time.perf_counter()
             list(pool.map(bare_run, range(args.tests)))
             judges["python bare subprocesses (no sandbox, no judge)"] = {
                 "tests": args.tests, "wall_s": round(time.perf_counter() - t, 3)}
         results["judge_1000_stdin"] = judges
     finally:
-        engine.dirs.remove(box_dir)
+        executor.dirs.remove(box_dir)
         service.close()
         shutil.rmtree(bare_dir, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)

@@ -1,6 +1,6 @@
 """make bench-solve: what the verified pipeline adds over the raw model, on HumanEval and MBPP, without hidden tests.
 
-For every problem the engine (rag-api's own code, in process) generates ten candidates with its temperature
+For every problem the engine (atlas-engine, in process) generates ten candidates with its temperature
 schedule (candidate 0 greedy, 1-4 at 0.6, 5-9 at 0.8, seeds seed+i), so the first k of them are exactly what a
 solve with budget k generates. Then, on the public tests only (HumanEval: the docstring's examples as the engine
 parses them; MBPP: the first assert, written into the problem text):
@@ -43,13 +43,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sandbox import Service, free_port
 
 from atlas_bench.metrics import bootstrap, pass_at_k
+from atlas_engine import (
+    Budget,
+    Candidate,
+    Engine,
+    EngineConfig,
+    Generation,
+    LLMClient,
+    Message,
+    SandboxClient,
+    Solve,
+    SolveRequest,
+    Timeline,
+    choose,
+)
+from atlas_engine.select import agree
 from atlas_llama.models import default_chat_model
-from atlas_rag.engine import Engine, EngineConfig, Solve
-from atlas_rag.llm import Generation, LLMClient, Message
-from atlas_rag.sandbox import SandboxClient
-from atlas_rag.schemas import Budget, SolveRequest
-from atlas_rag.select import Candidate, agree, choose
-from atlas_rag.timeline import Timeline
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = 10
@@ -180,14 +189,14 @@ async def run_task(engine: Engine, sandbox: SandboxClient, problem: dict[str, An
     solve = engine.start(request)
     solve.deadline = time.monotonic() + 3600
     started = time.monotonic()
-    await engine.generate(solve, POOL)
+    await engine.generator.generate(solve, POOL)
     t_gen = time.monotonic() - started
-    await engine.judge(solve)
+    await engine.judge.judge(solve)
     t_judge = time.monotonic() - started - t_gen
     before = solve.prompt_tokens, solve.completion_tokens
-    if engine.can_agree(solve.problem):  # always written here; each k charges them only where a solve would
-        await engine.write_self_tests(solve)
-        await engine.run_self_tests(solve)
+    if engine.checker.can_check(solve.problem):  # always written here; each k charges them only where a solve would
+        await engine.checker.write(solve)
+        await engine.checker.run(solve)
     self_tokens = [solve.prompt_tokens - before[0], solve.completion_tokens - before[1]]
     t_self = time.monotonic() - started - t_gen - t_judge
     pool_times = solve.timeline.totals()
@@ -208,12 +217,12 @@ async def run_task(engine: Engine, sandbox: SandboxClient, problem: dict[str, An
     for k in KS:
         for variant in VARIANTS:
             sub = subset(solve, k, with_self=False)
-            wrote_self = variant != "public" and engine.wants_self_tests(sub)
+            wrote_self = variant != "public" and engine.checker.wanted(sub)
             if wrote_self:
                 sub = subset(solve, k, with_self=True)
             t0 = time.monotonic()
             if variant == "public+self+repair":
-                await engine.repair_rounds(sub, args.repair_rounds)
+                await engine.repairer.rounds(sub, args.repair_rounds)
             winner = choose(sub.candidates)
             passed = False
             if winner is not None and winner.code:
@@ -321,7 +330,7 @@ async def main_async(args: argparse.Namespace) -> None:
                      "seed": args.seed, "temperatures": "candidate 0: 0.0; 1-4: 0.6; 5-9: 0.8",
                      "llama_threads": args.threads, "prompt_style": config.prompt_style},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
-        "versions": {name: version(name) for name in ("llama_cpp_python", "atlas-rag-api", "atlas-sandbox")},
+        "versions": {name: version(name) for name in ("llama_cpp_python", "atlas-engine", "atlas-sandbox")},
         "this_run_wall_s": round(time.time() - started, 1),
         "engine_commits": sorted({r.get("commit", "unrecorded") for r in records}),
         "summary": summarise(records),

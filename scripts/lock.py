@@ -76,11 +76,12 @@ LOCKS = {
     "api-portal": Lock("api-portal/Dockerfile", ("core", "api-portal")),
     "dashboard": Lock("dashboard/Dockerfile", ("core", "dashboard")),
     "llm-proxy": Lock("llm-proxy/Dockerfile", ("core", "llm-proxy")),
-    "rag-api": Lock("rag-api/Dockerfile", ("core", "rag-api")),
+    "rag-api": Lock("rag-api/Dockerfile", ("core", "engine", "rag-api")),
     "sandbox": Lock("sandbox/Dockerfile", ("core", "sandbox")),
-    "task-worker": Lock("task-worker/Dockerfile", ("core", "rag-api", "task-worker")),
+    "task-worker": Lock("task-worker/Dockerfile", ("core", "engine", "task-worker")),
     "embedding-server": Lock("llama-server/Dockerfile.embed", ("core", "llama-server[embed]")),
-    "benchmark": Lock(None, ("core", "benchmark")),
+    "benchmark": Lock(None, ("core", "engine", "benchmark")),
+    "engine": Lock(None, ("core", "engine")),
 }
 # In a closure, but installed by another step of the Dockerfile and so not written to the lock (its own
 # requirements are).

@@ -24,9 +24,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from atlas_bench import __version__
-from atlas_bench.datasets import DATASETS, SOURCES, DatasetError, load
-from atlas_bench.report import compare, read_tasks, report, task_key, write
-from atlas_bench.run import ABLATIONS, RunConfig, report_on, run
+from atlas_bench.compare import compare
+from atlas_bench.datasets import DATASETS, load
+from atlas_bench.livecodebench import TESTTYPES
+from atlas_bench.problems import DatasetError
+from atlas_bench.report import read_tasks, report, task_key, write
+from atlas_bench.run import ABLATIONS, DEFAULT_ABLATIONS, SEND_TESTS, BenchConfig, report_on, run
+from atlas_bench.sources import SOURCES
 from atlas_core.settings import default_state_dir
 
 
@@ -110,7 +114,7 @@ def environment(state_dir: Path, model_file: str | None, local: bool, out: Path)
     ``--model-file``, else, when the proxy is this machine's, the one ``atlas up`` serves from ``state_dir``."""
     env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
                            "cpus": os.cpu_count(), "versions": {}}
-    for package in ("atlas-bench", "atlas-rag-api", "atlas-core", "llama_cpp_python"):
+    for package in ("atlas-bench", "atlas-engine", "atlas-rag-api", "atlas-core", "llama_cpp_python"):
         try:
             env["versions"][package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -142,21 +146,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         loaded = load(args.dataset, data_dir(args), split=args.split, download=args.download,
                       allow_unpinned=args.allow_unpinned, since=args.since, until=args.until, release=args.release,
-                      file=Path(args.file) if args.file else None)
+                      file=Path(args.file) if args.file else None, testtype=args.testtype)
     except DatasetError as exc:
         print(f"atlas-bench: error: {exc}", file=sys.stderr)
         return 2
     problems = loaded.problems[: args.limit] if args.limit else loaded.problems
     if loaded.public_only:
+        sent = "are sent as tests too" if args.send_tests == "public" else "are not sent as tests, but the statement " \
+            "shows its samples"
         print(f"atlas-bench: warning: {next(iter(loaded.files))} holds the public tests only, so they score the "
-              "answers too; pass --download (or add livecodebench/test.jsonl) for the hidden ones", file=sys.stderr)
-    config = RunConfig(dataset=args.file or args.dataset, k=args.k, ablations=tuple(args.ablations.split(",")),
-                       seeds=tuple(int(s) for s in args.seeds.split(",")), repair_rounds=args.repair_rounds,
-                       max_tokens=args.max_tokens, concurrency=args.concurrency,
-                       extra={"files": loaded.files, "unpinned": loaded.unpinned, "public_only": loaded.public_only,
-                              "split": args.split, "release": args.release, "since": args.since,
-                              "until": args.until, "limit": args.limit, "version": __version__,
-                              "problems": [p.id for p in problems]})
+              f"answers and {sent}; pass --download (or add livecodebench/test.jsonl) for the private ones",
+              file=sys.stderr)
+    chosen = set(args.ablations.split(","))
+    ordered = tuple(a for a in ABLATIONS if a in chosen)  # one order whatever the order asked: tables line up
+    config = BenchConfig(dataset=args.file or args.dataset, k=args.k, ablations=ordered,
+                         seeds=tuple(int(s) for s in args.seeds.split(",")), repair_rounds=args.repair_rounds,
+                         max_tokens=args.max_tokens, concurrency=args.concurrency, send_tests=args.send_tests,
+                         plans=args.plans,
+                         extra={"files": loaded.files, "unpinned": loaded.unpinned, "public_only": loaded.public_only,
+                                "split": args.split, "release": args.release, "since": args.since,
+                                "until": args.until, "testtype": args.testtype, "limit": args.limit,
+                                "version": __version__, "problems": [p.id for p in problems]})
     out = Path(args.out)
     keys = {task_key(p.id, s) for p in problems for s in config.seeds}
     finished = [r for k, r in read_tasks(out).items() if k in keys]
@@ -204,10 +214,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"atlas-bench: error: {out} holds no results.json: is it a run's --out directory?", file=sys.stderr)
         return 2
     earlier = json.loads(results.read_text())
-    c = earlier["config"]
-    config = RunConfig(dataset=c["dataset"], k=c["k"], ablations=tuple(c["ablations"]), seeds=tuple(c["seeds"]),
-                       repair_rounds=c["repair_rounds"], max_tokens=c["max_tokens"], concurrency=c["concurrency"],
-                       extra=c.get("extra") or {})
+    config = BenchConfig.from_dict(earlier["config"])
     summary = report_on(config.extra.get("problems"), config, out, earlier.get("environment"))
     write(out, summary)
     print(report(summary))
@@ -223,7 +230,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option (docs/benchmark.md names each of ``run``'s; a test checks it)."""
     parser = argparse.ArgumentParser(prog="atlas-bench", description="Run benchmark datasets through ATLAS.")
     parser.add_argument("--version", action="version", version=f"atlas-bench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -240,13 +248,21 @@ def main(argv: list[str] | None = None) -> None:
                        "release_latest, vN (only that release's new problems) or vA_vB (default release_v1)")
     bench.add_argument("--since", help="LiveCodeBench: contests from this date (YYYY-MM-DD)")
     bench.add_argument("--until", help="LiveCodeBench: contests up to this date (YYYY-MM-DD)")
+    bench.add_argument("--testtype", choices=TESTTYPES, help="LiveCodeBench (or a custom file): only the problems "
+                       "with this kind of test, stdin (whole programs) or functional (default both)")
     bench.add_argument("--data-path", help="directory of the dataset files (default: ATLAS_DATA_DIR, else ./datasets)")
     bench.add_argument("--download", action="store_true", help="fetch missing files from their original source")
     bench.add_argument("--allow-unpinned", action="store_true", help="accept files that differ from the pinned "
                        "releases (recorded)")
     bench.add_argument("--limit", type=int, help="only the first N problems")
     bench.add_argument("--k", type=int, default=5, help="candidates of the best-of-k ablations (default 5)")
-    bench.add_argument("--ablations", default=",".join(ABLATIONS), help=f"comma-separated, of {', '.join(ABLATIONS)}")
+    bench.add_argument("--ablations", default=",".join(DEFAULT_ABLATIONS), help=f"comma-separated, of "
+                       f"{', '.join(ABLATIONS)} (default {','.join(DEFAULT_ABLATIONS)})")
+    bench.add_argument("--plans", type=int, default=2, help="the plans ablation: how many of the k candidates are "
+                       "written from distinct natural-language plans (default 2, below --k)")
+    bench.add_argument("--send-tests", choices=SEND_TESTS, default="public", help="public: the problem's public "
+                       "tests go with the request, as a user's; none: the prompt alone; stripped: the prompt without "
+                       "its worked samples either, so nothing checkable reaches the platform (default public)")
     bench.add_argument("--seeds", default="0", help="comma-separated base seeds (default 0)")
     bench.add_argument("--repair-rounds", type=int, default=2)
     bench.add_argument("--max-tokens", type=int, default=512)
@@ -266,6 +282,11 @@ def main(argv: list[str] | None = None) -> None:
     diff = sub.add_parser("compare", help="compare two runs: rates per ablation and per-task flips")
     diff.add_argument("run_a", help="the first run's --out directory")
     diff.add_argument("run_b", help="the second run's --out directory")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -274,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
         unknown = set(args.ablations.split(",")) - set(ABLATIONS)
         if unknown:
             parser.error(f"unknown ablation(s) {', '.join(sorted(unknown))}: use {', '.join(ABLATIONS)}")
+        if "plans" in args.ablations.split(",") and not 0 <= args.plans < args.k:
+            # the contract's bound: plan-written candidates are some of the k, never the first (always direct)
+            parser.error(f"--plans must be 0 to --k - 1 ({args.k - 1}): the first candidate is always direct")
         sys.exit(cmd_run(args))
     commands = {"datasets": cmd_datasets, "report": cmd_report, "compare": cmd_compare}
     sys.exit(commands[args.command](args))

@@ -1,5 +1,5 @@
-"""What a run's per-task records add up to: ``results.json``, ``report.md`` and the PNG plots, and the
-comparison of two runs. Everything here reads ``tasks.jsonl`` (or its archived ``tasks.jsonl.gz``) only, so a
+"""What a run's per-task records add up to: ``results.json``, ``report.md`` and the PNG plots (two runs are
+compared in compare.py). Everything here reads ``tasks.jsonl`` (or its archived ``tasks.jsonl.gz``) only, so a
 report can be rebuilt at any time (``atlas-bench report DIR``) and two runs compared long after they ended.
 
 Metrics per ablation, over the problems (seeds averaged per problem first, so a problem run with three seeds
@@ -98,7 +98,9 @@ def summarise(records: list[dict[str, Any]], config: dict[str, Any], segments: l
               environment: dict[str, Any] | None = None) -> dict[str, Any]:
     ablations: dict[str, Any] = {}
     names = [a for a in config["ablations"] if any(a in r["ablations"] for r in records)]
-    widest = next((a for a in reversed(names) if a != "baseline"), names[0] if names else None)
+    # The empirical difficulty comes from independent samples where a run has them: plan-written ones are not.
+    widest = next((a for a in reversed(names) if a not in ("baseline", "plans")), None) or next(
+        (a for a in reversed(names) if a != "baseline"), names[0] if names else None)
     for name in names:
         rows = [(r["id"], r["seed"], r["ablations"][name]) for r in records if name in r["ablations"]]
         selected = _rate([(p, 1.0 if x["passed"] else 0.0) for p, _, x in rows])
@@ -110,6 +112,9 @@ def summarise(records: list[dict[str, Any]], config: dict[str, Any], segments: l
             "wall_s_per_task": _mean([x["wall_s"] for _, _, x in rows]),
             "sandbox_calls_per_task": _mean([x["sandbox_calls"] for _, _, x in rows
                                              if x.get("sandbox_calls") is not None]),
+            # None where the platform did not report it (before it did)
+            "sandbox_runs_per_task": _mean([x["sandbox_runs"] for _, _, x in rows
+                                            if x.get("sandbox_runs") is not None]),
             "llm_calls_per_task": _mean([x["llm_calls"] for _, _, x in rows if x.get("llm_calls") is not None]),
             "per_seed": {str(s): _mean([1.0 if x["passed"] else 0.0 for _, seed, x in rows if seed == s])
                          for s in sorted({seed for _, seed, _ in rows})},
@@ -164,29 +169,61 @@ def _ci(ci: list[float] | None) -> str:
     return "" if not ci else f"{ci[0]:.1%} to {ci[1]:.1%}"
 
 
+def _setup(config: dict[str, Any]) -> str:
+    """The run's options in a sentence: what the platform was sent, and which problems."""
+    extra = config.get("extra") or {}
+    text = (f"k = {config['k']}, repair rounds {config['repair_rounds']}, {config['max_tokens']} tokens per "
+            "candidate")
+    if "plans" in config["ablations"]:
+        text += f", {config.get('plans')} of the k candidates written from distinct plans (plans ablation)"
+    if extra.get("testtype"):
+        text += f"; only the problems with {extra['testtype']} tests"
+    if config.get("send_tests", "public") == "none":
+        return text + ". The platform saw the prompt only (no tests sent); each answer was scored once on the " \
+            "hidden tests."
+    if config.get("send_tests", "public") == "stripped":
+        return text + ". The platform saw the prompt without its worked samples and no tests; each answer was " \
+            "scored once on the hidden tests."
+    return text + ". The platform saw the prompt and the public tests only; each answer was scored once on the " \
+        "hidden tests."
+
+
+def _public_only(config: dict[str, Any]) -> list[str]:
+    if not (config.get("extra") or {}).get("public_only"):
+        return []
+    if config.get("send_tests", "public") == "stripped":
+        return ["**These hidden tests are the public ones** (LiveCodeBench's offline public-only copy): the samples "
+                "the statement shows, removed from the prompt, so the platform never saw them.", ""]
+    if config.get("send_tests", "public") == "none":
+        return ["**These hidden tests are the public ones** (LiveCodeBench's offline public-only copy). None was "
+                "sent as a test, but they are the samples the statement shows, so the model read them. Use the full "
+                "release files for the private tests.", ""]
+    return ["**These hidden tests are the public ones** (LiveCodeBench's offline public-only copy): the platform "
+            "saw every test that scored it. Use the full release files for real numbers.", ""]
+
+
 def report(summary: dict[str, Any]) -> str:
     config, run = summary["config"], summary["run"]
+    runs = any(a.get("sandbox_runs_per_task") is not None for a in summary["ablations"].values())
     lines = [f"# atlas-bench: {config['dataset']}", "",
              f"{summary['problems']} problem(s), {summary['tasks']} task(s) (seeds {list(config['seeds'])}); "
-             f"k = {config['k']}, repair rounds {config['repair_rounds']}, {config['max_tokens']} tokens per "
-             "candidate. The platform saw the prompt and the public tests only; each answer was scored once on "
-             "the hidden tests.", "",
-             *(["**These hidden tests are the public ones** (LiveCodeBench's offline public-only copy): the platform "
-                "saw every test that scored it. Use the full release files for real numbers.", ""]
-               if (config.get("extra") or {}).get("public_only") else []),
+             + _setup(config), "", *_public_only(config),
              "| ablation | tasks | selected@1 | 95% CI | random pick | pass@k | passed public tests | tokens / task "
-             "| wall s / task | sandbox calls / task |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| wall s / task | sandbox calls / task |" + (" sandbox runs / task |" if runs else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if runs else "")]
     for name, a in summary["ablations"].items():
         coverage = f"{_pct(a['pass@k'])} (k={a['k']})" if "pass@k" in a else ""
         lines.append(f"| {name} | {a['tasks']} | {_pct(a['selected@1'])} | {_ci(a['ci95'])} | "
                      f"{_pct(a.get('random_pick'))} | {coverage} | {a['public_verified']} | "
                      f"{_num(a['tokens_per_task'], 0)} | {_num(a['wall_s_per_task'], 1)} | "
-                     f"{_num(a['sandbox_calls_per_task'], 1)} |")
+                     f"{_num(a['sandbox_calls_per_task'], 1)} |"
+                     + (f" {_num(a.get('sandbox_runs_per_task'), 1)} |" if runs else ""))
     lines += ["", "random pick: the chance that a uniformly random one of the request's sampled candidates passes "
               "(c/n); pass@k: at least one of k samples passes (unbiased estimator), the ceiling of selecting among "
               "the samples (repairs are not samples, so the repair ablation can exceed it). Both per problem, the "
-              "seeds' samples pooled."]
+              "seeds' samples pooled." + (" In the plans ablation the samples include the plan-written candidates, "
+                                          "which are not independent draws." if "plans" in summary["ablations"]
+                                          else "")]
     short = {n: a for n, a in summary["ablations"].items() if a.get("short_of_k") or
              ("sampled_problems" in a and a["sampled_problems"] < a["problems"])}
     for name, a in short.items():
@@ -306,32 +343,3 @@ def write(out: Path, summary: dict[str, Any]) -> None:
         aside.write_text(text, encoding="utf-8")
         aside.replace(out / name)
     plot(summary, out)
-
-
-def compare(a: Path, b: Path) -> str:
-    """Markdown: each ablation both runs hold, on the tasks both finished, with the per-task flips. A directory
-    without finished tasks is a FileNotFoundError."""
-    ta, tb = read_tasks(a), read_tasks(b)
-    for path, tasks in ((a, ta), (b, tb)):
-        if not tasks:
-            raise FileNotFoundError(f"{path} holds no finished tasks (tasks.jsonl): is it a run's --out directory?")
-    common = [k for k in ta if k in tb]
-    lines = [f"# {a} → {b}", "", f"{len(common)} task(s) in both runs ({len(ta)} in A, {len(tb)} in B).", "",
-             "| ablation | A selected@1 | B selected@1 | change | fail → pass | pass → fail |",
-             "|---|---|---|---|---|---|"]
-    flips: list[str] = []
-    names = list(dict.fromkeys(n for k in common for n in ta[k]["ablations"] if n in tb[k]["ablations"]))
-    for name in names:
-        both = [k for k in common if name in ta[k]["ablations"] and name in tb[k]["ablations"]]
-        pa = [bool(ta[k]["ablations"][name]["passed"]) for k in both]
-        pb = [bool(tb[k]["ablations"][name]["passed"]) for k in both]
-        gained = [k for k, x, y in zip(both, pa, pb, strict=True) if y and not x]
-        lost = [k for k, x, y in zip(both, pa, pb, strict=True) if x and not y]
-        ra, rb = sum(pa) / len(both), sum(pb) / len(both)
-        lines.append(f"| {name} | {ra:.1%} | {rb:.1%} | {(rb - ra) * 100:+.1f} pts | {len(gained)} | {len(lost)} |")
-        if gained or lost:
-            flips.append(f"- **{name}**: fail → pass {', '.join(gained) or 'none'}; pass → fail "
-                         f"{', '.join(lost) or 'none'}")
-    if flips:
-        lines += ["", "## Flips", "", *flips]
-    return "\n".join(lines) + "\n"

@@ -5,8 +5,11 @@ them). The summary and reports are report.py's.
 
 Ablations (each a budget of the same request): ``baseline`` (k = 1, no self-tests, no repair: the greedy
 candidate), ``public`` (best of k by the public tests), ``self`` (+ the model's own tests), ``repair`` (+ repair
-rounds). Per-task results are appended to ``tasks.jsonl`` one complete line at a time (flushed and synced), so
-an interrupted run loses at most the task in flight and a re-run continues where it stopped."""
+rounds), ``plans`` (``self`` with ``plans`` of the k candidates written from distinct natural-language plans,
+PlanSearch). ``send_tests`` says whether the public tests go with the request (``public``) or not (``none``: the
+platform gets the prompt alone). Per-task results are appended to ``tasks.jsonl`` one complete line at a time
+(flushed and synced), so an interrupted run loses at most the task in flight and a re-run continues where it
+stopped."""
 
 from __future__ import annotations
 
@@ -21,34 +24,49 @@ from typing import Any
 
 import httpx
 
-from atlas_bench.datasets import Problem
+from atlas_bench.problems import BenchProblem, strip_samples
 from atlas_bench.report import SEGMENTS_FILE, TASKS_FILE, read_segments, read_tasks, summarise, task_key, write
-from atlas_bench.score import Scorer, ScorerUnavailable
+from atlas_bench.score import HiddenTestScorer, ScorerUnavailable
 
-ABLATIONS = ("baseline", "public", "self", "repair")
+ABLATIONS = ("baseline", "public", "self", "repair", "plans")
+DEFAULT_ABLATIONS = ("baseline", "public", "self", "repair")
+SEND_TESTS = ("public", "none", "stripped")
 GIVE_UP_AFTER = 5
 
 
-class PlatformError(Exception):
+class SolveFailed(Exception):
     """The platform refused or failed a solve: the task is not recorded, so a re-run tries it again."""
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class BenchConfig:
     dataset: str
     k: int = 5
-    ablations: tuple[str, ...] = ABLATIONS
+    ablations: tuple[str, ...] = DEFAULT_ABLATIONS
     seeds: tuple[int, ...] = (0,)
     repair_rounds: int = 2
     max_tokens: int = 512
     concurrency: int = 1
+    send_tests: str = "public"  # "none": no tests, only the prompt; "stripped": nor the statement's samples
+    plans: int = 2  # the plans ablation: of the k candidates, how many are written from distinct plans
     extra: dict[str, Any] = field(default_factory=dict)  # recorded with the results (hashes, versions, ...)
+
+    @classmethod
+    def from_dict(cls, c: dict[str, Any]) -> BenchConfig:
+        """The config a results.json recorded; a run from before an option existed had its default."""
+        return cls(dataset=c["dataset"], k=c["k"], ablations=tuple(c["ablations"]), seeds=tuple(c["seeds"]),
+                   repair_rounds=c["repair_rounds"], max_tokens=c["max_tokens"], concurrency=c["concurrency"],
+                   send_tests=c.get("send_tests", "public"), plans=c.get("plans", 2), extra=c.get("extra") or {})
 
     def budget(self, ablation: str) -> dict[str, Any]:
         if ablation == "baseline":
             return {"k": 1, "self_tests": False, "repair_rounds": 0, "max_tokens": self.max_tokens}
-        return {"k": self.k, "self_tests": ablation in ("self", "repair"),
-                "repair_rounds": self.repair_rounds if ablation == "repair" else 0, "max_tokens": self.max_tokens}
+        budget: dict[str, Any] = {"k": self.k, "self_tests": ablation in ("self", "repair", "plans"),
+                                  "repair_rounds": self.repair_rounds if ablation == "repair" else 0,
+                                  "max_tokens": self.max_tokens}
+        if ablation == "plans":
+            budget["plans"] = self.plans
+        return budget
 
 
 def append(out: Path, record: dict[str, Any]) -> None:
@@ -70,10 +88,11 @@ def _retry_after(answer: httpx.Response) -> float:
         return 5.0
 
 
-async def solve(http: httpx.AsyncClient, url: str, key: str, problem: Problem, budget: dict[str, Any], seed: int
-                ) -> dict[str, Any]:
-    body: dict[str, Any] = {"problem": problem.prompt, "language": problem.language, "budget": budget, "seed": seed,
-                            "tests": problem.public_tests}
+async def solve(http: httpx.AsyncClient, url: str, key: str, problem: BenchProblem, budget: dict[str, Any],
+                seed: int, send_tests: str = "public") -> dict[str, Any]:
+    prompt = strip_samples(problem.prompt) if send_tests == "stripped" else problem.prompt
+    body: dict[str, Any] = {"problem": prompt, "language": problem.language, "budget": budget, "seed": seed,
+                            "tests": problem.public_tests if send_tests == "public" else []}
     if problem.entry_point:
         body["entry_point"] = problem.entry_point
     for attempt in range(LIMITED_RETRIES + 1):
@@ -81,24 +100,24 @@ async def solve(http: httpx.AsyncClient, url: str, key: str, problem: Problem, b
             answer = await http.post(f"{url}/v1/solve", json=body, headers={"Authorization": f"Bearer {key}"},
                                      timeout=httpx.Timeout(10.0, read=3600.0))
         except httpx.HTTPError as exc:
-            raise PlatformError(f"the proxy at {url} is unreachable ({type(exc).__name__})") from None
+            raise SolveFailed(f"the proxy at {url} is unreachable ({type(exc).__name__})") from None
         # the key's rate limits: wait as told, as a user's client would (a platform that is down, 503, counts
         # toward the run's failures instead)
         if answer.status_code != 429 or attempt == LIMITED_RETRIES:
             break
         await asyncio.sleep(_retry_after(answer))
     if answer.status_code != 200:
-        raise PlatformError(f"the platform answered {answer.status_code}: {answer.text[:300]}")
+        raise SolveFailed(f"the platform answered {answer.status_code}: {answer.text[:300]}")
     result: dict[str, Any] = answer.json()
     return result
 
 
-async def run_task(http: httpx.AsyncClient, url: str, key: str, scorer: Scorer, config: RunConfig,
-                   problem: Problem, seed: int) -> dict[str, Any]:
+async def run_task(http: httpx.AsyncClient, url: str, key: str, scorer: HiddenTestScorer, config: BenchConfig,
+                   problem: BenchProblem, seed: int) -> dict[str, Any]:
     record: dict[str, Any] = {"id": problem.id, "seed": seed, "difficulty": problem.difficulty, "ablations": {}}
     for ablation in config.ablations:
         started = time.monotonic()
-        result = await solve(http, url, key, problem, config.budget(ablation), seed)
+        result = await solve(http, url, key, problem, config.budget(ablation), seed, config.send_tests)
         wall_s = time.monotonic() - started
         # The k sampled candidates (not repairs: they are not independent draws) are scored on the hidden
         # tests too, after selection: pass@k coverage and the random-pick ablation come from them, and nothing
@@ -113,12 +132,14 @@ async def run_task(http: httpx.AsyncClient, url: str, key: str, scorer: Scorer, 
             "wall_s": round(wall_s, 3), "candidates": len(result.get("candidates") or []),
             "samples_passed": [s.passed for s in scores[1:]],
             "llm_calls": timings.get("llm_calls"), "sandbox_calls": timings.get("sandbox_calls"),
+            # programs x tests the sandbox ran, where the platform reports it (a call judges many)
+            "sandbox_runs": timings.get("sandbox_runs"),
             "repair_rounds": result.get("repair_rounds", 0), "code": result.get("code"),
         }
     return record
 
 
-def run(problems: list[Problem], config: RunConfig, out: Path, url: str, key: str, sandbox_url: str,
+def run(problems: list[BenchProblem], config: BenchConfig, out: Path, url: str, key: str, sandbox_url: str,
         signing_key: str, progress: Callable[[dict[str, Any]], None] | None = None,
         environment: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run what ``out`` does not hold yet, then report everything it holds for these problems. Interrupted
@@ -149,7 +170,7 @@ def run(problems: list[Problem], config: RunConfig, out: Path, url: str, key: st
     return summary
 
 
-def report_on(problem_ids: list[str] | None, config: RunConfig, out: Path,
+def report_on(problem_ids: list[str] | None, config: BenchConfig, out: Path,
               environment: dict[str, Any] | None = None) -> dict[str, Any]:
     """The summary of what ``out`` holds for these problems and the config's seeds (every record when the ids
     are unknown: a run from before they were recorded)."""
@@ -161,23 +182,25 @@ def report_on(problem_ids: list[str] | None, config: RunConfig, out: Path,
     return summarise(records, asdict(config), read_segments(out), environment)
 
 
-async def _work(todo: list[tuple[Problem, int]], config: RunConfig, out: Path, url: str, key: str,
+async def _work(todo: list[tuple[BenchProblem, int]], config: BenchConfig, out: Path, url: str, key: str,
                 sandbox_url: str, signing_key: str, progress: Callable[[dict[str, Any]], None] | None,
                 failures: list[str]) -> None:
     # idle connections are dropped before uvicorn's 5 s keep-alive closes them on its side: a request sent on a
     # connection the server is closing fails with ReadError although both ends are healthy
     async with httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry=2.0)) as http:
-        scorer = Scorer(http, sandbox_url, signing_key)
+        # each task in flight scores up to k + 1 programs at once, as many as the sandbox's default queue takes
+        scorer = HiddenTestScorer(http, sandbox_url, signing_key,
+                                  parallel=min(32, max(4, (config.k + 1) * config.concurrency)))
         slots = asyncio.Semaphore(config.concurrency)
         streak = [0]  # failures in a row: a platform or sandbox that is down ends the run instead of every task
 
-        async def one(problem: Problem, seed: int) -> None:
+        async def one(problem: BenchProblem, seed: int) -> None:
             async with slots:
                 if streak[0] >= GIVE_UP_AFTER:
                     return
                 try:
                     record = await run_task(http, url, key, scorer, config, problem, seed)
-                except (PlatformError, ScorerUnavailable) as exc:
+                except (SolveFailed, ScorerUnavailable) as exc:
                     failures.append(f"{problem.id}: {exc}")
                     streak[0] += 1
                     if streak[0] == GIVE_UP_AFTER:

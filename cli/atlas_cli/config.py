@@ -124,7 +124,7 @@ def check_known(values: Mapping[str, str], source: str) -> None:
 
 
 @dataclass
-class RunConfig:
+class LocalRunConfig:
     """Everything ``atlas up`` needs: the runner's settings, every service's, and the merged key values."""
 
     runner: RunnerSettings
@@ -155,7 +155,7 @@ def load_runner(values: Mapping[str, str]) -> RunnerSettings:
     return load_settings(RunnerSettings, environ=values, conf_file=None, read_conf_file=False)
 
 
-def resolve(values: dict[str, str], generated: Mapping[str, str]) -> RunConfig:
+def resolve(values: dict[str, str], generated: Mapping[str, str]) -> LocalRunConfig:
     """Add generated secrets and derived URLs, then validate every service's settings."""
     runner = load_runner(values)
     merged = {**generated, **values}
@@ -181,7 +181,7 @@ def resolve(values: dict[str, str], generated: Mapping[str, str]) -> RunConfig:
         name: load_settings(cls, environ=merged, conf_file=None, read_conf_file=False)
         for name, cls in SERVICE_SETTINGS.items()
     }
-    return RunConfig(runner=runner, services=services, values=merged, local_redis=local_redis)
+    return LocalRunConfig(runner=runner, services=services, values=merged, local_redis=local_redis)
 
 
 def secret_keys() -> list[str]:

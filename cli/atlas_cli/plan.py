@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from atlas_cli.config import RunConfig, connect_host, redis_password_key
+from atlas_cli.config import LocalRunConfig, connect_host, redis_password_key
 from atlas_core.redis_acl import RULES, acl_lines
 from atlas_core.settings import SettingsError
 from atlas_llama.embed import Settings as EmbedSettings
@@ -94,14 +94,14 @@ _PASS = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "VIRTUAL_ENV
 _PASS_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "HF_", "TRANSFORMERS_", "GGML_", "LLAMA_", "XDG_")
 
 
-def _base_env(config: RunConfig) -> dict[str, str]:
+def _base_env(config: LocalRunConfig) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in _PASS or k.startswith(_PASS_PREFIXES)}
     # Every child carries the state directory: `atlas down` and the tests find stragglers by it.
     env["ATLAS_STATE_DIR"] = str(config.state_dir)
     return env
 
 
-def _redis_spec(config: RunConfig) -> ServiceSpec:
+def _redis_spec(config: LocalRunConfig) -> ServiceSpec:
     port = config.runner.redis_port
     data = config.state_dir / "redis"
     password = config.values["ATLAS_REDIS_PASSWORD"]
@@ -130,7 +130,7 @@ def _redis_spec(config: RunConfig) -> ServiceSpec:
     )
 
 
-def _llama_spec(config: RunConfig, name: str, model: Path, port: int, embedding: bool) -> ServiceSpec:
+def _llama_spec(config: LocalRunConfig, name: str, model: Path, port: int, embedding: bool) -> ServiceSpec:
     runner = config.runner
     api_key = config.values["ATLAS_LLAMA_API_KEY"]
     alias = (runner.model_alias if not embedding else None) or model.name.removesuffix(".gguf")
@@ -155,7 +155,7 @@ def _llama_spec(config: RunConfig, name: str, model: Path, port: int, embedding:
     )
 
 
-def build_plan(config: RunConfig) -> list[ServiceSpec]:
+def build_plan(config: LocalRunConfig) -> list[ServiceSpec]:
     """Every process ``atlas up`` starts, in order; raises SettingsError for a missing model or binary."""
     runner = config.runner
     model = check_gguf(runner.model_path, "ATLAS_MODEL_PATH")

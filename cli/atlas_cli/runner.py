@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import redis
 
-from atlas_cli.config import RunConfig, gather, load_runner, resolve, secret_keys
+from atlas_cli.config import LocalRunConfig, gather, load_runner, resolve, secret_keys
 from atlas_cli.keys import save_admin
 from atlas_cli.plan import (
     LOCK_FILE,
@@ -44,12 +44,12 @@ class UpError(Exception):
 
 
 @dataclass
-class Running:
+class RunningService:
     supervisor_pid: int
     services: dict[str, dict[str, Any]]
 
 
-def prepare(overrides: dict[str, str], conf_file: Path | None) -> RunConfig:
+def prepare(overrides: dict[str, str], conf_file: Path | None) -> LocalRunConfig:
     """Merge config, generate missing secrets, validate every service: before anything starts."""
     values = gather(overrides, conf_file)
     runner = load_runner(values)
@@ -123,7 +123,7 @@ def probe(spec: ServiceSpec) -> tuple[str | None, str]:
         return reason, reason
 
 
-def running(state_dir: Path) -> Running | None:
+def running(state_dir: Path) -> RunningService | None:
     """The live supervisor of ``state_dir`` and its services' records, or None."""
     pid_file = run_dir(state_dir) / "supervisor.pid"
     try:
@@ -132,7 +132,7 @@ def running(state_dir: Path) -> Running | None:
         return None
     if not alive(pid, started):
         return None
-    return Running(supervisor_pid=pid, services=_records(state_dir))
+    return RunningService(supervisor_pid=pid, services=_records(state_dir))
 
 
 def tail(path: Path, lines: int) -> list[str]:
@@ -194,7 +194,7 @@ def wait_ready(state_dir: Path, specs: list[ServiceSpec], timeout_s: float, say:
         time.sleep(0.3)
 
 
-def up(config: RunConfig, say: Any) -> list[ServiceSpec]:
+def up(config: LocalRunConfig, say: Any) -> list[ServiceSpec]:
     """Start everything and wait until each process is ready; on any failure stop it all again."""
     state_dir = config.state_dir
     with state_lock(state_dir):
@@ -216,7 +216,7 @@ def up(config: RunConfig, say: Any) -> list[ServiceSpec]:
     return specs
 
 
-def first_start(config: RunConfig, say: Any) -> None:
+def first_start(config: LocalRunConfig, say: Any) -> None:
     """Steps that run once, on the first successful ``atlas up`` of a state directory: the portal creates the
     admin and a first key, shown here once and kept (0600) in ``admin.json`` for ``atlas keys``."""
     state_dir = config.state_dir

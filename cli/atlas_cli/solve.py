@@ -33,7 +33,7 @@ TEST_FIELDS = {"assert", "input", "output", "args", "expected"}
 TIMEOUT = httpx.Timeout(10.0, read=600.0)
 
 
-class PlatformError(Exception):
+class SolveRejected(Exception):
     """The platform could not be reached or answered an error (exit status 3)."""
 
 
@@ -135,7 +135,7 @@ def _events(response: httpx.Response) -> Iterator[Any]:
             try:
                 yield json.loads(payload)
             except ValueError:
-                raise PlatformError(f"the platform sent an event that is not JSON: {payload[:200]}") from None
+                raise SolveRejected(f"the platform sent an event that is not JSON: {payload[:200]}") from None
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -157,7 +157,7 @@ def solve(url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
                 client.stream("POST", f"{url}/v1/solve", json=body, headers=headers) as response:
             if response.status_code >= 400:
                 response.read()
-                raise PlatformError(f"the platform answered {response.status_code}: {_error_message(response)}")
+                raise SolveRejected(f"the platform answered {response.status_code}: {_error_message(response)}")
             for event in _events(response):
                 kind = event.get("type") if isinstance(event, dict) else None
                 if kind == "progress":
@@ -169,14 +169,14 @@ def solve(url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
                 elif kind == "error":
                     error = event.get("error")
                     reason = error.get("message") if isinstance(error, dict) else error
-                    raise PlatformError(f"the solve failed: {reason or 'no reason given'}")
+                    raise SolveRejected(f"the solve failed: {reason or 'no reason given'}")
     except httpx.ConnectError:
-        raise PlatformError(f"llm-proxy is not reachable at {url}: is ATLAS up (`atlas status`)?") from None
+        raise SolveRejected(f"llm-proxy is not reachable at {url}: is ATLAS up (`atlas status`)?") from None
     except httpx.TimeoutException:
-        raise PlatformError(f"llm-proxy at {url} stopped answering") from None
+        raise SolveRejected(f"llm-proxy at {url} stopped answering") from None
     except httpx.HTTPError as exc:
-        raise PlatformError(f"the answer from {url} broke off or was not understood ({type(exc).__name__})") from None
-    raise PlatformError("the platform ended the stream without a result")
+        raise SolveRejected(f"the answer from {url} broke off or was not understood ({type(exc).__name__})") from None
+    raise SolveRejected("the platform ended the stream without a result")
 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     key = api_key(args, state_dir)
     try:
         result = solve(base_url(args), key, body)
-    except PlatformError as exc:
+    except SolveRejected as exc:
         print(f"atlas: error: {exc}", file=sys.stderr)
         return 3
     code = result.get("code")

@@ -21,7 +21,7 @@ import httpx
 from atlas_cli.solve import (
     LANGUAGES,
     TIMEOUT,
-    PlatformError,
+    SolveRejected,
     _count,
     _error_message,
     _events,
@@ -57,11 +57,11 @@ class Client:
             with httpx.Client(timeout=TIMEOUT) as client:
                 response = client.request(method, f"{self.url}{path}", headers=self.headers, **kwargs)
         except httpx.ConnectError:
-            raise PlatformError(f"llm-proxy is not reachable at {self.url}: is ATLAS up (`atlas status`)?") from None
+            raise SolveRejected(f"llm-proxy is not reachable at {self.url}: is ATLAS up (`atlas status`)?") from None
         except httpx.HTTPError as exc:
-            raise PlatformError(f"the answer from {self.url} broke off ({type(exc).__name__})") from None
+            raise SolveRejected(f"the answer from {self.url} broke off ({type(exc).__name__})") from None
         if response.status_code >= 400:
-            raise PlatformError(f"the platform answered {response.status_code}: {_error_message(response)}")
+            raise SolveRejected(f"the platform answered {response.status_code}: {_error_message(response)}")
         return response.json()
 
     def follow(self, task_id: str) -> None:
@@ -71,16 +71,16 @@ class Client:
                     "GET", f"{self.url}/v1/tasks/{task_id}/events", headers=self.headers) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise PlatformError(f"the platform answered {response.status_code}: "
+                    raise SolveRejected(f"the platform answered {response.status_code}: "
                                         f"{_error_message(response)}")
                 for event in _events(response):
                     _say(describe(event))
                     if event.get("type") == "done":
                         return
         except httpx.ConnectError:
-            raise PlatformError(f"llm-proxy is not reachable at {self.url}") from None
+            raise SolveRejected(f"llm-proxy is not reachable at {self.url}") from None
         except httpx.HTTPError as exc:
-            raise PlatformError(f"the event stream broke off ({type(exc).__name__}); `atlas task follow "
+            raise SolveRejected(f"the event stream broke off ({type(exc).__name__}); `atlas task follow "
                                 f"{task_id}` resumes it") from None
 
 
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         task = client.call("GET", f"/v1/tasks/{args.id}")
         print(json.dumps(task, indent=2))
         return 0
-    except PlatformError as exc:
+    except SolveRejected as exc:
         print(f"atlas: error: {exc}", file=sys.stderr)
         return 3
 

@@ -18,6 +18,7 @@ REPAIR_WIDTH = 2  # failing programs repaired per round (the engine's constant)
 CALL_OVERHEAD = 256  # instructions and chat template around the problem, per model call
 REPAIR_CONTEXT = 512  # the failure (test, expected, got, error) a repair prompt adds, besides the code
 SELF_TEST_TOKENS = 512  # the self-test call's completion is capped at this (or the candidate's limit if lower)
+PLAN_TOKENS = 512  # the plans call's completion cap (so also the most one plan adds to its candidate's prompt)
 CHARS_PER_TOKEN = 4  # the proxy's prompt estimate; the engine re-checks with real counts
 
 
@@ -27,18 +28,27 @@ class BudgetDefaults(AtlasSettings):
     rag_k: int = Field(5, ge=1, le=20, description="Candidates a verified solve generates unless its budget says.")
     rag_max_tokens: int = Field(512, ge=16, le=8192, description="Completion tokens per candidate by default.")
     rag_repair_rounds: int = Field(2, ge=0, le=5, description="Repair rounds when no candidate passes, by default.")
-    rag_self_tests: bool = Field(True, description="Let the model write tests to rank candidates by (CodeT).")
+    rag_self_tests: bool = Field(
+        True, description="Let the model write checks to rank candidates by: asserts for a Python function "
+        "(CodeT), test inputs and an input generator for a program that reads stdin (AlphaCode clustering).")
+    rag_plans: int = Field(
+        0, ge=0, le=19, description="Of a solve's k candidates, how many are written each from a distinct "
+        "natural-language plan (PlanSearch) unless its budget says; costs one model call for the plans. 0 by "
+        "default: on the default model it did not raise pass@k (docs/benchmarks.md).")
 
 
 def prompt_tokens(chars: int) -> int:
     return chars // CHARS_PER_TOKEN + 1
 
 
-def solve_ceiling(*, k: int, max_tokens: int, repair_rounds: int, self_tests: bool, prompt_chars: int) -> int:
-    """The most tokens (prompt and completion) a solve with this budget spends: k samples, one self-test call,
-    and ``REPAIR_WIDTH`` repairs a round, each repair prompt carrying a program and its failure."""
+def solve_ceiling(*, k: int, max_tokens: int, repair_rounds: int, self_tests: bool, prompt_chars: int,
+                  plans: int = 0) -> int:
+    """The most tokens (prompt and completion) a solve with this budget spends: k samples (each plan-first one
+    carrying its plan), one call for the plans, one self-test call, and ``REPAIR_WIDTH`` repairs a round, each
+    repair prompt carrying a program and its failure."""
     call = prompt_tokens(prompt_chars) + CALL_OVERHEAD
-    samples = k * (call + max_tokens)
+    plans = min(plans, k - 1)
+    samples = k * (call + max_tokens) + (call + PLAN_TOKENS + plans * PLAN_TOKENS if plans > 0 else 0)
     tests = call + min(max_tokens, SELF_TEST_TOKENS) if self_tests else 0
     repairs = repair_rounds * REPAIR_WIDTH * (call + REPAIR_CONTEXT + 2 * max_tokens)
     return samples + tests + repairs
@@ -46,7 +56,7 @@ def solve_ceiling(*, k: int, max_tokens: int, repair_rounds: int, self_tests: bo
 
 def ceiling_of(budget: dict[str, object] | None, defaults: BudgetDefaults, prompt_chars: int) -> int:
     """``solve_ceiling`` of a request's budget object (fields as in /v1/solve: k, max_tokens, repair_rounds,
-    self_tests; unset or null ones take the defaults). The caller has validated the fields' types."""
+    self_tests, plans; unset or null ones take the defaults). The caller has validated the fields' types."""
     b = budget or {}
 
     def pick(name: str, default: int) -> int:
@@ -57,4 +67,4 @@ def ceiling_of(budget: dict[str, object] | None, defaults: BudgetDefaults, promp
     return solve_ceiling(k=pick("k", defaults.rag_k), max_tokens=pick("max_tokens", defaults.rag_max_tokens),
                          repair_rounds=pick("repair_rounds", defaults.rag_repair_rounds),
                          self_tests=self_tests if isinstance(self_tests, bool) else defaults.rag_self_tests,
-                         prompt_chars=prompt_chars)
+                         prompt_chars=prompt_chars, plans=pick("plans", defaults.rag_plans))

@@ -27,6 +27,30 @@ def error_response(
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
+class ApiError(Exception):
+    """Raised by a route or a dependency for a client-facing error: ``install_error_handlers`` turns it into
+    OpenAI's error shape with this status (so routes raise instead of building responses)."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.headers = headers
+
+
+class Retryable(Exception):
+    """Work that failed for a reason outside it (a dependency down or overloaded): the same work may succeed
+    later. The task-worker retries it without counting a delivery."""
+
+
+class Unrecoverable(Exception):
+    """Work that cannot succeed as given, however often it is tried (bad input, a language the sandbox lacks):
+    the task-worker ends the task."""
+
+
 def _field(loc: tuple[object, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -36,6 +60,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,7 +1,8 @@
 """The durable task queue on Redis Streams, shared by rag-api (submit, read, cancel, stats) and the task-workers
 (consume, heartbeat, reclaim, retry, finish).
 
-Layout (one Redis; every multi-key step is a Lua script, so it is atomic):
+Layout (one Redis; every multi-key step is a Lua script in ``atlas_core/lua/queue_*.lua``, so it is atomic; keys
+a script builds itself, such as ``'atlas:task:' .. id``, all match the queue's ACL patterns):
 
 - ``atlas:tasks:p0|p1|p2``: one stream per priority, consumer group ``task-workers``. An entry is only a
   task id; it stays in the stream while the task is queued or running and is acknowledged *and deleted*
@@ -33,18 +34,7 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from atlas_core.queue_scripts import (
-    ADD_ATTEMPT,
-    BEGIN,
-    CANCEL,
-    FINISH,
-    HAND_BACK,
-    HEARTBEAT,
-    PROMOTE,
-    READ,
-    RETRY,
-    SUBMIT,
-)
+from atlas_core.lua import source
 from atlas_core.schemas import REVOKED, USAGE_MAXLEN, USAGE_STREAM
 
 Priority = Literal["p0", "p1", "p2"]
@@ -61,6 +51,19 @@ EVENTS_MAXLEN = 2_000  # per task: enough for every progress line of a long task
 METRICS_TTL_S = 40 * 86400
 TERMINAL = ("succeeded", "failed", "cancelled", "dead")
 StopReason = Literal["SUCCESS", "MAX_ATTEMPTS", "DEADLINE", "CANCELLED", "UNRECOVERABLE"]
+# Each operation's script (atlas_core/lua/queue_*.lua), after the functions it calls.
+SCRIPTS = {
+    "submit": source("queue_lib_finished", "queue_submit"),
+    "begin": source("queue_lib_finished", "queue_lib_revoked", "queue_begin"),
+    "heartbeat": source("queue_lib_revoked", "queue_heartbeat"),
+    "finish": source("queue_lib_finished", "queue_finish"),
+    "retry": source("queue_lib_finished", "queue_retry"),
+    "promote": source("queue_promote"),
+    "cancel": source("queue_cancel"),
+    "read": source("queue_read"),
+    "hand_back": source("queue_hand_back"),
+    "add_attempt": source("queue_add_attempt"),
+}
 # Priority reading order by turn: under a full load p0, p1 and p2 get 4:2:1 of the reads, so p2 is never starved.
 TURNS: tuple[tuple[Priority, ...], ...] = (
     ("p0", "p1", "p2"), ("p0", "p1", "p2"), ("p1", "p0", "p2"), ("p0", "p1", "p2"),
@@ -152,10 +155,7 @@ class TaskQueue:
         self.ttl_s = ttl_s
         self.max_queued = max_queued
         self.keep_per_owner = keep_per_owner
-        self._scripts = {name: redis.register_script(body) for name, body in (
-            ("submit", SUBMIT), ("begin", BEGIN), ("heartbeat", HEARTBEAT), ("finish", FINISH),
-            ("retry", RETRY), ("promote", PROMOTE), ("cancel", CANCEL), ("read", READ), ("hand_back", HAND_BACK),
-            ("add_attempt", ADD_ATTEMPT))}
+        self._scripts = {name: redis.register_script(body) for name, body in SCRIPTS.items()}
         self._cursors = dict.fromkeys(PRIORITIES, "0-0")
         self._turn = 0
         self.groups_ready = False
@@ -378,7 +378,8 @@ class TaskQueue:
         return bool(await self._scripts["retry"](keys=keys, args=args))
 
     async def hand_back(self, delivery: Delivery, consumer: str) -> bool:
-        """Give a running task back at shutdown (see HAND_BACK); False when it is not this consumer's any more."""
+        """Give a running task back at shutdown (see lua/queue_hand_back.lua); False when it is not this consumer's
+        any more."""
         tid = delivery.task_id
         return bool(await self._scripts["hand_back"](keys=[stream_key(delivery.priority), record_key(tid),
                                                            events_key(tid)], args=[GROUP, consumer, delivery.entry]))

@@ -26,109 +26,17 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from atlas_core.lua import source
 from atlas_core.schemas import KeyInfo
 
 WINDOW_MS = 60_000
 STREAM_TTL_MS = 60_000  # an open stream's slot lives this long unless refreshed (a crashed proxy's slots expire)
 STREAM_REFRESH_S = 20.0
 
-# KEYS: user requests log, token reservations, their total, concurrency slots; then the same four of the key.
-# ARGV: id, reserve, window, slot ttl, mode (request|tokens), then user rpm, tpm, concurrency, key rpm, tpm,
-# concurrency. Returns {code, retry ms, scope (1 user, 2 key), key's requests used, key's tokens used}.
-ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id, reserve, window, ttl, mode = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local limits = {{tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])},
-                {tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])}}
-local used, tokens = {}, {}
-for s = 1, 2 do
-  local req, tok, sum, conc = KEYS[4 * s - 3], KEYS[4 * s - 2], KEYS[4 * s - 1], KEYS[4 * s]
-  redis.call('ZREMRANGEBYSCORE', req, '-inf', now - window)
-  -- Reservations leaving the window are subtracted from the running total: O(expired), not O(window).
-  local expired = redis.call('ZRANGEBYSCORE', tok, '-inf', now - window)
-  if #expired > 0 then
-    local freed = 0
-    for _, m in ipairs(expired) do freed = freed + tonumber(string.match(m, '|(%d+)$')) end
-    redis.call('DECRBY', sum, freed)
-    redis.call('ZREMRANGEBYSCORE', tok, '-inf', now - window)
-  end
-  redis.call('ZREMRANGEBYSCORE', conc, '-inf', now)
-  used[s] = redis.call('ZCARD', req)
-  tokens[s] = tonumber(redis.call('GET', sum) or '0')
-end
-for s = 1, 2 do
-  local rpm, tpm, cap = limits[s][1], limits[s][2], limits[s][3]
-  if mode == 'request' and rpm > 0 and used[s] >= rpm then
-    local oldest = redis.call('ZRANGE', KEYS[4 * s - 3], 0, 0, 'WITHSCORES')
-    return {1, tonumber(oldest[2]) + window - now, s, used[2], tokens[2]}
-  end
-  if tpm > 0 then
-    if reserve > tpm then return {4, 0, s, used[2], tokens[2]} end
-    if tokens[s] + reserve > tpm then
-      local need, freed, retry = tokens[s] + reserve - tpm, 0, window
-      local entries = redis.call('ZRANGE', KEYS[4 * s - 2], 0, -1, 'WITHSCORES')
-      for i = 1, #entries, 2 do
-        freed = freed + tonumber(string.match(entries[i], '|(%d+)$'))
-        if freed >= need then retry = tonumber(entries[i + 1]) + window - now break end
-      end
-      return {2, retry, s, used[2], tokens[2]}
-    end
-  end
-  if mode == 'request' and cap > 0 and redis.call('ZCARD', KEYS[4 * s]) >= cap then
-    return {3, 1000, s, used[2], tokens[2]}
-  end
-end
-for s = 1, 2 do
-  local req, tok, sum, conc = KEYS[4 * s - 3], KEYS[4 * s - 2], KEYS[4 * s - 1], KEYS[4 * s]
-  if mode == 'request' then
-    redis.call('ZADD', req, now, id)
-    redis.call('PEXPIRE', req, window)
-    redis.call('ZADD', conc, now + ttl, id)
-    redis.call('PEXPIRE', conc, ttl)
-  end
-  redis.call('ZADD', tok, now, id .. '|' .. string.format('%d', reserve))
-  redis.call('INCRBY', sum, reserve)
-  redis.call('PEXPIRE', tok, window)
-  redis.call('PEXPIRE', sum, window)
-end
-return {0, 0, 0, used[2] + (mode == 'request' and 1 or 0), tokens[2] + reserve}
-"""
-
-# KEYS: token reservations, their total, concurrency slots, of the user then of the key. ARGV: id, reserved, actual.
-FINISH = """
-for s = 0, 1 do
-  local old = ARGV[1] .. '|' .. ARGV[2]
-  local score = redis.call('ZSCORE', KEYS[3 * s + 1], old)
-  if score then
-    redis.call('ZREM', KEYS[3 * s + 1], old)
-    redis.call('ZADD', KEYS[3 * s + 1], score, ARGV[1] .. '|' .. ARGV[3])
-    redis.call('INCRBY', KEYS[3 * s + 2], tonumber(ARGV[3]) - tonumber(ARGV[2]))
-  end
-  redis.call('ZREM', KEYS[3 * s + 3], ARGV[1])
-end
-return 1
-"""
-
-# KEYS: the user's open streams, the key's. ARGV: id, ttl ms, user cap, key cap (0: none), mode (open|refresh).
-# Returns 0 (admitted or refreshed), or 1 / 2 when the user's / key's cap is reached.
-STREAM = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-if ARGV[5] == 'open' then
-  for s = 1, 2 do
-    redis.call('ZREMRANGEBYSCORE', KEYS[s], '-inf', now)
-    local cap = tonumber(ARGV[2 + s])
-    if cap > 0 and redis.call('ZCARD', KEYS[s]) >= cap then return s end
-  end
-end
-for s = 1, 2 do
-  redis.call('ZADD', KEYS[s], now + ttl, ARGV[1])
-  redis.call('PEXPIRE', KEYS[s], ttl)
-end
-return 0
-"""
+# The scripts, in atlas_core/lua/ratelimit_*.lua (each file says its KEYS, ARGV and answer).
+ADMIT = source("ratelimit_admit")
+FINISH = source("ratelimit_finish")
+STREAM = source("ratelimit_stream")
 
 REASONS = {1: "requests per minute", 2: "tokens per minute", 3: "concurrent requests",
            4: "tokens per minute (this one request asks for more than the whole limit; lower max_tokens or the budget)"}

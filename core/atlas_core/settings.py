@@ -182,6 +182,14 @@ class SandboxClientSettings(ServiceSettings):
     )
 
 
+class TaskSettings(ServiceSettings):
+    """The durable task queue, as rag-api (which accepts tasks) and the task-workers (which run them) see it."""
+
+    task_ttl_s: int = Field(
+        7 * 86400, ge=60, le=90 * 86400,
+        description="How long a task's record, attempts and events are kept after their last change.")
+
+
 S = TypeVar("S", bound=BaseSettings)
 
 

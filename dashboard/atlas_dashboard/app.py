@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from atlas_core.app import open_clients, service_app
 from atlas_core.health import http_check
-from atlas_dashboard.auth import Portal, Sessions
+from atlas_dashboard.auth import DashboardSessions, Portal
 from atlas_dashboard.collector import Collector
 from atlas_dashboard.panels import families
 from atlas_dashboard.routes import STATIC, api, pages
@@ -28,7 +28,8 @@ def create_app(settings: Settings, *, collect: bool = True) -> FastAPI:
         async with AsyncExitStack() as stack:
             http = await open_clients(app, settings, stack)
             app.state.readiness["api-portal"] = http_check(http, f"{settings.portal_url}/livez")
-            app.state.sessions = Sessions(app.state.redis, settings.dashboard_session_ttl_s)
+            app.state.settings = settings
+            app.state.sessions = DashboardSessions(app.state.redis, settings.dashboard_session_ttl_s)
             app.state.portal = Portal(http, settings.portal_url)
             app.state.collector = Collector(app.state.redis, http, settings, families(),
                                             app.state.metrics.registry)
@@ -38,8 +39,8 @@ def create_app(settings: Settings, *, collect: bool = True) -> FastAPI:
             yield
 
     app = service_app("dashboard", settings.metrics_token, lifespan, max_body_bytes=MAX_BODY_BYTES)
-    app.include_router(pages(settings))
-    app.include_router(api(settings))
+    app.include_router(pages)
+    app.include_router(api)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

@@ -80,7 +80,9 @@ def _user_key(user_id: int) -> str:
     return f"{PREFIX}:sessions:{user_id}"
 
 
-class Sessions:
+class DashboardSessions:
+    """The dashboard's server-side sign-ins in Redis, each sealed with its own session id (see above)."""
+
     def __init__(self, redis: Redis, ttl_s: int) -> None:
         self._redis = redis
         self._ttl_s = ttl_s

@@ -9,14 +9,26 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from redis.exceptions import RedisError
 
-from atlas_dashboard.auth import COOKIE, RECHECK_S, Portal, PortalError, Sessions, Viewer
+from atlas_dashboard.auth import COOKIE, RECHECK_S, DashboardSessions, Portal, PortalError, Viewer
+from atlas_dashboard.settings import Settings
 
 UNAVAILABLE = "the dashboard's store (Redis) is unavailable; try again shortly"
 
 
-def _sessions(request: Request) -> Sessions:
-    sessions: Sessions = request.app.state.sessions
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+def _sessions(request: Request) -> DashboardSessions:
+    sessions: DashboardSessions = request.app.state.sessions
     return sessions
+
+
+SessionsDep = Annotated[DashboardSessions, Depends(_sessions)]
 
 
 def _portal(request: Request) -> Portal:
@@ -24,8 +36,10 @@ def _portal(request: Request) -> Portal:
     return portal
 
 
-async def _maybe_viewer(request: Request, sessions: Annotated[Sessions, Depends(_sessions)],
-                        portal: Annotated[Portal, Depends(_portal)]) -> Viewer | None:
+PortalDep = Annotated[Portal, Depends(_portal)]
+
+
+async def _maybe_viewer(request: Request, sessions: SessionsDep, portal: PortalDep) -> Viewer | None:
     """The signed-in viewer, confirmed with the portal at most ``RECHECK_S`` ago; None when signed out (or when
     the portal no longer knows the token: the session ends there)."""
     sid = request.cookies.get(COOKIE)
@@ -47,13 +61,13 @@ async def _maybe_viewer(request: Request, sessions: Annotated[Sessions, Depends(
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
 
 
-async def _viewer(viewer: Annotated[Viewer | None, Depends(_maybe_viewer)]) -> Viewer:
+MaybeViewer = Annotated[Viewer | None, Depends(_maybe_viewer)]
+
+
+async def _viewer(viewer: MaybeViewer) -> Viewer:
     if viewer is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in first: POST /api/login, or open / in a browser")
     return viewer
 
 
-SessionsDep = Annotated[Sessions, Depends(_sessions)]
-PortalDep = Annotated[Portal, Depends(_portal)]
-MaybeViewer = Annotated[Viewer | None, Depends(_maybe_viewer)]
 CurrentViewer = Annotated[Viewer, Depends(_viewer)]

@@ -14,9 +14,10 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
+from atlas_core.deps import RedisDep
 from atlas_dashboard import collector, views
 from atlas_dashboard.auth import COOKIE, PortalError
-from atlas_dashboard.deps import UNAVAILABLE, CurrentViewer, MaybeViewer, PortalDep, SessionsDep
+from atlas_dashboard.deps import UNAVAILABLE, CurrentViewer, MaybeViewer, PortalDep, SessionsDep, SettingsDep
 from atlas_dashboard.settings import Settings
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -55,107 +56,106 @@ def _refused(exc: PortalError) -> HTTPException:
     return HTTPException(exc.status, str(exc), headers={"Retry-After": exc.retry_after} if exc.retry_after else None)
 
 
-def pages(settings: Settings) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
-
-    @router.get("/")
-    async def index(viewer: MaybeViewer) -> Response:
-        return _page("index.html") if viewer is not None else RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
-
-    @router.get("/login")
-    async def login_page(request: Request) -> Response:
-        # A token for the sign-in form, in a cookie only this origin's requests carry (double submit).
-        response = _page("login.html")
-        _cookie(response, request, settings, LOGIN_CSRF, secrets.token_urlsafe(24), 3600)
-        return response
-
-    return router
+pages = APIRouter(include_in_schema=False)
+api = APIRouter(prefix="/api", tags=["dashboard"])
 
 
-def api(settings: Settings) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["dashboard"])
+@pages.get("/")
+async def index(viewer: MaybeViewer) -> Response:
+    return _page("index.html") if viewer is not None else RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
 
-    @router.get("/login/csrf")
-    async def login_csrf(request: Request) -> dict[str, str]:
-        token = request.cookies.get(LOGIN_CSRF)
-        if not token:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "open /login first: it sets the sign-in form's cookie")
-        return {"csrf": token}
 
-    @router.post("/login", status_code=status.HTTP_204_NO_CONTENT)
-    async def login(body: LoginBody, request: Request, portal: PortalDep, sessions: SessionsDep,
-                    x_csrf_token: Annotated[str | None, Header(max_length=100)] = None) -> Response:
-        if not _same(x_csrf_token, request.cookies.get(LOGIN_CSRF)):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong X-CSRF-Token: reload /login and sign "
-                                "in from there")
-        address = request.client.host if request.client else "unknown"
-        try:
-            viewer, expires_in = await portal.login(body.username, body.password, address)
-        except PortalError as exc:
-            raise _refused(exc) from None
-        try:
-            sid, ttl = await sessions.create(viewer, expires_in)
-        except RedisError:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
-        response = Response(status_code=status.HTTP_204_NO_CONTENT)
-        _cookie(response, request, settings, COOKIE, sid, ttl)
-        response.delete_cookie(LOGIN_CSRF, path="/")
-        return response
+@pages.get("/login")
+async def login_page(request: Request, settings: SettingsDep) -> Response:
+    # A token for the sign-in form, in a cookie only this origin's requests carry (double submit).
+    response = _page("login.html")
+    _cookie(response, request, settings, LOGIN_CSRF, secrets.token_urlsafe(24), 3600)
+    return response
 
-    @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-    async def logout(request: Request, viewer: CurrentViewer, portal: PortalDep, sessions: SessionsDep,
-                     x_csrf_token: Annotated[str | None, Header(max_length=100)] = None) -> Response:
-        if not _same(x_csrf_token, viewer.csrf):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong X-CSRF-Token (GET /api/me gives it)")
-        try:
-            await sessions.end(request.cookies.get(COOKIE, ""), viewer)
-        except RedisError:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
-        with contextlib.suppress(PortalError):  # the portal's token expires on its own; ours is gone either way
-            await portal.logout(viewer.token)
-        response = Response(status_code=status.HTTP_204_NO_CONTENT)
-        response.delete_cookie(COOKIE, path="/")
-        return response
 
-    @router.get("/me")
-    async def me(viewer: CurrentViewer) -> dict[str, Any]:
-        return {"user_id": viewer.user_id, "username": viewer.username, "is_admin": viewer.is_admin,
-                "csrf": viewer.csrf, "refresh_s": settings.dashboard_scrape_s,
-                "panels": [{"id": p.id, "title": p.title, "kind": p.kind, "section": p.section, "unit": p.unit}
-                           for p in views.visible(viewer)]}
+@api.get("/login/csrf")
+async def login_csrf(request: Request) -> dict[str, str]:
+    token = request.cookies.get(LOGIN_CSRF)
+    if not token:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "open /login first: it sets the sign-in form's cookie")
+    return {"csrf": token}
 
-    @router.get("/panels")
-    async def panels(request: Request, viewer: CurrentViewer, window: Annotated[Window, Query()] = "1h",
-                     step: Annotated[Step | None, Query(description="a finer step than the window's usual one")] = None
-                     ) -> dict[str, Any]:
-        redis = request.app.state.redis
-        try:
-            data = await views.panels(redis, viewer, window, step=step)
-            data["health"] = await collector.health(redis) if viewer.is_admin else None
-        except ValueError as exc:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid value for 'step': {exc}") from None
-        except RedisError:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
-        return data
 
-    @router.get("/usage")
-    async def usage(request: Request, viewer: CurrentViewer, portal: PortalDep, sessions: SessionsDep
-                    ) -> dict[str, Any]:
-        try:
-            return {"rows": await views.usage(portal, viewer)}
-        except PortalError as exc:
-            if exc.status == status.HTTP_401_UNAUTHORIZED:  # the portal ended the sign-in: so does the dashboard
-                with contextlib.suppress(RedisError):
-                    await sessions.end(request.cookies.get(COOKIE, ""), viewer)
-                raise HTTPException(status.HTTP_401_UNAUTHORIZED, "your sign-in has ended; sign in again") from None
-            raise _refused(exc) from None
+@api.post("/login", status_code=status.HTTP_204_NO_CONTENT)
+async def login(body: LoginBody, request: Request, settings: SettingsDep, portal: PortalDep, sessions: SessionsDep,
+                x_csrf_token: Annotated[str | None, Header(max_length=100)] = None) -> Response:
+    if not _same(x_csrf_token, request.cookies.get(LOGIN_CSRF)):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong X-CSRF-Token: reload /login and sign "
+                            "in from there")
+    address = request.client.host if request.client else "unknown"
+    try:
+        viewer, expires_in = await portal.login(body.username, body.password, address)
+    except PortalError as exc:
+        raise _refused(exc) from None
+    try:
+        sid, ttl = await sessions.create(viewer, expires_in)
+    except RedisError:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    _cookie(response, request, settings, COOKIE, sid, ttl)
+    response.delete_cookie(LOGIN_CSRF, path="/")
+    return response
 
-    @router.get("/recent")
-    async def recent(request: Request, viewer: CurrentViewer) -> dict[str, Any]:
-        redis = request.app.state.redis
-        try:
-            return {"solves": await views.solves(redis, viewer), "tasks": await views.tasks(redis, viewer)}
-        except RedisError:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
 
-    return router
+@api.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(request: Request, viewer: CurrentViewer, portal: PortalDep, sessions: SessionsDep,
+                 x_csrf_token: Annotated[str | None, Header(max_length=100)] = None) -> Response:
+    if not _same(x_csrf_token, viewer.csrf):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong X-CSRF-Token (GET /api/me gives it)")
+    try:
+        await sessions.end(request.cookies.get(COOKIE, ""), viewer)
+    except RedisError:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
+    with contextlib.suppress(PortalError):  # the portal's token expires on its own; ours is gone either way
+        await portal.logout(viewer.token)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@api.get("/me")
+async def me(viewer: CurrentViewer, settings: SettingsDep) -> dict[str, Any]:
+    return {"user_id": viewer.user_id, "username": viewer.username, "is_admin": viewer.is_admin,
+            "csrf": viewer.csrf, "refresh_s": settings.dashboard_scrape_s,
+            "panels": [{"id": p.id, "title": p.title, "kind": p.kind, "section": p.section, "unit": p.unit}
+                       for p in views.visible(viewer)]}
+
+
+@api.get("/panels")
+async def panels(redis: RedisDep, viewer: CurrentViewer, window: Annotated[Window, Query()] = "1h",
+                 step: Annotated[Step | None, Query(description="a finer step than the window's usual one")] = None
+                 ) -> dict[str, Any]:
+    try:
+        data = await views.panels(redis, viewer, window, step=step)
+        data["health"] = await collector.health(redis) if viewer.is_admin else None
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid value for 'step': {exc}") from None
+    except RedisError:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
+    return data
+
+
+@api.get("/usage")
+async def usage(request: Request, viewer: CurrentViewer, portal: PortalDep, sessions: SessionsDep
+                ) -> dict[str, Any]:
+    try:
+        return {"rows": await views.usage(portal, viewer)}
+    except PortalError as exc:
+        if exc.status == status.HTTP_401_UNAUTHORIZED:  # the portal ended the sign-in: so does the dashboard
+            with contextlib.suppress(RedisError):
+                await sessions.end(request.cookies.get(COOKIE, ""), viewer)
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "your sign-in has ended; sign in again") from None
+        raise _refused(exc) from None
+
+
+@api.get("/recent")
+async def recent(redis: RedisDep, viewer: CurrentViewer) -> dict[str, Any]:
+    try:
+        return {"solves": await views.solves(redis, viewer), "tasks": await views.tasks(redis, viewer)}
+    except RedisError:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None

@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
-import httpx
 from fastapi import FastAPI
 from redis.exceptions import RedisError
 
@@ -15,13 +14,12 @@ from atlas_core.app import open_clients, service_app
 from atlas_core.health import http_check, llama_check
 from atlas_core.queue import TaskQueue
 from atlas_core.redis import redis_client
-from atlas_rag import revocations, tasks
-from atlas_rag.engine import Engine, EngineConfig
-from atlas_rag.llm import LLMClient
-from atlas_rag.routes import Solver, router
-from atlas_rag.sandbox import SandboxClient
-from atlas_rag.settings import EngineSettings, Settings
-from atlas_rag.telemetry import Telemetry
+from atlas_engine import Telemetry, build_engine
+from atlas_rag import revocations
+from atlas_rag.routes import chat, internal, solve, tasks
+from atlas_rag.settings import Settings
+from atlas_rag.solver import Solver
+from atlas_rag.tasks import TaskService
 
 log = logging.getLogger("atlas.rag")
 
@@ -38,22 +36,6 @@ async def warn_unsafe_redis(queue: TaskQueue) -> None:
                     policy["maxmemory_policy"])
     if policy["appendonly"] == "no":
         log.warning("Redis runs without AOF (appendonly no): a restart can lose queued tasks")
-
-
-def engine_config(settings: EngineSettings) -> EngineConfig:
-    return EngineConfig(k=settings.rag_k, max_tokens=settings.rag_max_tokens,
-                        repair_rounds=settings.rag_repair_rounds, deadline_s=settings.rag_deadline_s,
-                        self_tests=settings.rag_self_tests, prompt_style=settings.rag_prompt_style)
-
-
-def build_engine(http: httpx.AsyncClient, settings: EngineSettings, issuer: str) -> Engine:
-    """The engine over the model server and the sandbox, as rag-api and the task-workers both run it
-    (``issuer`` names the caller in the sandbox's capability tokens)."""
-    llm = LLMClient(http, settings.llama_url, settings.llama_api_key.get_secret_value(),
-                    timeout_s=settings.rag_llm_timeout_s, parallel=settings.rag_llm_parallel)
-    sandbox = SandboxClient(http, settings.sandbox_url, settings.sandbox_signing_key.get_secret_value(),
-                            issuer=issuer)
-    return Engine(llm, sandbox, engine_config(settings))
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -73,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
             # are open, ordinary requests still get connections.
             streams = redis_client(settings, pool=settings.task_stream_connections)
             stack.push_async_callback(streams.aclose)
-            app.state.tasks = tasks.TaskService(queue, engine, settings, TaskQueue(streams, ttl_s=settings.task_ttl_s))
+            app.state.tasks = TaskService(queue, engine, settings, TaskQueue(streams, ttl_s=settings.task_ttl_s))
             await warn_unsafe_redis(queue)
             listener = asyncio.create_task(revocations.listen(app.state.redis, queue))
             try:
@@ -84,7 +66,9 @@ def create_app(settings: Settings) -> FastAPI:
                     await listener
 
     app = service_app("rag-api", settings.metrics_token, lifespan, max_body_bytes=settings.rag_max_body_bytes)
-    app.include_router(router(settings))
-    app.include_router(tasks.router(settings))
-    app.include_router(tasks.internal_router(settings))
+    # Here, not in the lifespan: the routers' credential guards read it, and must refuse callers whether or not
+    # the lifespan has run.
+    app.state.settings = settings
+    for module in (solve, chat, tasks, internal):
+        app.include_router(module.router)
     return app

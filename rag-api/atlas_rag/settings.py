@@ -2,41 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from atlas_core.budget import BudgetDefaults
-from atlas_core.settings import (
-    HttpUrl,
-    LlamaClientSettings,
-    Port,
-    ProxyCredential,
-    SandboxClientSettings,
-    ServiceSettings,
-    host_field,
-)
-
-
-class EngineSettings(LlamaClientSettings, SandboxClientSettings, BudgetDefaults):
-    """The verified-generation engine's defaults: rag-api and the task-worker run the same engine (and the proxy
-    reserves tokens by the same budget defaults, ``atlas_core.budget``)."""
-
-    rag_deadline_s: float = Field(120.0, gt=0, le=3600, description="Wall-clock limit of one solve by default.")
-    rag_prompt_style: Literal["chat", "completion"] = Field(
-        "chat", description="chat: the model's chat template (instruct models); completion: the model continues "
-        "the problem as code (base models such as gemma-3-270m).")
-    rag_llm_parallel: int = Field(
-        1, ge=1, le=64, description="Generation requests in flight at once (raise it for llama.cpp's -np N).")
-    rag_llm_timeout_s: float = Field(300.0, gt=0, description="How long one generation request may take.")
-
-
-class TaskSettings(ServiceSettings):
-    """The durable task queue, as rag-api (which accepts tasks) and the task-workers (which run them) see it."""
-
-    task_ttl_s: int = Field(
-        7 * 86400, ge=60, le=90 * 86400,
-        description="How long a task's record, attempts and events are kept after their last change.")
+from atlas_core.settings import HttpUrl, Port, ProxyCredential, TaskSettings, host_field
+from atlas_engine import EngineSettings
 
 
 class Settings(EngineSettings, TaskSettings, ProxyCredential):

@@ -4,7 +4,7 @@ One sandbox per candidate instead of one per test: bubblewrap's start (namespace
 once, and each test costs only its program's own start. Each test still runs in a fresh process with its own
 time, CPU, output (RLIMIT_FSIZE on its stdout file) and address-space limits, in its own process group, killed
 whole after it ends. Prints one JSON line per finished test; the service reads them.
-Usage: python3 driver.py < SPEC (JSON on stdin, see engine._stdin_batch). The spec, with the expected outputs,
+Usage: python3 driver.py < SPEC (JSON on stdin, see judge_tests.stdin_batch). The spec, with the expected outputs,
 never touches the work dir, and the driver makes itself non-dumpable before any test runs, so a program
 (same uid, same pid namespace) can neither read the expected outputs nor open the driver's result pipe.
 """
@@ -22,9 +22,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from atlas_compare import MEMORY_WORDS, stdin_matches  # type: ignore[import-not-found]  # copied beside this file
+# atlas_compare is compare.py, copied beside this file
+from atlas_compare import MEMORY_WORDS, stdin_digest, stdin_matches  # type: ignore[import-not-found]
 
 SHOWN = 2000
+SHOWN_OUTPUT = 300  # with "collect": what a test that ran to the end sends back beside its output's digest
 PR_SET_DUMPABLE = 4
 
 
@@ -32,6 +34,7 @@ def main() -> None:
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     spec = json.load(sys.stdin)
     tests, stop, window = spec["tests"], spec["stop_on_first_failure"], max(1, spec["parallel"])
+    collect = bool(spec.get("collect"))  # no expected outputs: digest each output instead of comparing it
     deadline = time.monotonic() + spec["budget_s"]
     prefix = ["prlimit", f"--cpu={spec['cpu_s']}:{spec['cpu_s'] + 1}",
               f"--fsize={spec['output_bytes']}:{spec['output_bytes']}", f"--nproc={spec['processes']}",
@@ -90,6 +93,8 @@ def main() -> None:
             result.update(error_type="RuntimeError", error=text or reason)
         else:
             text = got.decode("utf-8", "replace")
+            if collect:
+                return {**result, "digest": stdin_digest(text), "got": text[:SHOWN_OUTPUT]}
             if stdin_matches(text, tests[i]["output"]):
                 return result
             result.update(error_type="TestFailure", error="wrong answer")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from atlas_core.sandbox_api import LimitsRequest
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,3 @@ class Limits:
             if value is not None:
                 changes[f.name] = min(getattr(self, f.name), value)
         return replace(self, **changes)
-
-
-class LimitsRequest(BaseModel):
-    """Limits a caller asks for (in a request or a capability token); each can only lower the service's."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    timeout_s: float | None = Field(None, gt=0, le=600)
-    cpu_s: float | None = Field(None, gt=0, le=600)
-    memory_mb: int | None = Field(None, ge=16, le=65536)
-    processes: int | None = Field(None, ge=1, le=4096)
-    file_mb: int | None = Field(None, ge=0, le=4096)
-    open_files: int | None = Field(None, ge=16, le=65536)
-    output_kb: int | None = Field(None, ge=1, le=65536)

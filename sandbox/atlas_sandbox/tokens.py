@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from atlas_core.capability import ALGORITHM, MAX_TTL_S, SANDBOX_AUDIENCE, verify_key
-from atlas_sandbox.limits import LimitsRequest
+from atlas_core.sandbox_api import LimitsRequest
 
 JTI_PREFIX = "atlas:sandbox:jti:"
 LEEWAY_S = 5

@@ -15,8 +15,8 @@ from atlas_core.app import open_clients, service_app
 from atlas_core.health import http_check, llama_check
 from atlas_core.queue import TaskQueue
 from atlas_core.ratelimit import Limiter
-from atlas_rag.app import build_engine
-from atlas_rag.telemetry import Telemetry
+from atlas_engine.build import build_engine
+from atlas_engine.telemetry import Telemetry
 from atlas_worker.loop import VerifyRepair
 from atlas_worker.metrics import QueueMetrics
 from atlas_worker.settings import Settings

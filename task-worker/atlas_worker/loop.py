@@ -1,5 +1,5 @@
-"""The verify-repair ("ralph") loop of one task, on rag-api's engine (one copy of the generation, judging and
-repair logic).
+"""The verify-repair ("ralph") loop of one task, on the engine library ``atlas_engine`` (the one copy of the
+generation, judging and repair logic, which rag-api uses too).
 
 Each attempt is a whole verified solve on the task's own tests (or the examples in its prompt): k candidates,
 judged in the sandbox, self-tests when the tests leave a choice, repair rounds. An attempt that fails hands its
@@ -20,16 +20,12 @@ from typing import Any, Literal
 from redis.exceptions import RedisError
 
 from atlas_core.budget import solve_ceiling
+from atlas_core.errors import Unrecoverable
 from atlas_core.queue import StopReason
-from atlas_rag.engine import Engine, SolveBudget, problem_seed
-from atlas_rag.problem import ProblemError
-from atlas_rag.sandbox import SandboxRefused
-from atlas_rag.schemas import MAX_K, TaskRequest
-from atlas_rag.select import rank_key
-from atlas_rag.telemetry import Telemetry
+from atlas_engine import MAX_K, Engine, ProblemError, SolveBudget, TaskRequest, Telemetry, problem_seed, rank_key
 from atlas_worker.gate import NoRoomBeforeDeadline, TokenGate, TooBig
 
-__all__ = ["Outcome", "StopReason", "TaskContext", "VerifyRepair", "summarise"]
+__all__ = ["StopReason", "TaskContext", "TaskOutcome", "VerifyRepair", "summarise"]
 
 HEAT_STEP = 0.15
 HEAT_CAP = 0.4
@@ -57,7 +53,7 @@ class TaskContext:
 
 
 @dataclass
-class Outcome:
+class TaskOutcome:
     status: Literal["succeeded", "failed"]
     stop_reason: StopReason
     message: str
@@ -93,7 +89,7 @@ def finished_attempts(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def ceiling(budget: SolveBudget, k: int, prompt: str) -> int:
     return solve_ceiling(k=k, max_tokens=budget.max_tokens, repair_rounds=budget.repair_rounds,
-                         self_tests=budget.self_tests, prompt_chars=len(prompt))
+                         self_tests=budget.self_tests, prompt_chars=len(prompt), plans=budget.plans)
 
 
 def fitted(budget: SolveBudget, k: int, prompt: str, limit: int) -> int:
@@ -118,16 +114,16 @@ class VerifyRepair:
         self.engine = engine
         self.telemetry = telemetry
 
-    async def __call__(self, ctx: TaskContext) -> Outcome:
+    async def __call__(self, ctx: TaskContext) -> TaskOutcome:
         task = TaskRequest.model_validate(ctx.spec)
         done = finished_attempts(ctx.history)
         carried: list[dict[str, Any]] = done[-1]["failing"] if done else []
         k = task.budget.k or self.engine.config.k
         seed = task.seed if task.seed is not None else problem_seed(task.prompt)
 
-        def end(status: Literal["succeeded", "failed"], reason: StopReason, message: str) -> Outcome:
+        def end(status: Literal["succeeded", "failed"], reason: StopReason, message: str) -> TaskOutcome:
             attempts, tokens, result = summarise(done, task.language)
-            return Outcome(status, reason, message, result, attempts, tokens)
+            return TaskOutcome(status, reason, message, result, attempts, tokens)
 
         if done and done[-1]["verified"]:  # resumed after an attempt passed but before its result was stored
             return end("succeeded", "SUCCESS", f"verified on attempt {done[-1]['n']}: {done[-1]['summary']}")
@@ -169,7 +165,7 @@ class VerifyRepair:
                 solve.token_cap = reserved  # the attempt never spends more than it reserved
             try:
                 result = await self.engine.run(solve, progress_of(ctx, n))
-            except SandboxRefused as exc:
+            except Unrecoverable as exc:  # the sandbox refuses the task's language, say: no attempt can pass
                 return end("failed", "UNRECOVERABLE", str(exc))
             finally:
                 if ctx.gate is not None and reservation is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from atlas_core.settings import Port, host_field
-from atlas_rag.settings import EngineSettings, TaskSettings
+from atlas_core.settings import Port, TaskSettings, host_field
+from atlas_engine.settings import EngineSettings
 
 
 class Settings(EngineSettings, TaskSettings):

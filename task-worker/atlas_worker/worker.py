@@ -7,7 +7,8 @@ entry is acknowledged only after its outcome is stored, so a worker killed at an
 entries go idle, and after the visibility timeout another worker reclaims them and resumes after the last
 finished attempt. A handler that raises is retried with exponential backoff until ``max_deliveries``; a task
 delivered that many times (crashes, or workers dying under it) goes to the dead-letter stream with the reason.
-A dependency that is down (model, sandbox) is retried without counting: the task's deadline bounds it."""
+A dependency that is down (``atlas_core.errors.Retryable``: the model, the sandbox) is retried without counting:
+the task's deadline bounds it. Work that cannot succeed as given (``Unrecoverable``) ends the task at once."""
 
 from __future__ import annotations
 
@@ -26,16 +27,15 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
+from atlas_core.errors import Retryable, Unrecoverable
 from atlas_core.queue import Delivery, TaskQueue
 from atlas_core.ratelimit import Limiter
-from atlas_rag.llm import LLMUnavailable
-from atlas_rag.sandbox import SandboxRefused, SandboxUnavailable
 from atlas_worker.gate import gate_for
-from atlas_worker.loop import Outcome, StopReason, TaskContext, summarise
+from atlas_worker.loop import StopReason, TaskContext, TaskOutcome, summarise
 from atlas_worker.metrics import QueueMetrics
 
 log = logging.getLogger("atlas.worker")
-Handler = Callable[[TaskContext], Coroutine[Any, Any, Outcome]]
+Handler = Callable[[TaskContext], Coroutine[Any, Any, TaskOutcome]]
 BACKOFF_CAP_S = 60.0
 
 
@@ -54,7 +54,7 @@ def consumer_name() -> str:
 
 
 @dataclass
-class Running:
+class RunningTask:
     delivery: Delivery
     task: asyncio.Task[None]
     handling: bool = False  # the handler is running (only then may a cancellation interrupt the task)
@@ -75,7 +75,7 @@ class Worker:
         self.metrics = metrics or QueueMetrics(CollectorRegistry())
         self.config = config
         self.name = name or consumer_name()
-        self.running: dict[str, Running] = {}
+        self.running: dict[str, RunningTask] = {}
         self.served = 0
         self._stopping = asyncio.Event()
         self._reading_done = asyncio.Event()
@@ -145,7 +145,7 @@ class Worker:
 
     def _start(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._serve(delivery))
-        self.running[delivery.key] = Running(delivery, task)
+        self.running[delivery.key] = RunningTask(delivery, task)
         task.add_done_callback(lambda _: self.running.pop(delivery.key, None))
 
     async def stop(self, grace_s: float) -> None:
@@ -245,12 +245,12 @@ class Worker:
             outcome = ended("CANCELLED", REVOKED_MESSAGE if me.revoked else "cancelled by its owner", history, record)
         except RedisError:
             raise  # not the handler's fault: see _serve
-        except (LLMUnavailable, SandboxUnavailable) as exc:
-            if isinstance(exc, SandboxRefused):
-                outcome = ended("UNRECOVERABLE", str(exc), history, record)
-            else:
-                await self._retry(d, record, f"{type(exc).__name__}: {exc}", counted=False)
-                return
+        # Unrecoverable first: a refusal can be both (the sandbox's SandboxRefused is a SandboxUnavailable too).
+        except Unrecoverable as exc:
+            outcome = ended("UNRECOVERABLE", str(exc), history, record)
+        except Retryable as exc:  # a dependency is down (model, sandbox): not the task's fault, so not counted
+            await self._retry(d, record, f"{type(exc).__name__}: {exc}", counted=False)
+            return
         except Exception as exc:
             log.exception("handler failed on task %s (delivery %d)", d.task_id, begun.deliveries)
             error = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -276,7 +276,7 @@ class Worker:
             await asyncio.sleep(self._beat_s)
             await asyncio.gather(*(self._beat(r) for r in list(self.running.values()) if r.handling))
 
-    async def _beat(self, r: Running) -> None:
+    async def _beat(self, r: RunningTask) -> None:
         try:
             held, stop = await self.queue.heartbeat(r.delivery, self.name)
         except RedisError:
@@ -299,7 +299,7 @@ class Worker:
         if await self.queue.retry(d, self.name, delay, event, counted=counted, error=error):
             self.metrics.retries.inc()
 
-    async def _finish(self, d: Delivery, record: dict[str, str], status: str, outcome: Outcome, *,
+    async def _finish(self, d: Delivery, record: dict[str, str], status: str, outcome: TaskOutcome, *,
                       dead: bool = False) -> None:
         """Store the outcome (retrying while Redis is away: the work is done and should not be redone)."""
         fields = {"stop_reason": outcome.stop_reason, "message": outcome.message,
@@ -344,11 +344,11 @@ def usage_entry(record: dict[str, str], attempt: dict[str, Any]) -> dict[str, An
             "latency_ms": round((attempt.get("finished_at", 0) - attempt.get("started_at", 0)) * 1000, 1)}
 
 
-def ended(reason: StopReason, message: str, history: list[dict[str, Any]], record: dict[str, str]) -> Outcome:
+def ended(reason: StopReason, message: str, history: list[dict[str, Any]], record: dict[str, str]) -> TaskOutcome:
     """An outcome the worker decides (cancelled, dead-lettered, refused), keeping what the attempts so far
     produced and spent: their tokens still count against the key."""
     attempts, tokens, result = summarise(history, _json(record.get("spec")).get("language", "python"))
-    return Outcome("failed", reason, message, result, attempts, tokens)
+    return TaskOutcome("failed", reason, message, result, attempts, tokens)
 
 
 def _json(text: str | None) -> dict[str, Any]:

@@ -18,21 +18,23 @@ from typing import Any
 import httpx
 import pytest
 
-from atlas_bench.datasets import DatasetError, Problem, decode_private_tests, humanevalplus_native, livecodebench, load
-from atlas_bench.score import Score, Scorer
+from atlas_bench.datasets import humanevalplus_native, load
+from atlas_bench.livecodebench import decode_private_tests, livecodebench
+from atlas_bench.problems import BenchProblem, DatasetError
+from atlas_bench.score import HiddenTestScorer, Score
 from tests.conftest import REPO, SANDBOX_SIGNING
 
 DATA = REPO.parent / "shared" / "datasets"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} is not here")
 
 
-def score_all(sandbox_url: str, problems: list[Problem], answers: Sequence[str | None]) -> list[Score]:
+def score_all(sandbox_url: str, problems: list[BenchProblem], answers: Sequence[str | None]) -> list[Score]:
     async def main() -> list[Score]:
         async with httpx.AsyncClient() as http:
-            scorer = Scorer(http, sandbox_url, SANDBOX_SIGNING)
+            scorer = HiddenTestScorer(http, sandbox_url, SANDBOX_SIGNING)
             slots = asyncio.Semaphore(4)
 
-            async def one(p: Problem, code: str | None) -> Score:
+            async def one(p: BenchProblem, code: str | None) -> Score:
                 async with slots:
                     return await scorer.score(p, code)
 
@@ -124,6 +126,40 @@ def test_livecodebench_releases_read_their_files(tmp_path: Path) -> None:
     assert not load("livecodebench", tmp_path).public_only
 
 
+def test_a_test_type_keeps_one_kind_of_problem(tmp_path: Path) -> None:
+    """``--testtype``: LiveCodeBench's stdin or functional problems, a custom file's by its hidden mode; other
+    datasets have assert tests only, so asking is an error rather than an empty run."""
+    rows = [{"question_id": "s", "question_content": "Echo.", "contest_date": "2023-05-01", "starter_code": "",
+             "metadata": "{}", "public_test_cases": json.dumps([{"input": "1\n", "output": "1\n",
+                                                                 "testtype": "stdin"}])},
+            {"question_id": "f", "question_content": "Id.", "contest_date": "2023-05-01",
+             "starter_code": "class Solution:\n    def f(self, a):", "metadata": json.dumps({"func_name": "f"}),
+             "public_test_cases": json.dumps([{"input": "1", "output": "1", "testtype": "functional"}])}]
+    (tmp_path / "livecodebench").mkdir()
+    (tmp_path / "livecodebench" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [p.id for p in load("livecodebench", tmp_path).problems] == ["lcb/s", "lcb/f"]
+    stdin = load("livecodebench", tmp_path, testtype="stdin").problems
+    assert [p.id for p in stdin] == ["lcb/s"] and stdin[0].hidden.mode == "stdin"
+    assert [p.id for p in load("livecodebench", tmp_path, testtype="functional").problems] == ["lcb/f"]
+    custom = tmp_path / "mine.jsonl"
+    custom.write_text(json.dumps({"id": "a", "prompt": "p", "hidden": {"mode": "assert", "tests": [{"code": "1"}]}})
+                      + "\n" + json.dumps({"id": "b", "prompt": "p", "hidden": {"mode": "stdin", "tests": [
+                          {"input": "", "output": ""}]}}) + "\n")
+    assert [p.id for p in load("x", tmp_path, file=custom, testtype="stdin").problems] == ["b"]
+    with pytest.raises(DatasetError, match="assert tests only"):
+        load("humaneval", tmp_path, testtype="stdin")
+
+
+@needs_data
+def test_offline_livecodebench_stdin_problems_are_scored_on_their_public_tests() -> None:
+    """What docs/benchmark.md says is hidden offline: exactly the public tests, which are the statement's samples."""
+    loaded = load("livecodebench", DATA, testtype="stdin")
+    assert loaded.public_only and len(loaded.problems) == 219
+    for p in loaded.problems:
+        assert p.hidden.mode == "stdin" and not p.entry_point
+        assert p.hidden.tests == [{"input": t["input"], "output": t["output"]} for t in p.public_tests]
+
+
 @needs_data
 def test_private_tests_decode_without_unpickling_objects() -> None:
     sample = json.loads((DATA / "livecodebench" / "private_tests_sample_1873_A.json").read_text())
@@ -156,7 +192,7 @@ def test_every_canonical_solution_passes_and_a_wrong_one_fails(name: str, sandbo
     assert score_all(sandbox_url, problems[:1], [None])[0].verdict == "no_code"
 
 
-def entry(problem: Problem) -> str:
+def entry(problem: BenchProblem) -> str:
     found = problem.entry_point or re.search(r"(\w+)\(", problem.hidden.tests[0]["code"].removeprefix("assert "))
     return found if isinstance(found, str) else found.group(1) if found else "missing"
 
@@ -181,11 +217,11 @@ def test_native_humanevalplus_compares_as_evalplus_does(sandbox_url: str) -> Non
 def test_livecodebench_comparison_rules(sandbox_url: str) -> None:
     """Trailing spaces and blank lines do not matter; numbers compare as decimals; functional results compare
     with tuples as lists; one wrong token fails."""
-    stdin = Problem(id="t/stdin", dataset="t", prompt="", hidden=livecodebench([{
+    stdin = BenchProblem(id="t/stdin", dataset="t", prompt="", hidden=livecodebench([{
         "question_id": "x", "question_content": "Print the halves.", "starter_code": "", "contest_date": "",
         "public_test_cases": json.dumps([{"input": "3\n", "output": "1.50\n2\n", "testtype": "stdin"}]),
         "metadata": "{}"}])[0].hidden)
-    functional = Problem(id="t/fn", dataset="t", prompt="", hidden=livecodebench([{
+    functional = BenchProblem(id="t/fn", dataset="t", prompt="", hidden=livecodebench([{
         "question_id": "y", "question_content": "Pair.", "starter_code": "class Solution:\n    def pair(self, a):",
         "contest_date": "", "public_test_cases": json.dumps([{"input": "[1, 2]", "output": "[2, 1]",
                                                                "testtype": "functional"}]),

@@ -11,17 +11,19 @@ from typing import Any
 import pytest
 
 from atlas_bench.__main__ import main
-from atlas_bench.report import compare, read_tasks, summarise
+from atlas_bench.compare import compare
+from atlas_bench.report import read_tasks, report, summarise
 from atlas_cli.main import main as atlas_main
 
 CONFIG: dict[str, Any] = {"dataset": "mine", "k": 4, "ablations": ["baseline", "public"], "seeds": [0, 1],
                           "repair_rounds": 0, "max_tokens": 64, "concurrency": 1, "extra": {}}
 
 
-def row(passed: bool, samples: list[bool], tokens: int = 10, calls: int = 1) -> dict[str, Any]:
+def row(passed: bool, samples: list[bool], tokens: int = 10, calls: int = 1, runs: int | None = None
+        ) -> dict[str, Any]:
     return {"passed": passed, "verdict": "passed" if passed else "TestFailure", "public_verified": passed,
             "tokens": tokens, "wall_s": 1.0, "candidates": len(samples), "samples_passed": samples,
-            "llm_calls": len(samples), "sandbox_calls": calls, "repair_rounds": 0, "code": "x"}
+            "llm_calls": len(samples), "sandbox_calls": calls, "sandbox_runs": runs, "repair_rounds": 0, "code": "x"}
 
 
 def record(problem: str, seed: int, baseline: bool, public: bool, samples: list[bool],
@@ -74,10 +76,10 @@ def test_the_datasets_own_difficulty_wins() -> None:
     assert set(summarise(records, CONFIG, [])["difficulty"]) == {"hard", "easy"}
 
 
-def write_run(out: Path, records: list[dict[str, Any]]) -> None:
+def write_run(out: Path, records: list[dict[str, Any]], config: dict[str, Any] = CONFIG) -> None:
     out.mkdir()
     (out / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (out / "results.json").write_text(json.dumps({"config": CONFIG, "environment": {"python": "3.11"}}))
+    (out / "results.json").write_text(json.dumps({"config": config, "environment": {"python": "3.11"}}))
 
 
 def test_report_rebuilds_the_files_from_the_tasks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,6 +106,44 @@ def test_compare_counts_the_flips_on_the_tasks_both_runs_hold(tmp_path: Path) ->
     assert "| baseline | 33.3% | 66.7% | +33.3 pts | 1 | 0 |" in text
     assert "| public | 66.7% | 33.3% | -33.3 pts | 0 | 1 |" in text
     assert "**public**: fail → pass none; pass → fail a#0" in text
+
+
+PLANS = CONFIG | {"ablations": ["baseline", "public", "plans"], "plans": 2, "send_tests": "none",
+                  "extra": {"testtype": "stdin", "public_only": True}}
+
+
+def with_plans(r: dict[str, Any], passed: bool, runs: int) -> dict[str, Any]:
+    samples = [passed] * 4  # the plans samples all agree, unlike the public ones: difficulty must not follow them
+    return r | {"ablations": r["ablations"] | {"plans": row(passed, samples, 50, 3, runs)}}
+
+
+def test_the_plans_ablation_its_options_and_the_sandbox_runs_are_reported(tmp_path: Path) -> None:
+    records = [with_plans(RECORDS[0], True, 30), with_plans(RECORDS[1], False, 10), *RECORDS[2:]]
+    summary = summarise(records, PLANS, [])
+    plans = summary["ablations"]["plans"]
+    assert plans["tasks"] == 2 and plans["selected@1"] == 0.5 and plans["k"] == 4
+    assert plans["sandbox_calls_per_task"] == 3 and plans["sandbox_runs_per_task"] == 20
+    assert summary["ablations"]["public"]["sandbox_runs_per_task"] is None
+    assert summary["difficulty"]["some samples solve"]["tasks"]["plans"] == 1  # by the public samples
+    text = report(summary)
+    assert "2 of the k candidates written from distinct plans" in text and "only the problems with stdin" in text
+    assert "The platform saw the prompt only (no tests sent)" in text and "sandbox runs / task |" in text
+    assert "None was sent as a test, but they are the samples the statement shows" in text
+    assert "| plans | 2 | 50.0% |" in text and text.count("| 3.0 | 20.0 |") == 1
+    assert "| public | 4 | 75.0% |" in text and "| 2.0 |  |" in text  # no runs reported: an empty cell
+
+    write_run(tmp_path / "a", RECORDS)
+    write_run(tmp_path / "b", records, PLANS)
+    text = compare(tmp_path / "a", tmp_path / "b")
+    options, ablations = text.split("| ablation |")
+    assert "| tests sent | public | none |" in options and "| test type | all | stdin |" in options
+    assert "| plans | — | 2 |" in options and "| k |" not in options  # only what differs
+    assert "| public | 75.0% | 75.0% | +0.0 pts | 0 | 0 | 2.0 | 2.0 |" in ablations
+    assert "| plans |" not in ablations  # an ablation one run lacks is not compared
+    write_run(tmp_path / "c", records, PLANS)
+    text = compare(tmp_path / "b", tmp_path / "c")
+    assert "Both runs were asked the same" in text
+    assert "| plans | 50.0% | 50.0% | +0.0 pts | 0 | 0 | 3.0 (20.0 runs) |" in text
 
 
 def test_an_archived_run_is_read_compressed_and_a_resumed_one_adds_to_it(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ what it sends (only what a user has), one hidden-test score per ablation, the re
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,8 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from atlas_bench.__main__ import main
-from tests.conftest import SANDBOX_SIGNING, ServerThread
+from atlas_bench.__main__ import build_parser, main
+from tests.conftest import REPO, SANDBOX_SIGNING, ServerThread
 
 KEY = "sk-llm-" + "b" * 43
 GOOD = "def add(a, b):\n    return a + b\n"
@@ -49,7 +50,9 @@ def fake_proxy() -> FastAPI:
         return {"code": code, "verified": True, "repair_rounds": 0,
                 "candidates": [{"origin": "sample", "code": c} for c in samples] + [{"origin": "repair", "code": GOOD}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
-                "timings": {"sandbox_calls": 2, "llm_calls": k}}
+                # a platform that counts the sandbox's runs only where plans are asked for: both kinds are handled
+                "timings": {"sandbox_calls": 2, "llm_calls": k} | ({"sandbox_runs": 9} if "plans" in body["budget"]
+                                                                   else {})}
 
     return app
 
@@ -94,11 +97,47 @@ def test_a_run_scores_each_ablation_once_and_resumes(proxy: ServerThread, sandbo
     assert results["ablations"]["public"]["pass@k"] == 1.0
     assert results["ablations"]["baseline"]["pass@k"] == 0.3333
     assert "| public | 3 | 100.0% |" in (out / "report.md").read_text()
+    assert "sandbox runs" not in (out / "report.md").read_text()  # the platform did not report them
+    assert results["config"]["send_tests"] == "public" and results["config"]["extra"]["testtype"] is None
     assert all((out / png).stat().st_size > 1000 for png in ("pass_rates.png", "tokens_vs_pass.png", "difficulty.png"))
 
     (out / "tasks.jsonl").write_text("\n".join(lines[:2]) + '\n{"id": "echo", "se')  # killed mid-write
     assert bench(*common) == 0
     assert len(bodies) == 8 and json.loads((out / "results.json").read_text())["tasks"] == 3
+
+
+def test_plans_without_sent_tests_on_stdin_problems_only(proxy: ServerThread, sandbox_url: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The options the next benchmarks need: the plans ablation, no tests sent (the public tests then only score),
+    one kind of problem; the config records them and the report says so."""
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
+    monkeypatch.setenv("ATLAS_SANDBOX_SIGNING_KEY", SANDBOX_SIGNING)
+    out = tmp_path / "out"
+    assert bench("--file", str(data), "--out", str(out), "--url", proxy.url, "--api-key", KEY, "--sandbox-url",
+                 sandbox_url, "--ablations", "self,plans", "--k", "3", "--plans", "2", "--send-tests", "none",
+                 "--testtype", "stdin") == 0
+    bodies = proxy.server.config.app.state.bodies  # type: ignore[union-attr]
+    assert [b["problem"] for b in bodies] == ["Print the input."] * 2  # echo only
+    assert all(b["tests"] == [] for b in bodies)
+    assert bodies[0]["budget"] == {"k": 3, "self_tests": True, "repair_rounds": 0, "max_tokens": 512}
+    assert bodies[1]["budget"] == {"k": 3, "self_tests": True, "repair_rounds": 0, "max_tokens": 512, "plans": 2}
+    task = json.loads((out / "tasks.jsonl").read_text())
+    assert task["ablations"]["plans"]["sandbox_runs"] == 9 and task["ablations"]["self"]["sandbox_runs"] is None
+    results = json.loads((out / "results.json").read_text())
+    config = results["config"]
+    assert (config["ablations"], config["plans"], config["send_tests"]) == (["self", "plans"], 2, "none")
+    assert config["extra"]["testtype"] == "stdin" and config["extra"]["problems"] == ["echo"]
+    assert results["ablations"]["plans"]["sandbox_runs_per_task"] == 9
+    assert results["ablations"]["self"]["sandbox_runs_per_task"] is None
+    report = (out / "report.md").read_text()
+    assert "2 of the k candidates written from distinct plans" in report and "only the problems with stdin" in report
+    assert "The platform saw the prompt only (no tests sent)" in report
+    assert "| plans | 1 | 100.0% |" in report and report.count("| 2.0 | 9.0 |") == 1  # calls, then runs
+
+    with pytest.raises(SystemExit) as ended:
+        main(["run", "--out", str(out), "--k", "3", "--plans", "4", "--ablations", "plans"])
+    assert ended.value.code == 2
 
 
 def test_a_run_without_credentials_says_what_to_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -158,7 +197,7 @@ def test_a_rate_limited_solve_waits_as_told_and_is_asked_again() -> None:
 
     import httpx
 
-    from atlas_bench.datasets import Hidden, Problem
+    from atlas_bench.problems import BenchProblem, Hidden
     from atlas_bench.run import solve
 
     app = FastAPI()
@@ -174,10 +213,17 @@ def test_a_rate_limited_solve_waits_as_told_and_is_asked_again() -> None:
 
     async def ask(url: str) -> dict[str, Any]:
         async with httpx.AsyncClient() as http:
-            problem = Problem(id="add", dataset="custom", prompt="Write add(a, b).", entry_point="add",
-                              hidden=Hidden(mode="assert", tests=[]))
+            problem = BenchProblem(id="add", dataset="custom", prompt="Write add(a, b).", entry_point="add",
+                                   hidden=Hidden(mode="assert", tests=[]))
             return await solve(http, url, KEY, problem, {"k": 1}, 0)
 
     with ServerThread(app) as server:
         assert asyncio.run(ask(server.url))["code"] == GOOD
     assert app.state.calls == 2
+
+
+def test_the_protocol_doc_names_every_run_option() -> None:
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = [o for a in commands.choices["run"]._actions for o in a.option_strings if o.startswith("--")]
+    doc = (REPO / "docs" / "benchmark.md").read_text()
+    assert [o for o in options if o != "--help" and f"`{o}" not in doc] == []

@@ -1,62 +1,159 @@
-"""The scorer's transport rules, with a scripted sandbox: a busy sandbox or a dropped connection is asked again
-(judging is idempotent); a sandbox that stays unreachable is no verdict, never a failed program."""
+"""The one sandbox client's retry policy (atlas_engine.sandbox.SandboxClient, which the engine and the bench's
+scorer share), with a scripted sandbox behind ``httpx.MockTransport``: a busy sandbox (429/503) or a connection
+refused or reset before an answer is asked again, with a new token, at most three times; a timeout and a refusal
+are not. Then the scorer on top of it: an unreachable sandbox is no verdict, never a failed program."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 from collections.abc import Callable
+from typing import Any
 
 import httpx
+import jwt
 import pytest
 
-from atlas_bench.datasets import Hidden, Problem
-from atlas_bench.score import Score, Scorer, ScorerUnavailable
+from atlas_bench.problems import BenchProblem, Hidden
+from atlas_bench.score import HiddenTestScorer, Score, ScorerUnavailable
+from atlas_engine import SandboxClient, SandboxRefused, SandboxUnavailable
 from tests.conftest import SANDBOX_SIGNING
 
-PROBLEM = Problem(id="t/1", dataset="t", prompt="", hidden=Hidden(mode="assert", tests=[{"code": "assert f() == 1"}]))
+Answer = Callable[[httpx.Request], httpx.Response]
+PROBLEM = BenchProblem(id="t/1", dataset="t", prompt="",
+                       hidden=Hidden(mode="assert", tests=[{"code": "assert f() == 1"}]))
 PASSED = {"deadline_hit": False, "candidates": [{"verdict": "passed", "tests_passed": 1, "tests_total": 1}]}
 
 
-def judge_with(answers: list[Callable[[httpx.Request], httpx.Response]]) -> tuple[Score, int]:
-    calls = [0]
+class Sandbox:
+    """Answers each call with the next scripted answer, keeping every request."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls[0] += 1
-        return answers.pop(0)(request)
+    def __init__(self, answers: list[Answer]) -> None:
+        self.answers = answers
+        self.requests: list[httpx.Request] = []
 
-    async def main() -> Score:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-            return await Scorer(http, "http://sandbox", SANDBOX_SIGNING).score(PROBLEM, "def f():\n    return 1\n")
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.answers.pop(0)(request)
 
-    return asyncio.run(main()), calls[0]
-
-
-def dropped(request: httpx.Request) -> httpx.Response:
-    raise httpx.ReadError("connection reset", request=request)
+    def claims(self) -> list[dict[str, Any]]:
+        tokens = [r.headers["authorization"].removeprefix("Bearer ") for r in self.requests]
+        return [jwt.decode(t, options={"verify_signature": False}) for t in tokens]
 
 
-def busy(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(503, json={"error": {"message": "full"}})
+def reset(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadError("connection reset by peer", request=request)
+
+
+def refused(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+def closed(request: httpx.Request) -> httpx.Response:
+    raise httpx.RemoteProtocolError("server disconnected without sending a response", request=request)
+
+
+def too_slow(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("timed out", request=request)
+
+
+def status(code: int, retry_after: str | None = None) -> Answer:
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    return lambda request: httpx.Response(code, json={"error": {"message": f"answer {code}"}}, headers=headers)
 
 
 def judged(request: httpx.Request) -> httpx.Response:
-    assert request.headers["authorization"].startswith("Bearer ")
     return httpx.Response(200, json=PASSED)
 
 
 @pytest.fixture(autouse=True)
-def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("atlas_bench.score.RETRY_WAITS_S", (0.0, 0.0, None))
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits between attempts, recorded instead of slept."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("atlas_engine.sandbox.asyncio.sleep", sleep)
+    return slept
 
 
-def test_a_dropped_connection_or_a_busy_sandbox_is_asked_again() -> None:
-    score, calls = judge_with([dropped, busy, judged])
-    assert score.passed and score.verdict == "passed" and calls == 3
+def judge(sandbox: Sandbox, **kwargs: Any) -> dict[str, Any]:
+    async def main() -> dict[str, Any]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(sandbox)) as http:
+            client = SandboxClient(http, "http://sandbox/", SANDBOX_SIGNING, issuer="test", **kwargs)
+            return await client.judge({"language": "python", "mode": "assert"}, "task-1")
+
+    return asyncio.run(main())
 
 
-@pytest.mark.parametrize(("answer", "message"), [(dropped, "unreachable (ReadError)"), (busy, "answered 503")])
-def test_a_sandbox_that_stays_down_is_no_verdict(answer: Callable[[httpx.Request], httpx.Response],
-                                                message: str) -> None:
+@pytest.mark.parametrize("first", [status(503, "1"), status(429, "1"), reset, refused, closed])
+def test_a_busy_sandbox_or_a_lost_connection_is_asked_again_with_a_new_token(first: Answer) -> None:
+    sandbox = Sandbox([first, judged])
+    assert judge(sandbox) == PASSED
+    assert len(sandbox.requests) == 2 and all(str(r.url) == "http://sandbox/judge" for r in sandbox.requests)
+    first_claims, second_claims = sandbox.claims()
+    assert first_claims["jti"] != second_claims["jti"]  # a token is good for one call only
+
+
+def test_retry_after_is_honoured_within_bounds_and_retries_are_few(waits: list[float]) -> None:
+    sandbox = Sandbox([status(503, "1"), status(429, "30"), status(503, "0"), status(503)])
+    with pytest.raises(SandboxUnavailable, match=r"busy or not ready \(503\)") as raised:
+        judge(sandbox)
+    assert not isinstance(raised.value, SandboxRefused)
+    assert len(sandbox.requests) == 4  # the call and three retries
+    assert waits == [1.0, 2.0, 0.1]
+    sandbox = Sandbox([refused] * 4)
+    with pytest.raises(SandboxUnavailable, match=re.escape("unreachable (ConnectError)")):
+        judge(sandbox)
+    assert len(sandbox.requests) == 4 and waits[3:] == [0.5, 0.5, 0.5]
+
+
+@pytest.mark.parametrize(("answer", "error", "message"), [
+    (too_slow, SandboxUnavailable, "did not answer within 7 s"),  # it may still be running: not asked again
+    (status(400), SandboxRefused, "answer 400"),
+    (status(401), SandboxRefused, "answer 401"),
+    (status(500), SandboxUnavailable, "answer 500"),
+])
+def test_a_timeout_or_a_refusal_is_not_retried(answer: Answer, error: type[Exception], message: str) -> None:
+    sandbox = Sandbox([answer, judged])
+    with pytest.raises(error, match=message) as raised:
+        judge(sandbox, timeout_s=7)
+    assert len(sandbox.requests) == 1
+    assert isinstance(raised.value, SandboxRefused) == (error is SandboxRefused)
+
+
+def test_the_token_lifetime_is_the_callers() -> None:
+    sandbox = Sandbox([judged])
+    judge(sandbox, token_ttl_s=120)
+    (claims,) = sandbox.claims()
+    assert claims["exp"] - claims["iat"] == 120 and claims["iss"] == "test" and claims["task"].startswith("task-1-")
+
+
+def score(sandbox: Sandbox, problem: BenchProblem = PROBLEM) -> Score:
+    async def main() -> Score:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(sandbox)) as http:
+            return await HiddenTestScorer(http, "http://sandbox", SANDBOX_SIGNING).score(problem, "def f(): ...")
+
+    return asyncio.run(main())
+
+
+def test_the_scorer_judges_through_the_shared_client_with_its_deadline() -> None:
+    sandbox = Sandbox([reset, status(503), judged])
+    assert score(sandbox).passed
+    assert len(sandbox.requests) == 3
+    claims = sandbox.claims()[-1]
+    assert claims["iss"] == "atlas-bench" and claims["exp"] - claims["iat"] == 120
+    # the judge call may take its whole deadline (60 s + 6 s per test): the client waits 30 s longer
+    assert sandbox.requests[-1].extensions["timeout"]["read"] == 96.0
+
+
+@pytest.mark.parametrize(("answers", "message"), [
+    ([reset] * 4, "unreachable (ReadError)"), ([status(503)] * 4, "busy or not ready"), ([too_slow], "within 96 s"),
+    ([status(413)], "answer 413"),
+    ([lambda r: httpx.Response(200, json={"deadline_hit": True, "candidates": [{"verdict": "Skipped"}]})],
+     "ran out of its deadline"),
+])
+def test_a_sandbox_that_does_not_judge_is_no_verdict(answers: list[Answer], message: str) -> None:
     with pytest.raises(ScorerUnavailable, match=re.escape(message)):
-        judge_with([answer] * 3)
+        score(Sandbox(answers))

@@ -28,10 +28,11 @@ DISTRIBUTIONS = {
     "task-worker": ("atlas_worker.app", ["atlas-task-worker"], NO_TOKEN),
     "dashboard": ("atlas_dashboard.app", ["atlas-dashboard"], NO_TOKEN),
     "llama-server": ("atlas_llama.embed", ["atlas-embed-server"], NO_KEY),
+    "engine": ("atlas_engine.build", ["python", "-c", "import atlas_engine.engine; print('engine ok')"], "engine ok"),
     "benchmark": ("atlas_bench", ["atlas-bench", "--version"], "atlas-bench 0.1.0"),
 }
 # Each directory's lock: the one whose image installs it last (llama-server: the embedding server's, with its
-# `embed` extra; task-worker's lists the sibling it needs, rag-api, whose engine the worker runs).
+# `embed` extra; rag-api's and task-worker's list the engine library they run).
 LOCK = {lock.installs[-1].partition("[")[0]: name for name, lock in LOCKS.items()}
 
 

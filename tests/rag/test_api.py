@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from atlas_core.settings import load_settings
+from atlas_engine import SOLVES_STREAM
 from atlas_rag.app import create_app
 from atlas_rag.settings import Settings
-from atlas_rag.telemetry import SOLVES_STREAM
 from tests.conftest import METRICS_TOKEN, PROXY_TOKEN, RedisServer, ServerThread
 from tests.rag.fake_llm import fake, fenced, user_text
 from tests.rag.scrape import scrape

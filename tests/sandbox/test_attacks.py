@@ -40,13 +40,13 @@ def attack(sandbox: Sandbox, code: str, language: str = "python", **fields: Any)
 @pytest.fixture(autouse=True)
 def nothing_left(sandbox: Sandbox) -> Any:
     """After every attack: no process of the run uid, no work directory, no process in a run cgroup."""
-    engine = sandbox.client.app.state.engine  # type: ignore[attr-defined]
+    executor = sandbox.client.app.state.executor  # type: ignore[attr-defined]
     yield
     if os.geteuid() == 0:
         assert run_uid_processes(sandbox.settings.sandbox_run_uid) == []
-    assert [p.name for p in engine.dirs.base.iterdir()] == ["seccomp.bpf"]
-    if engine.cgroups is not None:  # run cgroups are kept for reuse, empty
-        for group in engine.cgroups.idle():
+    assert [p.name for p in executor.dirs.base.iterdir()] == ["seccomp.bpf"]
+    if executor.cgroups is not None:  # run cgroups are kept for reuse, empty
+        for group in executor.cgroups.idle():
             assert (group / "cgroup.procs").read_text() == ""
 
 

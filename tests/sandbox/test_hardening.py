@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from atlas_core.settings import load_settings
 from atlas_sandbox.app import create_app
-from atlas_sandbox.engine import Engine
+from atlas_sandbox.executor import Executor
 from atlas_sandbox.limits import Limits
 from atlas_sandbox.runner import RunResult
 from atlas_sandbox.settings import Settings
@@ -233,16 +233,16 @@ def test_pytest_and_javascript_modes_still_judge(sandbox: Sandbox) -> None:
 
 @pytest.fixture
 def recorded(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], Limits]]:
-    """Every (command, limits) the engine hands its runner during the test."""
-    engine: Engine = sandbox.client.app.state.engine  # type: ignore[attr-defined]
-    real = engine.runner.run
+    """Every (command, limits) the executor hands its runner during the test."""
+    executor: Executor = sandbox.client.app.state.executor  # type: ignore[attr-defined]
+    real = executor.runner.run
     calls: list[tuple[list[str], Limits]] = []
 
     def run(command: list[str], workdir: Path, limits: Limits, **kwargs: Any) -> RunResult:
         calls.append((command, limits))
         return real(command, workdir, limits, **kwargs)
 
-    monkeypatch.setattr(engine.runner, "run", run)
+    monkeypatch.setattr(executor.runner, "run", run)
     return calls
 
 
@@ -259,8 +259,8 @@ def test_lint_runs_within_the_callers_limits(sandbox: Sandbox, recorded: list[tu
 
 
 def test_lint_that_cannot_finish_within_the_limits_has_no_score(sandbox: Sandbox) -> None:
-    engine: Engine = sandbox.client.app.state.engine  # type: ignore[attr-defined]
-    if engine.cgroups is None:
+    executor: Executor = sandbox.client.app.state.executor  # type: ignore[attr-defined]
+    if executor.cgroups is None:
         pytest.skip("needs per-run cgroups: the address-space limit alone leaves pylint room")
     # print(1) runs in a few MB; pylint, which loads astroid and every checker, needs more than 24 MB
     out = sandbox.post("/execute", {"code": "print(1)\n", "lint": True}, limits={"memory_mb": 24}).json()

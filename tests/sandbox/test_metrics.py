@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from atlas_core.capability import mint
-from atlas_sandbox.engine import Engine
+from atlas_sandbox.executor import Executor
 from atlas_sandbox.languages import LANGUAGES
 from atlas_sandbox.tokens import REJECTION_REASONS
 from tests.conftest import METRICS_TOKEN
@@ -91,12 +91,12 @@ def test_refused_requests_give_no_verdict_time_or_new_language(sandbox: Sandbox)
                                    "tests": [{}]}, token="not-a-token").status_code == 401
     assert sandbox.client.post("/execute", json={"code": "x", "language": "x" * 32}).status_code == 401
     assert sandbox.post("/execute", {"code": "echo hi", "language": "bash"}, languages=("python",)).status_code == 403
-    engine: Engine = sandbox.client.app.state.engine  # type: ignore[attr-defined]
-    engine.active = engine.workers + sandbox.settings.sandbox_queue_limit
+    executor: Executor = sandbox.client.app.state.executor  # type: ignore[attr-defined]
+    executor.active = executor.workers + sandbox.settings.sandbox_queue_limit
     try:
         assert sandbox.post("/execute", PRINT).status_code == 503
     finally:
-        engine.active = 0
+        executor.active = 0
     after = sandbox.metrics()
     assert moved(before, after, VERDICTS) == {}
     assert moved(before, after, SECONDS + "_count") == {}

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from atlas_core.capability import mint, public_key_text
 from atlas_core.settings import SettingsError, load_settings
 from atlas_sandbox.app import create_app
-from atlas_sandbox.engine import Engine
+from atlas_sandbox.executor import Executor
 from atlas_sandbox.settings import Settings
 from tests.conftest import RedisServer
 from tests.sandbox.conftest import Sandbox, raw_token, redis_down, sandbox_env
@@ -89,25 +89,25 @@ def test_redis_down_is_503_not_a_hang(sandbox: Sandbox, redis_server: RedisServe
 
 
 def test_busy_service_answers_503_with_retry_after(sandbox: Sandbox) -> None:
-    engine: Engine = sandbox.client.app.state.engine  # type: ignore[attr-defined]
-    engine.active = engine.workers + sandbox.settings.sandbox_queue_limit
+    executor: Executor = sandbox.client.app.state.executor  # type: ignore[attr-defined]
+    executor.active = executor.workers + sandbox.settings.sandbox_queue_limit
     try:
         response = sandbox.post("/execute", PRINT)
     finally:
-        engine.active = 0
+        executor.active = 0
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
 
 
 def test_a_sandbox_failure_is_a_5xx_never_a_program_verdict(sandbox: Sandbox) -> None:
-    engine: Engine = sandbox.client.app.state.engine  # type: ignore[attr-defined]
-    real = engine.runner.config
-    engine.runner.config = type(real)(**{**real.__dict__, "bwrap": "/nonexistent/bwrap"})
+    executor: Executor = sandbox.client.app.state.executor  # type: ignore[attr-defined]
+    real = executor.runner.config
+    executor.runner.config = type(real)(**{**real.__dict__, "bwrap": "/nonexistent/bwrap"})
     try:
         executed = sandbox.post("/execute", {"code": "print('fresh 1')"})
         judged = sandbox.post("/judge", {"mode": "stdin", "candidates": [{"code": "print('fresh 2')"}],
                                          "tests": [{"input": "", "output": "x"}]})
     finally:
-        engine.runner.config = real
+        executor.runner.config = real
     for response in (executed, judged):
         assert response.status_code == 500
         assert response.json()["error"]["code"] == "sandbox_error"
@@ -160,3 +160,29 @@ def test_lone_surrogates_are_a_400_naming_the_field(sandbox: Sandbox) -> None:
                                  headers={"Authorization": f"Bearer {sandbox.token()}",
                                           "Content-Type": "application/json"})
     assert judged.status_code == 400 and "input" in judged.json()["error"]["message"], judged.text
+
+
+def test_a_malformed_request_neither_uses_up_its_token_nor_counts_as_a_rejection(sandbox: Sandbox) -> None:
+    token = sandbox.token()
+    before = sandbox.metrics()
+    bad = sandbox.post("/judge", {"mode": "stdin", "candidates": [], "tests": [{}]}, token=token)
+    assert bad.status_code == 400 and "candidates" in bad.json()["error"]["message"], bad.text
+    no_token = sandbox.client.post("/execute", json={"code": "x", "surprise": 1})
+    assert no_token.status_code == 400, no_token.text  # the body is checked before the token, as it always was
+    assert sandbox.metrics().get("atlas_sandbox_token_rejections_total") == \
+        before.get("atlas_sandbox_token_rejections_total")
+    assert sandbox.post("/execute", PRINT, token=token).status_code == 200  # the token still works, once
+
+
+def test_refusals_keep_their_error_codes(sandbox: Sandbox) -> None:
+    missing = sandbox.client.post("/execute", json=PRINT)
+    assert missing.json()["error"]["code"] == "invalid_capability" and missing.headers["www-authenticate"] == "Bearer"
+    outside = sandbox.post("/execute", {"code": "echo hi", "language": "bash"}, languages=("python",))
+    assert outside.json()["error"]["code"] == "language_not_allowed"
+    unknown = sandbox.post("/execute", {"code": "x", "language": "cobol"})
+    assert unknown.json()["error"]["code"] == "invalid_language"
+    invalid = sandbox.post("/execute", {"code": "x", "language": "c", "test_code": "t"})
+    assert invalid.status_code == 400 and invalid.json()["error"]["code"] == "invalid_request", invalid.text
+    with redis_down(sandbox):
+        down = sandbox.post("/execute", PRINT)
+    assert down.json()["error"]["code"] == "dependency_unavailable" and down.headers["retry-after"] == "1"

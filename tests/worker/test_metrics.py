@@ -21,9 +21,9 @@ from redis.asyncio import Redis
 from atlas_core.app import open_clients, service_app
 from atlas_core.queue import DEAD, WORKERS, TaskQueue
 from atlas_core.settings import load_settings
+from atlas_engine.telemetry import SOLVES_STREAM
 from atlas_rag.app import create_app as rag_app
 from atlas_rag.settings import Settings as RagSettings
-from atlas_rag.telemetry import SOLVES_STREAM
 from atlas_worker.app import create_app as worker_app
 from atlas_worker.metrics import QueueMetrics
 from atlas_worker.settings import Settings as WorkerSettings

@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 import pytest
 from redis.asyncio import Redis
 
+from atlas_core.errors import Retryable, Unrecoverable
 from atlas_core.queue import DEAD, PRIORITIES, RECENT, RECENT_KEPT, QueueFull, TaskQueue, stream_key
-from atlas_worker.loop import Outcome, TaskContext
+from atlas_worker.loop import TaskContext, TaskOutcome
 from atlas_worker.worker import Handler, Worker, WorkerConfig
 from tests.conftest import RedisServer
 
@@ -60,8 +61,8 @@ async def status(queue: TaskQueue, task_id: str) -> str:
     return (await queue.record(task_id) or {}).get("status", "")
 
 
-async def echo(ctx: TaskContext) -> Outcome:
-    return Outcome("succeeded", "SUCCESS", "done", {"echo": ctx.spec}, attempts=1)
+async def echo(ctx: TaskContext) -> TaskOutcome:
+    return TaskOutcome("succeeded", "SUCCESS", "done", {"echo": ctx.spec}, attempts=1)
 
 
 def test_priorities_are_read_in_order_and_p2_is_not_starved(redis_server: RedisServer) -> None:
@@ -119,7 +120,7 @@ async def all_done(queue: TaskQueue, ids: list[str]) -> bool:
 def test_a_poison_task_is_dead_lettered_and_the_others_are_served(redis_server: RedisServer) -> None:
     calls: dict[str, int] = {}
 
-    async def handler(ctx: TaskContext) -> Outcome:
+    async def handler(ctx: TaskContext) -> TaskOutcome:
         calls[ctx.task_id] = calls.get(ctx.task_id, 0) + 1
         if ctx.spec.get("poison"):
             raise ZeroDivisionError("the handler always fails on this one")
@@ -143,6 +144,35 @@ def test_a_poison_task_is_dead_lettered_and_the_others_are_served(redis_server: 
     assert max(calls.values()) == 3
 
 
+
+class Refused(Retryable, Unrecoverable):
+    """Both at once, as the engine's SandboxRefused is (a SandboxUnavailable that no retry can help)."""
+
+
+def test_a_dependency_down_is_retried_uncounted_and_an_unrecoverable_task_ends(redis_server: RedisServer) -> None:
+    calls: dict[str, int] = {}
+
+    async def handler(ctx: TaskContext) -> TaskOutcome:
+        calls[ctx.task_id] = calls.get(ctx.task_id, 0) + 1
+        if ctx.spec.get("refused"):
+            raise Refused("the sandbox refuses this language")
+        if calls[ctx.task_id] == 1:
+            raise Retryable("the model is down")
+        return await echo(ctx)
+
+    async def work(queue: TaskQueue) -> tuple[dict[str, str] | None, dict[str, str] | None]:
+        down, refused = (await submit(queue))[0], (await submit(queue, refused=True))[0]
+        async with serving(queue, handler, visibility_s=2, max_deliveries=1):
+            await until(lambda: all_done(queue, [down, refused]))
+        return await queue.record(down), await queue.record(refused)
+
+    down, refused = run(redis_server, work)
+    # served on its second run although one delivery is the limit: the outage did not count against the task
+    assert down is not None and down["status"] == "succeeded" and (down["deliveries"], down["outages"]) == ("1", "1")
+    assert refused is not None and (refused["status"], refused["stop_reason"]) == ("failed", "UNRECOVERABLE")
+    assert refused["message"] == "the sandbox refuses this language" and refused["deliveries"] == "1"
+
+
 def test_result_writes_are_idempotent(redis_server: RedisServer) -> None:
     async def work(queue: TaskQueue) -> tuple[bool, bool, list[str]]:
         task_id = (await submit(queue))[0]
@@ -158,7 +188,7 @@ def test_result_writes_are_idempotent(redis_server: RedisServer) -> None:
 
 
 def test_cancel_before_start_and_while_running(redis_server: RedisServer) -> None:
-    async def slow(ctx: TaskContext) -> Outcome:
+    async def slow(ctx: TaskContext) -> TaskOutcome:
         await asyncio.sleep(60)
         return await echo(ctx)
 
@@ -187,7 +217,7 @@ async def is_status(queue: TaskQueue, task_id: str, wanted: str) -> bool:
 def test_shutdown_hands_a_running_task_back_and_another_worker_finishes_it(redis_server: RedisServer) -> None:
     started: list[str] = []
 
-    async def slow_once(ctx: TaskContext) -> Outcome:
+    async def slow_once(ctx: TaskContext) -> TaskOutcome:
         started.append(ctx.worker)
         if len(started) == 1:
             await asyncio.sleep(60)
@@ -247,7 +277,7 @@ def test_a_retry_or_hand_back_from_a_worker_that_does_not_run_the_task_changes_n
 
 
 def test_a_resumed_task_whose_last_attempt_passed_succeeds_without_new_work() -> None:
-    from atlas_rag.engine import Engine, EngineConfig
+    from atlas_engine import Engine, EngineConfig
     from atlas_worker.loop import VerifyRepair, schedule
 
     attempt = {"kind": "attempt", "n": 2, "verified": True, "stopped": "done", "summary": "passed all 1",

@@ -1,0 +1,139 @@
+"""The verified-generation engine: k candidates, judged in the sandbox on the tests a user has, checked against
+each other on checks the model writes, repaired from their failures, one selected, within a budget.
+
+The stages, each its own module and testable alone: ``generate`` (samples, plan-first ones), ``judge`` (public
+tests), ``checks`` (self-written checks and clustering), ``repair``, ``answer``. Three plug points, all optional:
+
+- a ``Router`` sees the problem and the budget before anything is spent, and may change the budget (a cheap path
+  for easy problems, a deep one for hard ones);
+- a ``ContextSource`` gives retrieved material (similar solved problems, code) that the generation prompts carry;
+- a ``Scorer`` orders what the tests and the checks leave tied (the Geometric Lens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from atlas_engine.answer import result
+from atlas_engine.calls import ModelCalls, PromptStyle
+from atlas_engine.checks import Checker
+from atlas_engine.contracts import SolveRequest, SolveResult
+from atlas_engine.generate import Generator
+from atlas_engine.judge import PublicJudge
+from atlas_engine.llm import LLMClient
+from atlas_engine.parse import build_problem
+from atlas_engine.problem import Problem
+from atlas_engine.repair import Repairer
+from atlas_engine.sandbox import SandboxClient
+from atlas_engine.select import Candidate, Scorer
+from atlas_engine.solve import CARRIED_BASE, Progress, Solve, SolveBudget, problem_seed, quiet
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    k: int = 5
+    max_tokens: int = 512
+    repair_rounds: int = 2
+    deadline_s: float = 120.0
+    self_tests: bool = True
+    self_test_count: int = 6  # asserts or inputs the model is asked for
+    plans: int = 0  # candidates written from distinct plans, unless the request says
+    repair_width: int = 2  # failing candidates repaired per round
+    prompt_style: PromptStyle = "chat"
+    test_timeout_s: float = 6.0  # per test, as LiveCodeBench's harness
+
+
+class Router(Protocol):
+    """Chooses a solve's budget from its problem before anything is spent; it may only spend within the token
+    cap the caller reserved (the engine enforces the cap whatever the budget says)."""
+
+    async def route(self, problem: Problem, budget: SolveBudget) -> SolveBudget: ...
+
+
+class ContextSource(Protocol):
+    """Retrieved material for a problem (None: nothing relevant); the generation prompts carry it."""
+
+    async def context(self, problem: Problem) -> str | None: ...
+
+
+class Engine:
+    def __init__(self, llm: LLMClient, sandbox: SandboxClient, config: EngineConfig, scorer: Scorer | None = None,
+                 router: Router | None = None, context: ContextSource | None = None) -> None:
+        self.llm = llm
+        self.sandbox = sandbox
+        self.config = config
+        self.scorer = scorer
+        self.router = router
+        self.context_source = context
+        self.calls = ModelCalls(llm, config.prompt_style)
+        self.generator = Generator(self.calls)
+        self.judge = PublicJudge(sandbox, config.test_timeout_s)
+        self.checker = Checker(self.calls, sandbox, config.self_test_count, config.test_timeout_s)
+        self.repairer = Repairer(self.calls, self.judge, self.checker, config.repair_width)
+
+    def budget(self, request: SolveRequest) -> SolveBudget:
+        b, c = request.budget, self.config
+        return SolveBudget(k=b.k or c.k, max_tokens=b.max_tokens or c.max_tokens,
+                           repair_rounds=c.repair_rounds if b.repair_rounds is None else b.repair_rounds,
+                           deadline_s=b.deadline_s or c.deadline_s,
+                           self_tests=c.self_tests if b.self_tests is None else b.self_tests,
+                           plans=c.plans if b.plans is None else b.plans)
+
+    def start(self, request: SolveRequest) -> Solve:
+        """Parse the request into a solve (ProblemError for tests that cannot run as given)."""
+        return Solve(id=uuid.uuid4().hex, problem=build_problem(request), budget=self.budget(request),
+                     seed=request.seed if request.seed is not None else problem_seed(request.problem))
+
+    async def solve(self, request: SolveRequest, progress: Progress | None = None) -> tuple[Solve, SolveResult]:
+        solve = self.start(request)
+        return solve, await self.run(solve, progress)
+
+    async def run(self, solve: Solve, progress: Progress | None = None) -> SolveResult:
+        say = progress or quiet
+        solve.deadline = time.monotonic() + solve.budget.deadline_s
+        try:
+            async with asyncio.timeout(solve.budget.deadline_s):
+                await self._stages(solve, say)
+        except TimeoutError:
+            solve.stopped = "deadline"
+            await say({"stage": "deadline", "message": f"deadline of {solve.budget.deadline_s:g}s reached; "
+                                                          "choosing from what was checked"})
+        return result(solve)
+
+    async def _stages(self, solve: Solve, say: Progress) -> None:
+        if self.router is not None:
+            solve.budget = await self.router.route(solve.problem, solve.budget)
+        if self.context_source is not None:
+            solve.context = await self.context_source.context(solve.problem)
+        budget = solve.budget
+        await say({"stage": "generate", "message": f"generating {budget.k} candidate(s)"})
+        await self.generator.generate(solve, budget.k, say)
+        await self.judge.judge(solve, say)
+        if budget.self_tests and self.checker.wanted(solve):
+            await self.checker.write(solve, say)
+            await self.checker.run(solve, say)
+        await self.repairer.rounds(solve, budget.repair_rounds, say)
+        await self.score(solve)
+
+    def carry(self, solve: Solve, programs: list[str]) -> None:
+        """Programs that failed an earlier attempt join this one: they are judged again with the new samples
+        (which gives their failures on this attempt's tests), and the repair rounds start from the best of
+        them, fed back with what failed."""
+        for n, code in enumerate(programs):
+            solve.add(Candidate(index=CARRIED_BASE + n, origin="carried", temperature=0.0, seed=None, code=code,
+                                tokens=0))
+
+    async def score(self, solve: Solve) -> None:
+        """The pluggable scorer orders what the tests leave tied."""
+        if self.scorer is None:
+            return
+        pool = solve.unique()
+        if len(pool) < 2:
+            return
+        scores = await self.scorer.score(solve.problem.text, [c.code or "" for c in pool])
+        for c, s in zip(pool, scores, strict=True):
+            c.score = s

@@ -1,0 +1,92 @@
+"""Judging candidates on the public tests (the user's and the problem's examples) in the sandbox: one call per
+test mode, every candidate stopping at its first failure, whose test, expected value, output and error are kept
+for the answer and for repair."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from atlas_engine.problem import EQ_HELPER, Test
+from atlas_engine.sandbox import SandboxClient
+from atlas_engine.select import Candidate
+from atlas_engine.solve import Progress, Solve, quiet
+
+Outcome = tuple[str, int, dict[str, str | None] | None]  # verdict, tests passed, the first failure
+
+
+def shown(test: Test) -> str:
+    """A test as the answer and the repair prompt show it."""
+    if test.mode == "assert" and test.call and test.code.startswith("assert __atlas_eq("):
+        return f"assert {test.call} == {test.expected}"
+    return test.label()
+
+
+class PublicJudge:
+    def __init__(self, sandbox: SandboxClient, test_timeout_s: float) -> None:
+        self.sandbox = sandbox
+        self.test_timeout_s = test_timeout_s
+
+    async def judge(self, solve: Solve, say: Progress = quiet) -> None:
+        """Judge every program not judged yet on the public tests."""
+        problem = solve.problem
+        todo = [c for c in solve.candidates if c.unique and c.verdict == "untested"]
+        if not todo or not problem.tests:
+            return
+        groups: dict[str, list[tuple[int, Test]]] = {}
+        for j, t in enumerate(problem.tests):
+            groups.setdefault(t.mode, []).append((j, t))
+        await say({"stage": "verify", "message": f"running {len(todo)} program(s) on {len(problem.tests)} "
+                                                  "public test(s)"})
+        results = await asyncio.gather(*(self._group(solve, todo, mode, tests) for mode, tests in groups.items()),
+                                       return_exceptions=True)
+        for outcome in results:
+            if isinstance(outcome, BaseException):
+                raise outcome  # the sandbox failed: a verdict on nothing
+        for c in todo:
+            c.public_total = len(problem.tests)
+            c.public_passed = 0
+            c.verdict = "passed"
+            for group in results:
+                assert not isinstance(group, BaseException)
+                verdict, passed, failure = group[c.index]
+                c.public_passed += passed
+                if verdict != "passed" and c.verdict == "passed":
+                    c.verdict, c.failure = verdict, failure
+        passing = sum(1 for c in todo if c.public_ok)
+        await say({"stage": "verify", "passing": passing,
+                   "message": f"{passing} of {len(todo)} program(s) pass every public test"})
+
+    async def _group(self, solve: Solve, todo: list[Candidate], mode: str, tests: list[tuple[int, Test]]
+                     ) -> dict[int, Outcome]:
+        problem = solve.problem
+        body: dict[str, Any] = {
+            "language": problem.language, "mode": mode, "stop_on_first_failure": True,
+            "candidates": [{"id": str(c.index), "code": c.code} for c in todo],
+            "limits": {"timeout_s": self.test_timeout_s},
+            "deadline_s": min(3600.0, solve.remaining()),  # the sandbox stops too when the solve runs out
+        }
+        if mode == "assert":
+            body["tests"] = [{"code": t.code} for _, t in tests]
+            if problem.language == "python":
+                body["setup"] = EQ_HELPER
+        else:
+            body["tests"] = [{"input": t.input, "output": t.output} for _, t in tests]
+        if mode == "functional":
+            body["func_name"] = problem.entry_point
+        answer = await self.sandbox.judge(body, solve.id, solve.timeline)
+        out: dict[int, Outcome] = {}
+        for r in answer["candidates"]:
+            solve.timeline.ran(int(r.get("tests_run", 0)) or 1)
+            failure = None
+            if r.get("first_failure"):
+                f = r["first_failure"]
+                test = tests[f["test_index"]][1]
+                failure = {"test": shown(test), "expected": f.get("expected") or test.expected,
+                           "got": f.get("got"), "error": f.get("error")}
+            elif r["verdict"] != "passed":  # it did not compile: no test ran, the compiler's words are the failure
+                test = tests[0][1]
+                failure = {"test": shown(test), "expected": test.expected or test.output or None, "got": None,
+                           "error": (r.get("compile_output") or r["verdict"])[-2000:]}
+            out[int(r["id"])] = (r["verdict"], int(r["tests_passed"]), failure)
+        return out

@@ -1,0 +1,100 @@
+"""Choosing one candidate without the hidden tests: public tests first; then, on the checks the model wrote
+(``checks``), fewer crashes and time-outs, then agreement (candidates that give the same outputs form a cluster,
+AlphaCode/CodeT-style; a cluster scores its size times one plus the self-written expectations it meets); then a
+pluggable score (the Geometric Lens); then fewer tokens."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Origin = Literal["sample", "repair", "carried"]
+
+
+@dataclass
+class Candidate:
+    index: int
+    origin: Origin
+    temperature: float
+    seed: int | None
+    code: str | None
+    tokens: int
+    key: str = ""  # the normalised code: candidates with the same key are one program
+    duplicate_of: int | None = None
+    copies: int = 1  # samples that produced this program (itself included)
+    verdict: str = "untested"
+    public_passed: int = 0
+    public_total: int = 0
+    failure: dict[str, str | None] | None = None
+    outputs: tuple[str, ...] | None = None  # its outputs on the self-test inputs
+    self_passed: int | None = None
+    agreement: int | None = None
+    faults: int = 0  # checks it crashed or ran out of time on (checks most programs fault on do not count)
+    score: float | None = None
+    repaired: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def unique(self) -> bool:
+        return self.code is not None and self.duplicate_of is None
+
+    @property
+    def public_ok(self) -> bool:
+        return self.verdict == "passed"
+
+
+class Scorer(Protocol):
+    """Orders candidates the tests cannot tell apart; lower is better (an energy). None: no opinion."""
+
+    async def score(self, problem_text: str, codes: list[str]) -> list[float | None]: ...
+
+
+def agree(candidates: list[Candidate]) -> None:
+    """Fills ``faults`` and ``agreement`` from the programs' outputs on the checks.
+
+    A check on which most programs fault is taken to be invalid (the model wrote an input outside the problem's
+    constraints, or a call with the wrong arguments) and is left out. On the others, each fault (``!...``) counts
+    against its program. Programs with the same outputs form a cluster; ``agreement`` is the copies of every
+    program in the cluster times one plus the self-written expectations the program meets. Programs that fault
+    on every check form no cluster."""
+    probed = [c for c in candidates if c.unique and c.outputs is not None]
+    if not probed:
+        return
+    width = min(len(c.outputs or ()) for c in probed)
+    invalid = {i for i in range(width)
+               if 2 * sum(1 for c in probed if (c.outputs or ())[i].startswith("!")) > len(probed)}
+    kept = {c.index: tuple(o for i, o in enumerate((c.outputs or ())[:width]) if i not in invalid) for c in probed}
+    clusters: dict[tuple[str, ...], int] = defaultdict(int)
+    for c in probed:
+        outputs = kept[c.index]
+        c.faults = sum(1 for o in outputs if o.startswith("!"))
+        if outputs and c.faults < len(outputs):
+            clusters[outputs] += c.copies
+    for c in probed:
+        size = clusters.get(kept[c.index], 0)
+        c.agreement = size * (1 + (c.self_passed or 0)) if size else 0
+
+
+# How far a failing program got, best first: it ran and answered wrongly, it crashed or ran out, it never ran.
+# (The count of tests passed is no measure: the sandbox stops each candidate at its first failure, and tests
+# run in parallel, so how many others finished first depends on timing.)
+PROGRESS = {"passed": 0, "TestFailure": 1, "OutputLimit": 2, "RuntimeError": 2, "Timeout": 2, "MemoryLimit": 2,
+            "untested": 3, "Skipped": 3, "CompileError": 4, "SyntaxError": 4}
+
+
+def rank_key(c: Candidate) -> tuple[float, ...]:
+    """Selection order over distinct programs: lower sorts first."""
+    return (
+        PROGRESS.get(c.verdict, 3),
+        c.faults,
+        -(c.agreement or 0),
+        c.score is None, c.score or 0.0,  # a scorer's "no opinion" ranks after every opinion
+        c.tokens,
+        c.index,
+    )
+
+
+def choose(candidates: list[Candidate]) -> Candidate | None:
+    pool = [c for c in candidates if c.unique]
+    return min(pool, key=rank_key) if pool else None
