@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sandbox import Service, free_port
 
 from atlas_bench.metrics import bootstrap, pass_at_k
+from atlas_core.sandbox_api import JudgeRequest
 from atlas_engine import (
     Budget,
     Candidate,
@@ -56,6 +57,7 @@ from atlas_engine import (
     SolveRequest,
     Timeline,
     choose,
+    sandbox_request,
 )
 from atlas_engine.select import agree
 from atlas_llama.models import default_chat_model
@@ -175,11 +177,11 @@ async def hidden_verdicts(sandbox: SandboxClient, problem: dict[str, Any], codes
     """Each program judged once on the hidden tests (HumanEval's check, MBPP's asserts), 6 s per test."""
     if not codes:
         return []
-    body = {"language": "python", "mode": "assert", "setup": problem["hidden"]["setup"],
-            "candidates": [{"code": c} for c in codes], "tests": [{"code": problem["hidden"]["test"]}],
-            "limits": {"timeout_s": 6.0}}
-    answer = await sandbox.judge(body, "bench-hidden")
-    return [bool(r["passed"]) for r in answer["candidates"]]
+    request = sandbox_request(JudgeRequest, mode="assert", setup=problem["hidden"]["setup"],
+                              candidates=[{"code": c} for c in codes], tests=[{"code": problem["hidden"]["test"]}],
+                              limits={"timeout_s": 6.0})
+    answer = await sandbox.judge(request, "bench-hidden")
+    return [r.passed for r in answer.candidates]
 
 
 async def run_task(engine: Engine, sandbox: SandboxClient, problem: dict[str, Any], args: argparse.Namespace

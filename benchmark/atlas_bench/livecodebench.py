@@ -80,7 +80,7 @@ def livecodebench(rows: list[dict[str, Any]], since: str | None = None, until: s
         out.append(BenchProblem(id=f"lcb/{r['question_id']}", dataset="livecodebench", prompt=prompt,
                                 hidden=Hidden("functional" if functional else "stdin", tests, func_name=func_name),
                                 public_tests=shown, entry_point=func_name, difficulty=r.get("difficulty"),
-                                contest_date=date or None))
+                                contest_date=date or None, statement=r["question_content"].strip()))
     return out
 
 

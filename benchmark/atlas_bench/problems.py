@@ -13,6 +13,7 @@ Mode = Literal["assert", "stdin", "functional"]
 # sentence before it ("...answer).Sample Input 1:").
 SAMPLES_START = re.compile(r"(?:^|(?<=[.)\]!?]))[ \t]*(?:#+\s*)?(?:\*\*)?(?:sample\s+input|examples?\s*(?:\d+\s*)?:?"
                            r"\s*$|example\s+input)", re.IGNORECASE | re.MULTILINE)
+CONSTRAINTS = re.compile(r"^[ \t]*(?:\*\*)?constraints(?:\*\*)?:?[ \t]*$", re.IGNORECASE | re.MULTILINE)
 MODES: tuple[Mode, ...] = ("assert", "stdin", "functional")
 
 
@@ -40,6 +41,7 @@ class BenchProblem:
     difficulty: str | None = None
     contest_date: str | None = None
     canonical: str | None = None  # a reference solution, for checking the scorer (never sent)
+    statement: str | None = None  # the part of ``prompt`` that is the problem's own text (where samples are)
 
 
 class DatasetError(Exception):
@@ -54,8 +56,20 @@ class Loaded:
     public_only: bool = False  # the hidden tests are the public ones (LiveCodeBench's offline copy)
 
 
-def strip_samples(prompt: str) -> str:
-    """The statement without its worked samples (from the first "Sample Input" / "Example" header on): with no
-    test sent either, the platform has nothing to check against but what it writes itself."""
-    found = SAMPLES_START.search(prompt)
-    return prompt if found is None else prompt[:found.start()].rstrip() + "\n"
+def strip_samples(statement: str) -> str:
+    """The statement without its worked samples: from the first "Sample Input" / "Example" header to the
+    "Constraints" section when one follows them (LeetCode puts it there), else to the end. With no test sent
+    either, the platform has nothing to check against but what it writes itself."""
+    found = SAMPLES_START.search(statement)
+    if found is None:
+        return statement
+    rest = CONSTRAINTS.search(statement, found.end())
+    return statement[:found.start()].rstrip() + "\n" + ("\n" + statement[rest.start():] if rest else "")
+
+
+def stripped_prompt(problem: BenchProblem) -> str:
+    """The prompt with the statement's samples gone and everything else (format instructions, starter code)
+    kept."""
+    if problem.statement is None or problem.statement not in problem.prompt:
+        return strip_samples(problem.prompt)
+    return problem.prompt.replace(problem.statement, strip_samples(problem.statement).rstrip(), 1)

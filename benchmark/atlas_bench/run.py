@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from atlas_bench.problems import BenchProblem, strip_samples
+from atlas_bench.problems import BenchProblem, stripped_prompt
 from atlas_bench.report import SEGMENTS_FILE, TASKS_FILE, read_segments, read_tasks, summarise, task_key, write
 from atlas_bench.score import HiddenTestScorer, ScorerUnavailable
 
@@ -90,7 +90,7 @@ def _retry_after(answer: httpx.Response) -> float:
 
 async def solve(http: httpx.AsyncClient, url: str, key: str, problem: BenchProblem, budget: dict[str, Any],
                 seed: int, send_tests: str = "public") -> dict[str, Any]:
-    prompt = strip_samples(problem.prompt) if send_tests == "stripped" else problem.prompt
+    prompt = stripped_prompt(problem) if send_tests == "stripped" else problem.prompt
     body: dict[str, Any] = {"problem": prompt, "language": problem.language, "budget": budget, "seed": seed,
                             "tests": problem.public_tests if send_tests == "public" else []}
     if problem.entry_point:

@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 
 from atlas_bench.problems import BenchProblem
-from atlas_engine import SandboxClient, SandboxUnavailable
+from atlas_core.sandbox_api import JudgeRequest
+from atlas_engine import SandboxClient, SandboxRefused, SandboxUnavailable, sandbox_request
 
-TOKEN_TTL_S = 120  # as before the shared client: generous, since a token is minted only once a call can be sent
+TOKEN_TTL_S = 120  # a judge call's token is checked on arrival; minted only once a slot is free, 120 s is ample
 SLACK_S = 30.0  # on top of a judge call's deadline: the sandbox answers at its deadline, plus the way back
 
 
@@ -57,25 +58,25 @@ class HiddenTestScorer:
 
     async def _judge(self, problem: BenchProblem, code: str) -> Score:
         hidden = problem.hidden
-        body: dict[str, Any] = {
-            "language": problem.language, "mode": hidden.mode, "candidates": [{"id": "answer", "code": code}],
-            "tests": hidden.tests, "stop_on_first_failure": True, "limits": {"timeout_s": hidden.timeout_s},
-            "deadline_s": min(3600.0, 60.0 + hidden.timeout_s * len(hidden.tests)),
-        }
-        if hidden.mode == "assert":
-            body["setup"] = hidden.setup
-        if hidden.mode == "functional":
-            body["func_name"] = hidden.func_name
+        deadline_s = min(3600.0, 60.0 + hidden.timeout_s * len(hidden.tests))
         try:
-            judged = await self._sandbox.judge(body, problem.id, timeout_s=body["deadline_s"] + SLACK_S)
+            request = sandbox_request(
+                JudgeRequest, language=problem.language, mode=hidden.mode,
+                candidates=[{"id": "answer", "code": code}], tests=hidden.tests, stop_on_first_failure=True,
+                limits={"timeout_s": hidden.timeout_s}, deadline_s=deadline_s,
+                setup=hidden.setup if hidden.mode == "assert" else "",
+                func_name=hidden.func_name if hidden.mode == "functional" else None)
+        except SandboxRefused:  # the answer itself cannot run (past the size bound, not valid text): it fails
+            return Score(False, "Refused", 0, len(hidden.tests))
+        try:
+            judged = await self._sandbox.judge(request, problem.id, timeout_s=deadline_s + SLACK_S)
         except SandboxUnavailable as exc:  # SandboxRefused included: either way no verdict on the program
             raise ScorerUnavailable(str(exc)) from None
-        try:
-            result = judged["candidates"][0]
-            if judged.get("deadline_hit") or result["verdict"] == "Skipped":
-                # tests left unrun are no verdict on the program: the task is retried, not failed
-                raise ScorerUnavailable(f"the sandbox ran out of its deadline judging {problem.id}")
-            return Score(result["verdict"] == "passed", result["verdict"], int(result["tests_passed"]),
-                         int(result["tests_total"]), result.get("first_failure"))
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise ScorerUnavailable(f"the sandbox answered a result without a verdict for {problem.id}") from None
+        if not judged.candidates:
+            raise ScorerUnavailable(f"the sandbox answered a result without a verdict for {problem.id}")
+        result = judged.candidates[0]
+        if judged.deadline_hit or result.verdict == "Skipped":
+            # tests left unrun are no verdict on the program: the task is retried, not failed
+            raise ScorerUnavailable(f"the sandbox ran out of its deadline judging {problem.id}")
+        failure = result.first_failure.model_dump() if result.first_failure else None
+        return Score(result.verdict == "passed", result.verdict, result.tests_passed, result.tests_total, failure)

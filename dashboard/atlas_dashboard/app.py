@@ -28,7 +28,6 @@ def create_app(settings: Settings, *, collect: bool = True) -> FastAPI:
         async with AsyncExitStack() as stack:
             http = await open_clients(app, settings, stack)
             app.state.readiness["api-portal"] = http_check(http, f"{settings.portal_url}/livez")
-            app.state.settings = settings
             app.state.sessions = DashboardSessions(app.state.redis, settings.dashboard_session_ttl_s)
             app.state.portal = Portal(http, settings.portal_url)
             app.state.collector = Collector(app.state.redis, http, settings, families(),
@@ -39,6 +38,7 @@ def create_app(settings: Settings, *, collect: bool = True) -> FastAPI:
             yield
 
     app = service_app("dashboard", settings.metrics_token, lifespan, max_body_bytes=MAX_BODY_BYTES)
+    app.state.settings = settings  # before the lifespan: dependencies read it for every request
     app.include_router(pages)
     app.include_router(api)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -9,34 +9,20 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from redis.exceptions import RedisError
 
+from atlas_core.deps import from_state
 from atlas_dashboard.auth import COOKIE, RECHECK_S, DashboardSessions, Portal, PortalError, Viewer
 from atlas_dashboard.settings import Settings
 
 UNAVAILABLE = "the dashboard's store (Redis) is unavailable; try again shortly"
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionsDep = Annotated[DashboardSessions, Depends(from_state("sessions"))]
 
 
-def _sessions(request: Request) -> DashboardSessions:
-    sessions: DashboardSessions = request.app.state.sessions
-    return sessions
-
-
-SessionsDep = Annotated[DashboardSessions, Depends(_sessions)]
-
-
-def _portal(request: Request) -> Portal:
-    portal: Portal = request.app.state.portal
-    return portal
-
-
-PortalDep = Annotated[Portal, Depends(_portal)]
+PortalDep = Annotated[Portal, Depends(from_state("portal"))]
 
 
 async def _maybe_viewer(request: Request, sessions: SessionsDep, portal: PortalDep) -> Viewer | None:

@@ -20,7 +20,7 @@ from atlas_engine.engine import ContextSource, Engine, EngineConfig, Router
 from atlas_engine.llm import Generation, LLMClient, LLMUnavailable, Message
 from atlas_engine.problem import Problem, ProblemError, guess_language, is_coding_problem
 from atlas_engine.prompts import FENCE_TAG
-from atlas_engine.sandbox import SandboxClient, SandboxRefused, SandboxUnavailable
+from atlas_engine.sandbox import SandboxClient, SandboxRefused, SandboxUnavailable, sandbox_request
 from atlas_engine.select import Candidate, Scorer, choose, rank_key
 from atlas_engine.settings import EngineSettings
 from atlas_engine.solve import CHARS_PER_TOKEN, Solve, SolveBudget, problem_seed
@@ -68,4 +68,5 @@ __all__ = [
     "is_coding_problem",
     "problem_seed",
     "rank_key",
+    "sandbox_request",
 ]

@@ -16,15 +16,15 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from atlas_core.budget import SELF_TEST_TOKENS
+from atlas_core.sandbox_api import ExecuteRequest, JudgeRequest
 from atlas_engine import prompts
 from atlas_engine.calls import ModelCalls
 from atlas_engine.problem import EQ_HELPER, Problem
 from atlas_engine.pyexpr import closed, split_assert
-from atlas_engine.sandbox import SandboxClient, SandboxUnavailable
-from atlas_engine.select import Candidate, agree
+from atlas_engine.sandbox import SandboxClient, SandboxUnavailable, sandbox_request
+from atlas_engine.select import UNKNOWN, Candidate, agree
 from atlas_engine.solve import Progress, SelfTest, Solve, TokenBudgetSpent, quiet
 
 MAX_SELF_TESTS = 10
@@ -151,15 +151,15 @@ class Checker:
         """The generator's output for each seed: an input when it ran cleanly and printed something of a sane
         size (a generator that fails costs its inputs, nothing else)."""
         async def one(seed: int) -> str | None:
-            body = {"code": generator, "language": "python", "stdin": f"{seed}\n",
-                    "timeout": min(10.0, solve.remaining())}
             try:
-                answer = await self.sandbox.execute(body, solve.id, solve.timeline)
+                request = sandbox_request(ExecuteRequest, code=generator, language="python", stdin=f"{seed}\n",
+                                timeout=min(10.0, solve.remaining()))
+                answer = await self.sandbox.execute(request, solve.id, solve.timeline)
             except SandboxUnavailable:
                 return None
             solve.timeline.ran(1)
-            out = answer.get("stdout") or ""
-            if not answer.get("success") or answer.get("output_truncated") or not out.strip():
+            out = answer.stdout
+            if not answer.success or answer.output_truncated or not out.strip():
                 return None
             return out if len(out) <= MAX_GENERATED_CHARS else None
 
@@ -185,6 +185,9 @@ class Checker:
                     continue
                 c.outputs = tuple(r.key for r in results)
                 c.self_passed = sum(1 for r in results if r.ok)
+        for c in todo:  # one the sandbox could not run ranks after every program that ran its checks
+            if c.outputs is None:
+                c.faults = len(solve.self_tests)
         agree(solve.candidates)
         best = max((c.agreement or 0 for c in solve.candidates if c.unique), default=0)
         await say({"stage": "agreement", "message": f"largest agreement score {best} over "
@@ -192,26 +195,26 @@ class Checker:
 
     async def _run_inputs(self, solve: Solve, todo: list[Candidate]) -> None:
         """One judge call: every program on every input, outputs collected rather than compared."""
-        body: dict[str, Any] = {
-            "language": solve.problem.language, "mode": "stdin", "collect_outputs": True,
-            "stop_on_first_failure": False,
-            "candidates": [{"id": str(c.index), "code": c.code} for c in todo],
-            "tests": [{"input": t.input or "", "output": ""} for t in solve.self_tests],
-            "limits": {"timeout_s": self.test_timeout_s}, "deadline_s": min(3600.0, solve.remaining()),
-        }
         try:
-            answer = await self.sandbox.judge(body, solve.id, solve.timeline)
+            request = sandbox_request(
+                JudgeRequest, language=solve.problem.language, mode="stdin", collect_outputs=True,
+                stop_on_first_failure=False, candidates=[{"id": str(c.index), "code": c.code or ""} for c in todo],
+                tests=[{"input": t.input or ""} for t in solve.self_tests],
+                limits={"timeout_s": self.test_timeout_s}, deadline_s=min(3600.0, solve.remaining()))
+            answer = await self.sandbox.judge(request, solve.id, solve.timeline)
         except SandboxUnavailable:
             return  # no clustering this time; the public tests (if any) still decide
         by_id = {c.index: c for c in todo}
-        for r in answer["candidates"]:
-            c = by_id[int(r["id"])]
-            outputs = r.get("outputs")
-            solve.timeline.ran(len(outputs) if outputs else 1)
-            if outputs:
-                c.outputs = tuple(o["digest"] if o["status"] == "ok" else "!" + o["status"] for o in outputs)
-            else:  # it did not compile: a fault on every input
-                c.outputs = tuple("!" + str(r["verdict"]) for _ in solve.self_tests)
+        for r in answer.candidates:
+            c = by_id[int(r.id or -1)]
+            solve.timeline.ran(len(r.outputs) if r.outputs else 1)
+            if r.outputs:
+                c.outputs = tuple(o.digest if o.status == "ok" else UNKNOWN if o.status == "Skipped"
+                                  else "!" + o.status for o in r.outputs)
+            else:  # it did not compile: a fault on every input, and the verdict says why
+                c.outputs = tuple("!" + r.verdict for _ in solve.self_tests)
+                if c.verdict == "untested":
+                    c.verdict = r.verdict
 
     async def evaluate(self, solve: Solve, code: str, cases: list[tuple[str, str | None]]) -> list[CallResult]:
         """Each call run in the sandbox after the program: what it gave (or ``!Error: message``), a key that
@@ -220,13 +223,13 @@ class Checker:
         itself cannot shift or forge them (it never sees the token: the harness reads it from stdin)."""
         token = secrets.token_hex(8)
         harness = f"{code}\n{EQ_HELPER}\n{HARNESS}\n__atlas_check({cases!r})\n"
-        body = {"code": harness, "language": "python", "stdin": token + "\n",
-                "timeout": min(30.0, 2.0 + len(cases), solve.remaining())}
-        answer = await self.sandbox.execute(body, solve.id, solve.timeline)
+        request = sandbox_request(ExecuteRequest, code=harness, language="python", stdin=token + "\n",
+                        timeout=min(30.0, 2.0 + len(cases), solve.remaining()))
+        answer = await self.sandbox.execute(request, solve.id, solve.timeline)
         solve.timeline.ran(1)
         found: dict[int, CallResult] = {}
         marker = f"\x1e{token}"
-        for line in (answer.get("stdout") or "").split("\n"):
+        for line in answer.stdout.split("\n"):
             at = line.find(marker)
             if at < 0:
                 continue
@@ -235,5 +238,5 @@ class Checker:
                 found[int(index)] = CallResult(str(shown), str(key), ok is True)
             except (ValueError, TypeError):
                 continue
-        missing = "!" + (answer.get("error_type") or "Stopped")
+        missing = "!" + (answer.error_type or "Stopped")
         return [found.get(i, CallResult(missing, missing, False)) for i in range(len(cases))]

@@ -5,7 +5,7 @@ The stages, each its own module and testable alone: ``generate`` (samples, plan-
 tests), ``checks`` (self-written checks and clustering), ``repair``, ``answer``. Three plug points, all optional:
 
 - a ``Router`` sees the problem and the budget before anything is spent, and may change the budget (a cheap path
-  for easy problems, a deep one for hard ones);
+  for easy problems, a deep one for hard ones), never past the request's deadline or the caller's token cap;
 - a ``ContextSource`` gives retrieved material (similar solved problems, code) that the generation prompts carry;
 - a ``Scorer`` orders what the tests and the checks leave tied (the Geometric Lens).
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from atlas_engine.answer import result
@@ -94,9 +94,13 @@ class Engine:
 
     async def run(self, solve: Solve, progress: Progress | None = None) -> SolveResult:
         say = progress or quiet
-        solve.deadline = time.monotonic() + solve.budget.deadline_s
+        started = time.monotonic()
+        solve.deadline = started + solve.budget.deadline_s
         try:
-            async with asyncio.timeout(solve.budget.deadline_s):
+            async with asyncio.timeout(solve.budget.deadline_s) as limit:
+                if self.router is not None:
+                    await self._route(solve, started)
+                    limit.reschedule(asyncio.get_running_loop().time() + max(0.0, solve.deadline - time.monotonic()))
                 await self._stages(solve, say)
         except TimeoutError:
             solve.stopped = "deadline"
@@ -104,9 +108,15 @@ class Engine:
                                                           "choosing from what was checked"})
         return result(solve)
 
+    async def _route(self, solve: Solve, started: float) -> None:
+        """The router's budget, its deadline counted from the solve's start and never past the request's (the
+        caller's admission slot and the client wait by that one)."""
+        asked = solve.budget.deadline_s
+        routed = await self.router.route(solve.problem, solve.budget) if self.router else solve.budget
+        solve.budget = replace(routed, deadline_s=min(routed.deadline_s, asked))
+        solve.deadline = started + solve.budget.deadline_s
+
     async def _stages(self, solve: Solve, say: Progress) -> None:
-        if self.router is not None:
-            solve.budget = await self.router.route(solve.problem, solve.budget)
         if self.context_source is not None:
             solve.context = await self.context_source.context(solve.problem)
         budget = solve.budget

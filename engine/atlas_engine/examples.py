@@ -11,25 +11,32 @@ import re
 from atlas_engine.problem import Test
 from atlas_engine.pyexpr import closed, parses, split_assert
 
-ARROW = re.compile(r"^\s*(?:[*\-•]\s*)?(?:for\s+)?(?:>>>\s*)?(?P<call>[A-Za-z_][A-Za-z0-9_]*\(.*\))\s*"
-                   r"(?P<op>==>|=>|==|=|➞|→|->|should return|returns|should be)\s*(?P<value>.+?)\s*[.,;]?\s*$",
-                   re.IGNORECASE)
-# "For lst = [1,2,3] the output should be 14" (a one-parameter function).
-FOR_PARAM = re.compile(r"^\s*for\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?P<arg>.+?),?\s+the output should be\s+"
-                       r"(?P<value>.+?)\s*[.,;]?\s*$", re.IGNORECASE)
+# Matched on a stripped line (``_arrow``): the value runs to the line's last character, a trailing [.,;] is cut
+# in code (a lazy value before optional punctuation and spaces backtracks cubically on a long line).
+ARROW = re.compile(r"^(?:[*\-•]\s*)?(?:for\s+)?(?:>>>\s*)?(?P<call>[A-Za-z_][A-Za-z0-9_]*\(.*\))\s*"
+                   r"(?P<op>==>|=>|==|=|➞|→|->|should return|returns|should be)\s*(?P<value>.*\S)$", re.IGNORECASE)
+# "For lst = [1,2,3] the output should be 14" (a one-parameter function); matched on a collapsed line.
+FOR_PARAM = re.compile(r"^for (?P<name>[A-Za-z_][A-Za-z0-9_]*) ?= ?(?P<arg>.+?),? the output should be "
+                       r"(?P<value>.*\S)$", re.IGNORECASE)
 
 
+# Every pattern below is matched against one short line with its whitespace collapsed (``_short``), or has no
+# two repetitions next to each other: a problem is up to 200,000 characters of anyone's text, and a pattern that
+# backtracks over a long line would hold the event loop for minutes.
+MAX_HEADER_CHARS = 80
+MAX_EXAMPLE_LINE_CHARS = 4000  # a doctest or "f(x) == y" line longer than this is not an example
+MAX_EXAMPLES = 50
 # "Sample Input 1", "Example Output:", "**Input**", "### Output 2" on a line of their own.
-SAMPLE_HEADER = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?\s*(?P<label>sample\s+|example\s+)?(?P<kind>input|output)"
-                           r"(?:\s*#?\s*\d+)?\s*(?:\*\*)?\s*:?\s*(?:\*\*)?\s*$", re.IGNORECASE)
+SAMPLE_HEADER = re.compile(r"^(?:#+ ?)?(?:\*\*)?(?P<label>sample |example )?(?P<kind>input|output)(?: ?#? ?\d{1,3})?"
+                           r"(?:\*\*)?:?(?:\*\*)?$", re.IGNORECASE)
 # A sample header glued to the sentence before it ("...recognized as a positive answer).Sample Input 1:").
-GLUED_HEADER = re.compile(r"(?<=\S)[ \t]*((?:sample|example)\s+(?:input|output)(?:\s*#?\s*\d+)?\s*:)", re.IGNORECASE)
+GLUED_HEADER = re.compile(r"(?<=\S)((?:sample|example)[ \t](?:input|output)(?:[ \t]?#?[ \t]?\d{1,3})?[ \t]?:)",
+                          re.IGNORECASE)
 INLINE_IO = re.compile(r"^\s*(input|output)\s*:\s*(.+)$", re.IGNORECASE)
 # Where a sample's block ends: the statement's next section.
-SECTION = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?\s*(?:notes?|explanation|constraints|hints?|examples?|sample explanation"
-                     r"|explanation\s+(?:of\s+)?(?:sample|example)?\s*#?\d*)\s*(?:\*\*)?\s*:?\s*$", re.IGNORECASE)
-# A sentence, not data: three or more words and closing punctuation, or TeX.
-PROSE = re.compile(r"^(?:[A-Za-z][\w'\u2019,()-]*\s+){3,}.*[.:!?;]$|\$[^$]+\$|\\(?:texttt|le|leq|cdot|dots)\b")
+SECTION = re.compile(r"^(?:#+ ?)?(?:\*\*)?(?:notes?|explanation|constraints|hints?|examples?|sample explanation"
+                     r"|explanation (?:of )?(?:sample |example )?#?\d{0,3})(?:\*\*)?:?$", re.IGNORECASE)
+TEX = re.compile(r"\$[^$\n]{1,200}\$|\\(?:texttt|le|leq|cdot|dots)\b")
 
 
 def parse_examples(text: str, entry: str | None, language: str, owner: str | None = None) -> list[Test]:
@@ -68,9 +75,9 @@ def _python_examples(text: str, entry: str) -> list[Test]:
                     and '"""' not in lines[j] and "'''" not in lines[j]:
                 out.append(lines[j].strip())
                 j += 1
-            if not out and (m := ARROW.match(expr)):  # ">>> f(x) == y" with nothing printed below
-                expr, out = m.group("call"), [m.group("value")]
-            test = _value_test(expr, " ".join(out), entry)
+            if not out and (m := _arrow(expr)):  # ">>> f(x) == y" with nothing printed below
+                expr, out = m.group("call"), [_value(m)]
+            test = _value_test(expr, " ".join(out), entry) if len(expr) <= MAX_EXAMPLE_LINE_CHARS else None
             if test is not None:
                 tests.append(test)
             i = j
@@ -79,13 +86,14 @@ def _python_examples(text: str, entry: str) -> list[Test]:
             call, expected = split_assert(line)
             if call and call.split("(", 1)[0] == entry and parses(line, "exec"):
                 tests.append(Test("assert", "example", code=line, call=call, expected=expected))
-        elif (m := ARROW.match(line)) and m.group("call").startswith(f"{entry}(") and \
+        elif (m := _arrow(line)) and m.group("call").startswith(f"{entry}(") and \
                 (m.group("op") != "=" or i > examples_from):  # "f(n) = ..." above the examples is a definition
-            test = _value_test(m.group("call"), m.group("value"), entry)
+            test = _value_test(m.group("call"), _value(m), entry)
             if test is not None:
                 tests.append(test)
-        elif (m := FOR_PARAM.match(line)) and params == [m.group("name")]:
-            test = _value_test(f"{entry}({m.group('arg')})", m.group("value"), entry)
+        elif len(line) <= MAX_EXAMPLE_LINE_CHARS and (m := FOR_PARAM.match(" ".join(line.split()))) \
+                and params == [m.group("name")]:
+            test = _value_test(f"{entry}({m.group('arg')})", _value(m), entry)
             if test is not None:
                 tests.append(test)
         elif (m := INLINE_IO.match(line)) and m.group(1).lower() == "input" and i + 1 < len(lines):
@@ -96,6 +104,17 @@ def _python_examples(text: str, entry: str) -> list[Test]:
                     tests.append(test)
         i += 1
     return tests
+
+
+def _arrow(line: str) -> re.Match[str] | None:
+    line = line.strip()
+    return ARROW.match(line) if len(line) <= MAX_EXAMPLE_LINE_CHARS else None
+
+
+def _value(match: re.Match[str]) -> str:
+    """A matched value without the sentence's closing punctuation ("f(2) returns 4.")."""
+    value = match.group("value")
+    return value[:-1].rstrip() if value[-1:] in ".,;" else value
 
 
 def _parameters(text: str, entry: str) -> list[str]:
@@ -115,6 +134,23 @@ def _value_test(expr: str, value: str, entry: str) -> Test | None:
     return Test("assert", "example", code=f"assert __atlas_eq({call}, {expected})", call=call, expected=expected)
 
 
+def _short(line: str) -> str | None:
+    """A line as headers are matched: stripped, whitespace runs as one space; None when too long to be one."""
+    return " ".join(line.split()) if len(line) <= 4 * MAX_HEADER_CHARS and len(line.strip()) <= MAX_HEADER_CHARS \
+        else None
+
+
+def _matches(pattern: re.Pattern[str], line: str) -> re.Match[str] | None:
+    short = _short(line)
+    return pattern.match(short) if short is not None else None
+
+
+def is_prose(row: str) -> bool:
+    """A sentence, not data: four or more words with closing punctuation, or TeX."""
+    return (row[-1:] in ".:!?;" and len(row.split(maxsplit=4)) > 3 and row[:1].isalpha()) or \
+        TEX.search(row) is not None
+
+
 def _stdin_samples(text: str) -> list[Test]:
     """Sample input/output pairs. Labelled headers ("Sample Input 1", "Example Output") win: when a statement
     has them, its bare "Input" / "Output" headers are the format's description, not samples. An input block runs
@@ -123,7 +159,7 @@ def _stdin_samples(text: str) -> list[Test]:
     and always at the next header, section or sentence. A fenced block is taken as it is. ``Input: ...`` /
     ``Output: ...`` pairs on single lines count too."""
     lines = GLUED_HEADER.sub(r"\n\1\n", text.replace("\r\n", "\n")).split("\n")
-    headers = [(i, m) for i, line in enumerate(lines) if (m := SAMPLE_HEADER.match(line))]
+    headers = [(i, m) for i, line in enumerate(lines) if (m := _matches(SAMPLE_HEADER, line))]
     labelled = any(m.group("label") for _, m in headers)
     blocks: list[tuple[str, str, bool]] = []  # kind, body, rows separated by blank lines
     starts = {i for i, _ in headers}
@@ -155,11 +191,11 @@ def _block(lines: list[str], start: int, headers: set[int], kind: str, input_spa
     rows: list[str] = []
     spaced = False
     blank = False
-    while j < len(lines) and j not in headers and not SECTION.match(lines[j]):
+    while j < len(lines) and j not in headers and not _matches(SECTION, lines[j]):
         row = lines[j].strip().strip("`").strip()
         if not row:
             blank = True
-        elif PROSE.search(row):
+        elif is_prose(row):
             if not rows:
                 return "", False  # the format described in words, or an explanation: not a sample
             break
@@ -172,13 +208,15 @@ def _block(lines: list[str], start: int, headers: set[int], kind: str, input_spa
         j += 1
     return ("\n".join(rows) + "\n" if rows else ""), spaced
 
+
 def _dedupe(tests: list[Test]) -> list[Test]:
+    """Each example once, the first ``MAX_EXAMPLES`` of them (a statement is not a test suite)."""
     seen: set[tuple[str, str, str]] = set()
     kept = []
     for t in tests:
         if (t.code, t.input, t.output) not in seen:
             seen.add((t.code, t.input, t.output))
             kept.append(t)
-    return kept
+    return kept[:MAX_EXAMPLES]
 
 

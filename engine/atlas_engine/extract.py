@@ -68,7 +68,7 @@ def complete_code(prefix: str, continuation: str) -> str:
 
 def _defines(code: str, name: str, language: str) -> bool:
     if language == "python":
-        return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
+        return re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code, re.MULTILINE) is not None
     return re.search(rf"\b{re.escape(name)}\s*\(", code) is not None
 
 

@@ -14,26 +14,30 @@ from atlas_engine.llm import LLMUnavailable
 from atlas_engine.select import Candidate
 from atlas_engine.solve import Progress, Solve, TokenBudgetSpent, quiet, temperature
 
-PLAN_START = re.compile(r"^\s*(?:[#*]+\s*)?(?:approach|plan|idea)?\s*(\d{1,2})\s*[.):]\**\s*(.*)$", re.IGNORECASE)
+# "Approach 2: ...", "Plan 3." (labelled) and "2. ...", "2) ..." (numbered), matched on a line without markdown.
+LABELLED = re.compile(r"^(?:approach|plan|idea|method|solution|strategy) ?(\d{1,2}) ?[.):-]? ?(.*)$", re.IGNORECASE)
+NUMBERED = re.compile(r"^(\d{1,2}) ?[.)] ?(.*)$")
 MAX_PLAN_CHARS = 1200
 PLAN_SEED_OFFSET = 500  # the plans call's seed, apart from the candidates' (seed + index)
 
 
 def parse_plans(text: str, count: int) -> list[str]:
-    """Numbered approaches (``1. ...``, ``Approach 2: ...``, ``**3)** ...``), each with the lines under it;
-    distinct, non-empty, at most ``count``."""
+    """The approaches in the model's answer, each with the lines under it; distinct, non-empty, at most ``count``.
+    When the answer labels them ("Approach 1: ...") only labels start a plan, so numbered steps inside one
+    stay in it; otherwise numbered lines ("1. ...") do."""
+    lines = [" ".join(line.replace("**", "").replace("__", "").lstrip("#").split())
+             for line in text.replace("\r\n", "\n").split("\n") if "```" not in line]
+    start = LABELLED if any(LABELLED.match(line) for line in lines) else NUMBERED
     plans: list[list[str]] = []
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if "```" in line:
-            continue
-        start = PLAN_START.match(line)
-        if start:
-            plans.append([start.group(2).strip()])
-        elif plans and line.strip():
-            plans[-1].append(line.strip())
+    for line in lines:
+        header = start.match(line)
+        if header:
+            plans.append([header.group(2)])
+        elif plans and line:
+            plans[-1].append(line)
     found: list[str] = []
-    for lines in plans:
-        plan = " ".join(x for x in lines if x)[:MAX_PLAN_CHARS].strip()
+    for parts in plans:
+        plan = " ".join(x for x in parts if x)[:MAX_PLAN_CHARS].strip()
         if plan and plan not in found:
             found.append(plan)
     return found[:count]

@@ -5,10 +5,10 @@ for the answer and for repair."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from atlas_engine.problem import EQ_HELPER, Test
-from atlas_engine.sandbox import SandboxClient
+from atlas_core.sandbox_api import JudgeRequest
+from atlas_engine.problem import EQ_HELPER, Mode, Test
+from atlas_engine.sandbox import SandboxClient, sandbox_request
 from atlas_engine.select import Candidate
 from atlas_engine.solve import Progress, Solve, quiet
 
@@ -33,7 +33,7 @@ class PublicJudge:
         todo = [c for c in solve.candidates if c.unique and c.verdict == "untested"]
         if not todo or not problem.tests:
             return
-        groups: dict[str, list[tuple[int, Test]]] = {}
+        groups: dict[Mode, list[tuple[int, Test]]] = {}
         for j, t in enumerate(problem.tests):
             groups.setdefault(t.mode, []).append((j, t))
         await say({"stage": "verify", "message": f"running {len(todo)} program(s) on {len(problem.tests)} "
@@ -57,36 +57,31 @@ class PublicJudge:
         await say({"stage": "verify", "passing": passing,
                    "message": f"{passing} of {len(todo)} program(s) pass every public test"})
 
-    async def _group(self, solve: Solve, todo: list[Candidate], mode: str, tests: list[tuple[int, Test]]
+    async def _group(self, solve: Solve, todo: list[Candidate], mode: Mode, tests: list[tuple[int, Test]]
                      ) -> dict[int, Outcome]:
         problem = solve.problem
-        body: dict[str, Any] = {
-            "language": problem.language, "mode": mode, "stop_on_first_failure": True,
-            "candidates": [{"id": str(c.index), "code": c.code} for c in todo],
-            "limits": {"timeout_s": self.test_timeout_s},
-            "deadline_s": min(3600.0, solve.remaining()),  # the sandbox stops too when the solve runs out
-        }
-        if mode == "assert":
-            body["tests"] = [{"code": t.code} for _, t in tests]
-            if problem.language == "python":
-                body["setup"] = EQ_HELPER
-        else:
-            body["tests"] = [{"input": t.input, "output": t.output} for _, t in tests]
-        if mode == "functional":
-            body["func_name"] = problem.entry_point
-        answer = await self.sandbox.judge(body, solve.id, solve.timeline)
+        cases = [{"code": t.code} if mode == "assert" else {"input": t.input, "output": t.output} for _, t in tests]
+        request = sandbox_request(
+            JudgeRequest, language=problem.language, mode=mode, stop_on_first_failure=True,
+            candidates=[{"id": str(c.index), "code": c.code or ""} for c in todo], tests=cases,
+            setup=EQ_HELPER if mode == "assert" and problem.language == "python" else "",
+            func_name=problem.entry_point if mode == "functional" else None,
+            limits={"timeout_s": self.test_timeout_s},
+            deadline_s=min(3600.0, solve.remaining()),  # the sandbox stops too when the solve runs out
+        )
+        answer = await self.sandbox.judge(request, solve.id, solve.timeline)
         out: dict[int, Outcome] = {}
-        for r in answer["candidates"]:
-            solve.timeline.ran(int(r.get("tests_run", 0)) or 1)
+        for r in answer.candidates:
+            solve.timeline.ran(r.tests_run or 1)
             failure = None
-            if r.get("first_failure"):
-                f = r["first_failure"]
-                test = tests[f["test_index"]][1]
-                failure = {"test": shown(test), "expected": f.get("expected") or test.expected,
-                           "got": f.get("got"), "error": f.get("error")}
-            elif r["verdict"] != "passed":  # it did not compile: no test ran, the compiler's words are the failure
+            if r.first_failure is not None:
+                f = r.first_failure
+                test = tests[f.test_index][1]
+                failure = {"test": shown(test), "expected": f.expected or test.expected, "got": f.got,
+                           "error": f.error}
+            elif r.verdict != "passed":  # it did not compile: no test ran, the compiler's words are the failure
                 test = tests[0][1]
                 failure = {"test": shown(test), "expected": test.expected or test.output or None, "got": None,
-                           "error": (r.get("compile_output") or r["verdict"])[-2000:]}
-            out[int(r["id"])] = (r["verdict"], int(r["tests_passed"]), failure)
+                           "error": (r.compile_output or r.verdict)[-2000:]}
+            out[int(r.id or -1)] = (r.verdict, r.tests_passed, failure)
         return out

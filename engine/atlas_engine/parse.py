@@ -58,7 +58,7 @@ def find_entry_point(text: str, tests: list[Test], language: str) -> str | None:
         if test.call:
             return test.call.split("(", 1)[0]
     if language == "python":
-        defs: list[str] = re.findall(r"^\s*def\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(", text, re.MULTILINE)
+        defs: list[str] = re.findall(r"^[ \t]*def[ \t]+([A-Za-z_][A-Za-z0-9_]*)[ \t]*\(", text, re.MULTILINE)
         public = [d for d in defs if not d.startswith("_")] or defs
         if public:
             return public[-1]
@@ -66,7 +66,7 @@ def find_entry_point(text: str, tests: list[Test], language: str) -> str | None:
             call, _ = split_assert(line.strip()) if line.strip().startswith("assert ") else (None, None)
             if call:
                 return call.split("(", 1)[0]
-        doctest = re.search(r"^\s*>>>\s*([A-Za-z_][A-Za-z0-9_]*)\(", text, re.MULTILINE)
+        doctest = re.search(r"^[ \t]*>>>[ \t]*([A-Za-z_][A-Za-z0-9_]*)\(", text, re.MULTILINE)
         if doctest and doctest.group(1) not in BUILTINS:
             return doctest.group(1)
     if language == "javascript":
@@ -80,7 +80,8 @@ def find_entry_point(text: str, tests: list[Test], language: str) -> str | None:
 
 def method_owner(text: str, entry: str | None) -> str | None:
     """``Solution`` when the problem gives LeetCode-style starter code with the entry point as its method."""
-    if entry and re.search(rf"class\s+Solution\b[\s\S]*def\s+{re.escape(entry)}\s*\(\s*self\b", text):
+    owner = re.search(r"class[ \t]+Solution\b", text) if entry else None
+    if entry and owner and re.search(rf"def[ \t]+{re.escape(entry)}[ \t]*\([ \t]*self\b", text[owner.end():]):
         return "Solution"
     return None
 

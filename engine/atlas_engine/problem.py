@@ -12,6 +12,7 @@ from atlas_core.errors import Unrecoverable
 Mode = Literal["assert", "stdin", "functional"]
 Source = Literal["user", "example", "self"]
 ASSERT_LANGUAGES = {"python", "javascript"}
+MAX_LABEL = 2000
 # Compares like doctest's eye would: floats within 1e-6, tuples as lists, everything else with ==.
 EQ_HELPER = '''
 def __atlas_eq(a, b):
@@ -44,11 +45,15 @@ class Test:
     expected: str | None = None  # Python: the expected value's source
 
     def label(self) -> str:
+        """The test as the answer and a repair prompt show it, cut to ``MAX_LABEL`` characters (a stdin test may
+        be megabytes)."""
         if self.mode == "assert":
-            return self.code
-        if self.mode == "functional":
-            return f"call with {self.input.strip()!s} -> {self.output}"
-        return f"stdin {self.input!r} -> {self.output!r}"
+            text = self.code
+        elif self.mode == "functional":
+            text = f"call with {self.input.strip()!s} -> {self.output}"
+        else:
+            text = f"stdin {self.input!r} -> {self.output!r}"
+        return text if len(text) <= MAX_LABEL else text[:MAX_LABEL] + " ..."
 
 
 @dataclass
@@ -73,7 +78,7 @@ class Problem:
 
 
 CODING = re.compile(
-    r"```|^\s*(?:def|class|fn|func|function|#include|import|from)\b|\bint\s+main\s*\(|"
+    r"```|^[ \t]*(?:def|class|fn|func|function|#include|import|from)\b|\bint\s+main\s*\(|"
     r"\b(?:write|implement|create|complete|fix|code|build)\b[^.?!\n]{0,60}\b(?:function|program|script|method|"
     r"class|algorithm|code|solution)\b|\bsample input\b|\bclass Solution\b",
     re.IGNORECASE | re.MULTILINE,

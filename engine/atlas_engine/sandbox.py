@@ -14,10 +14,12 @@ Retry policy (one for every caller; judging and executing are idempotent, so ask
   (``SandboxUnavailable``);
 - any other 4xx is ``SandboxRefused`` (asking again cannot help), any other non-200 ``SandboxUnavailable``.
 
-Usage::
+Requests and answers are the sandbox's own wire models (``atlas_core.sandbox_api``), typed once for the service
+and its clients; an answer that does not fit them is ``SandboxUnavailable``. Usage::
 
     sandbox = SandboxClient(http, "http://127.0.0.1:8020", secret, issuer="atlas-bench")
-    result = await sandbox.judge(body, task_id="HumanEval/0", timeout_s=body["deadline_s"] + 30)
+    request = JudgeRequest(mode="stdin", candidates=[ProgramIn(code=code)], tests=[TestCase(input="1\n")])
+    judged = await sandbox.judge(request, task_id="lcb/1873_A", timeout_s=90)
 """
 
 from __future__ import annotations
@@ -25,19 +27,22 @@ from __future__ import annotations
 import asyncio
 import secrets
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from atlas_core.capability import mint, signing_key
 from atlas_core.errors import Retryable, Unrecoverable
 from atlas_core.http import json_object
+from atlas_core.sandbox_api import ExecuteRequest, ExecuteResponse, JudgeRequest, JudgeResponse
 from atlas_engine.timeline import Timeline
 
 RETRIES = 3
 RETRY_STATUSES = frozenset({429, 503})
 WAIT_S = (0.1, 2.0)  # the bounds put on a Retry-After: the sandbox asks for 1 s, a proxy in front may say more
 DEFAULT_WAIT_S = 0.5  # no Retry-After (or an unreadable one), or no answer at all
+Answer = TypeVar("Answer", bound=BaseModel)
 
 
 class SandboxUnavailable(Retryable):
@@ -64,13 +69,15 @@ class SandboxClient:
         self._timeout = timeout_s
         self._ttl = token_ttl_s
 
-    async def judge(self, body: dict[str, Any], task_id: str, timeline: Timeline | None = None, *,
-                    timeout_s: float | None = None) -> dict[str, Any]:
-        return await self._post("/judge", body, task_id, timeline, timeout_s)
+    async def judge(self, request: JudgeRequest, task_id: str, timeline: Timeline | None = None, *,
+                    timeout_s: float | None = None) -> JudgeResponse:
+        data = await self._post("/judge", _body(request), task_id, timeline, timeout_s)
+        return _answer(JudgeResponse, data)
 
-    async def execute(self, body: dict[str, Any], task_id: str, timeline: Timeline | None = None, *,
-                      timeout_s: float | None = None) -> dict[str, Any]:
-        return await self._post("/execute", body, task_id, timeline, timeout_s)
+    async def execute(self, request: ExecuteRequest, task_id: str, timeline: Timeline | None = None, *,
+                      timeout_s: float | None = None) -> ExecuteResponse:
+        data = await self._post("/execute", _body(request), task_id, timeline, timeout_s)
+        return _answer(ExecuteResponse, data)
 
     async def _post(self, path: str, body: dict[str, Any], task_id: str, timeline: Timeline | None,
                     timeout_s: float | None) -> dict[str, Any]:
@@ -104,6 +111,29 @@ class SandboxClient:
                 return f"the sandbox is unreachable ({type(exc).__name__})"
             except httpx.HTTPError as exc:  # an answer that could not be read: not a network hiccup
                 raise SandboxUnavailable(f"the sandbox's answer failed ({type(exc).__name__})") from None
+
+
+Request = TypeVar("Request", bound=BaseModel)
+
+
+def sandbox_request(model: type[Request], **fields: Any) -> Request:
+    """A request to the sandbox; what its limits refuse (code past its size bound, text that is not valid
+    Unicode) is refused here, as the sandbox would, without a call."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise SandboxRefused(f"the sandbox would refuse this run: {exc.errors()[0]['msg']}") from None
+
+
+def _body(request: BaseModel) -> dict[str, Any]:
+    return request.model_dump(exclude_none=True)
+
+
+def _answer(model: type[Answer], data: dict[str, Any]) -> Answer:
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        raise SandboxUnavailable("the sandbox answered something that is not a result") from None
 
 
 def _result(response: httpx.Response) -> dict[str, Any]:

@@ -50,27 +50,35 @@ class Scorer(Protocol):
     async def score(self, problem_text: str, codes: list[str]) -> list[float | None]: ...
 
 
+UNKNOWN = "?"  # a check the deadline stopped before it ran: no verdict on the program
+
+
 def agree(candidates: list[Candidate]) -> None:
     """Fills ``faults`` and ``agreement`` from the programs' outputs on the checks.
 
-    A check on which most programs fault is taken to be invalid (the model wrote an input outside the problem's
-    constraints, or a call with the wrong arguments) and is left out. On the others, each fault (``!...``) counts
-    against its program. Programs with the same outputs form a cluster; ``agreement`` is the copies of every
-    program in the cluster times one plus the self-written expectations the program meets. Programs that fault
-    on every check form no cluster."""
+    A check is left out when it cannot tell programs apart fairly: one that any program did not get to run
+    (``?``, the deadline stopped it), and one on which most of the programs that ran at all fault (the model
+    wrote an input outside the problem's constraints, or a call with the wrong arguments). A program that
+    faults on every check (it does not compile, or crashes at once) has no say in which checks are valid. On
+    the checks kept, each fault (``!...``) counts against its program. Programs with the same outputs form a
+    cluster; ``agreement`` is the copies of every program in the cluster times one plus the self-written
+    expectations the program meets. Programs that fault on every check form no cluster."""
     probed = [c for c in candidates if c.unique and c.outputs is not None]
     if not probed:
         return
     width = min(len(c.outputs or ()) for c in probed)
+    outputs = {c.index: (c.outputs or ())[:width] for c in probed}
+    voters = [o for o in outputs.values() if not all(x.startswith("!") for x in o)]
     invalid = {i for i in range(width)
-               if 2 * sum(1 for c in probed if (c.outputs or ())[i].startswith("!")) > len(probed)}
-    kept = {c.index: tuple(o for i, o in enumerate((c.outputs or ())[:width]) if i not in invalid) for c in probed}
+               if any(o[i] == UNKNOWN for o in outputs.values())
+               or 2 * sum(1 for o in voters if o[i].startswith("!")) > len(voters)}
+    kept = {index: tuple(x for i, x in enumerate(o) if i not in invalid) for index, o in outputs.items()}
     clusters: dict[tuple[str, ...], int] = defaultdict(int)
     for c in probed:
-        outputs = kept[c.index]
-        c.faults = sum(1 for o in outputs if o.startswith("!"))
-        if outputs and c.faults < len(outputs):
-            clusters[outputs] += c.copies
+        mine = kept[c.index]
+        c.faults = sum(1 for x in mine if x.startswith("!"))
+        if mine and c.faults < len(mine):
+            clusters[mine] += c.copies
     for c in probed:
         size = clusters.get(kept[c.index], 0)
         c.agreement = size * (1 + (c.self_passed or 0)) if size else 0

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from atlas_engine.contracts import SolveResult
 
-log = logging.getLogger("atlas.rag.telemetry")
+log = logging.getLogger("atlas.engine.telemetry")
 SOLVES_STREAM = "atlas:solves"
 SOLVES_MAXLEN = 100_000
 Source = Literal["solve", "task"]
@@ -46,6 +46,14 @@ class Telemetry:
                                "failed", ["result"], registry=registry)
         self.sandbox_calls = Counter("atlas_solve_sandbox_calls_total", "Sandbox calls made by solves",
                                      registry=registry)
+        self.sandbox_runs = Counter("atlas_solve_sandbox_runs_total", "Programs the sandbox ran for solves (a judge "
+                                    "call of c candidates on t tests is c x t)", registry=registry)
+        self.checks = Counter("atlas_solve_checks_total", "Checks the model wrote for solves: assert (a function's) "
+                              "or input (a program's, generator output included)", ["kind"], registry=registry)
+        self.plans = Counter("atlas_solve_plans_total", "Plans candidates were written from (PlanSearch)",
+                             registry=registry)
+        for kind in ("assert", "input"):
+            self.checks.labels(kind)
         for result in ("fixed", "failed"):  # both series exist from the start (a rate over them reads 0, not absent)
             self.repairs.labels(result)
 
@@ -66,6 +74,10 @@ class Telemetry:
         self.k.observe(samples)
         self.tokens_per_solve.observe(spent)
         self.sandbox_calls.inc(sandbox_calls)
+        self.sandbox_runs.inc(result.timings.sandbox_runs)
+        self.checks.labels("assert").inc(result.tests.self_written)
+        self.checks.labels("input").inc(result.tests.generated_inputs)
+        self.plans.inc(len(result.plans))
         if result.repair_rounds:
             self.repair_rounds.inc(result.repair_rounds)
             self.repairs.labels("fixed" if result.verified else "failed").inc()
@@ -79,8 +91,9 @@ class Telemetry:
             "winner": "" if result.winner is None else str(result.winner), "status": result.status,
             "verified": "1" if result.verified else "0", "stopped": result.stopped,
             "repair_rounds": str(result.repair_rounds), "self_tests": str(result.tests.self_written),
+            "generated_inputs": str(result.tests.generated_inputs), "plans": str(len(result.plans)),
             "prompt_tokens": str(result.tokens.prompt), "completion_tokens": str(result.tokens.completion),
-            "sandbox_calls": str(sandbox_calls),
+            "sandbox_calls": str(sandbox_calls), "sandbox_runs": str(result.timings.sandbox_runs),
             "llm_s": str(result.timings.llm_s), "sandbox_s": str(result.timings.sandbox_s),
             "total_s": str(result.timings.total_s),
         }

@@ -11,46 +11,38 @@ from fastapi import Depends, Request
 from pydantic import ValidationError
 
 from atlas_core.auth import require_token
+from atlas_core.deps import from_state
 from atlas_core.errors import ApiError
 from atlas_core.schemas import TaskLimits
 from atlas_rag.settings import Settings
 from atlas_rag.solver import Solver
 from atlas_rag.tasks import TaskService
 
+SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
 
-def _settings(request: Request) -> Settings:
+
+
+SolverDep = Annotated[Solver, Depends(from_state("solver"))]
+
+
+
+TasksDep = Annotated[TaskService, Depends(from_state("tasks"))]
+
+
+def _settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-
-
-def _solver(request: Request) -> Solver:
-    solver: Solver = request.app.state.solver
-    return solver
-
-
-SolverDep = Annotated[Solver, Depends(_solver)]
-
-
-def _tasks(request: Request) -> TaskService:
-    tasks: TaskService = request.app.state.tasks
-    return tasks
-
-
-TasksDep = Annotated[TaskService, Depends(_tasks)]
 
 
 def require_proxy(request: Request) -> None:
     """Router guard: only llm-proxy may act for a user (it authenticated the key and names its owner in
     X-Atlas-User-Id)."""
-    require_token(_settings(request).proxy_token, "ATLAS_PROXY_TOKEN")(request)
+    require_token(_settings_of(request).proxy_token, "ATLAS_PROXY_TOKEN")(request)
 
 
 def require_metrics(request: Request) -> None:
     """Router guard for the operators' views: the metrics credential (Prometheus and the dashboard hold it)."""
-    require_token(_settings(request).metrics_token, "ATLAS_METRICS_TOKEN")(request)
+    require_token(_settings_of(request).metrics_token, "ATLAS_METRICS_TOKEN")(request)
 
 
 def _caller(request: Request) -> str | None:

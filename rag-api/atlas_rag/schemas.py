@@ -8,8 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from atlas_core.schemas import Strict
-from atlas_engine import Budget, TestIn
-from atlas_engine.contracts import MAX_TEXT, Language  # not exported by atlas_engine (yet)
+from atlas_engine import MAX_TEXT, Budget, Language, TestIn
 
 
 class ChatExtension(Strict):

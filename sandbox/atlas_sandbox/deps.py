@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from atlas_core.auth import bearer, require_token
+from atlas_core.deps import from_state
 from atlas_core.errors import ApiError
 from atlas_sandbox.executor import Executor
 from atlas_sandbox.limits import Limits
@@ -17,31 +18,10 @@ from atlas_sandbox.outcomes import InvalidRun
 from atlas_sandbox.settings import Settings
 from atlas_sandbox.tokens import TokenCheckUnavailable, TokenRejected, Verifier
 
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def _executor(request: Request) -> Executor:
-    executor: Executor = request.app.state.executor
-    return executor
-
-
-async def _verifier(request: Request) -> Verifier:
-    verifier: Verifier = request.app.state.verifier
-    return verifier
-
-
-async def _metrics(request: Request) -> SandboxMetrics:
-    metrics: SandboxMetrics = request.app.state.sandbox_metrics
-    return metrics
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-ExecutorDep = Annotated[Executor, Depends(_executor)]
-VerifierDep = Annotated[Verifier, Depends(_verifier)]
-MetricsDep = Annotated[SandboxMetrics, Depends(_metrics)]
+SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
+ExecutorDep = Annotated[Executor, Depends(from_state("executor"))]
+VerifierDep = Annotated[Verifier, Depends(from_state("verifier"))]
+MetricsDep = Annotated[SandboxMetrics, Depends(from_state("sandbox_metrics"))]
 
 
 async def metrics_credential(request: Request, settings: SettingsDep) -> None:

@@ -3,7 +3,8 @@
 Runs go to a pool of worker threads sized to the CPUs (each run is one sandboxed process); requests beyond
 the workers plus a bounded queue are refused with 503. A candidate is compiled once and run once per test;
 its tests run a few at a time so a single candidate with many tests still uses every core, and a failing test
-stops the launching of more. Verdicts that do not depend on load are cached.
+stops the launching of more (unless the request collects outputs, which runs every test). Verdicts that do not
+depend on load are cached.
 
 ``execute`` (in execute.py) and ``judge`` (judge.py, judge_tests.py) are plain functions over this object:
 it holds what they share, the runner, the pool, the work directories, the toolchains and the verdict cache.

@@ -75,7 +75,8 @@ async def judge(ex: Executor, req: JudgeRequest, limits: Limits) -> JudgeRespons
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    first = next((r.index for r in results if r.passed), None)
+    # collecting outputs compares nothing, so nothing passed
+    first = None if req.collect_outputs else next((r.index for r in results if r.passed), None)
     hit = time.monotonic() >= call.deadline and any(r.verdict == "Skipped" for r in results)
     return JudgeResponse(candidates=results, first_passing=first, deadline_hit=hit,
                          elapsed_ms=round((time.monotonic() - started) * 1000, 3))

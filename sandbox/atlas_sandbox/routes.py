@@ -53,7 +53,9 @@ async def judge(body: JudgeRequest, authorise: Authorise, executor: ExecutorDep,
     with _serving(executor, metrics, "judge", grant.language):
         result = await executor.judge(body, grant.limits.lower(body.limits))
     for cand in result.candidates:
-        metrics.runs.labels("judge", grant.language, cand.verdict).inc()
+        # a run that only collected outputs compared nothing: "collected", not "passed"
+        verdict = "collected" if body.collect_outputs and cand.verdict == "passed" else cand.verdict
+        metrics.runs.labels("judge", grant.language, verdict).inc()
     return result
 
 

@@ -16,13 +16,17 @@ import pytest
 
 from atlas_bench.problems import BenchProblem, Hidden
 from atlas_bench.score import HiddenTestScorer, Score, ScorerUnavailable
+from atlas_core.sandbox_api import JudgeRequest, ProgramIn, TestCase
 from atlas_engine import SandboxClient, SandboxRefused, SandboxUnavailable
 from tests.conftest import SANDBOX_SIGNING
 
 Answer = Callable[[httpx.Request], httpx.Response]
 PROBLEM = BenchProblem(id="t/1", dataset="t", prompt="",
                        hidden=Hidden(mode="assert", tests=[{"code": "assert f() == 1"}]))
-PASSED = {"deadline_hit": False, "candidates": [{"verdict": "passed", "tests_passed": 1, "tests_total": 1}]}
+PASSED = {"deadline_hit": False, "first_passing": 0, "elapsed_ms": 3.0, "candidates": [
+    {"index": 0, "id": "answer", "verdict": "passed", "passed": True, "tests_passed": 1, "tests_run": 1,
+     "tests_total": 1, "time_ms": 2.0}]}
+REQUEST = JudgeRequest(mode="assert", candidates=[ProgramIn(code="pass")], tests=[TestCase(code="assert True")])
 
 
 class Sandbox:
@@ -82,7 +86,7 @@ def judge(sandbox: Sandbox, **kwargs: Any) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(sandbox)) as http:
             client = SandboxClient(http, "http://sandbox/", SANDBOX_SIGNING, issuer="test", **kwargs)
-            return await client.judge({"language": "python", "mode": "assert"}, "task-1")
+            return (await client.judge(REQUEST, "task-1")).model_dump(exclude_defaults=True)
 
     return asyncio.run(main())
 
@@ -130,10 +134,10 @@ def test_the_token_lifetime_is_the_callers() -> None:
     assert claims["exp"] - claims["iat"] == 120 and claims["iss"] == "test" and claims["task"].startswith("task-1-")
 
 
-def score(sandbox: Sandbox, problem: BenchProblem = PROBLEM) -> Score:
+def score(sandbox: Sandbox, problem: BenchProblem = PROBLEM, code: str = "def f(): ...") -> Score:
     async def main() -> Score:
         async with httpx.AsyncClient(transport=httpx.MockTransport(sandbox)) as http:
-            return await HiddenTestScorer(http, "http://sandbox", SANDBOX_SIGNING).score(problem, "def f(): ...")
+            return await HiddenTestScorer(http, "http://sandbox", SANDBOX_SIGNING).score(problem, code)
 
     return asyncio.run(main())
 
@@ -151,9 +155,16 @@ def test_the_scorer_judges_through_the_shared_client_with_its_deadline() -> None
 @pytest.mark.parametrize(("answers", "message"), [
     ([reset] * 4, "unreachable (ReadError)"), ([status(503)] * 4, "busy or not ready"), ([too_slow], "within 96 s"),
     ([status(413)], "answer 413"),
+    ([lambda r: httpx.Response(200, json=PASSED | {"deadline_hit": True})], "ran out of its deadline"),
     ([lambda r: httpx.Response(200, json={"deadline_hit": True, "candidates": [{"verdict": "Skipped"}]})],
-     "ran out of its deadline"),
+     "not a result"),
 ])
 def test_a_sandbox_that_does_not_judge_is_no_verdict(answers: list[Answer], message: str) -> None:
     with pytest.raises(ScorerUnavailable, match=re.escape(message)):
         score(Sandbox(answers))
+
+
+def test_an_answer_the_sandbox_cannot_take_fails_without_a_call() -> None:
+    sandbox = Sandbox([judged])
+    refused = score(sandbox, code="print('\ud800')")
+    assert (refused.passed, refused.verdict) == (False, "Refused") and sandbox.requests == []

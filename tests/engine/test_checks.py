@@ -7,7 +7,20 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from atlas_engine import Budget, Engine, Problem, SolveBudget, SolveRequest, SolveResult
+import pytest
+
+from atlas_core.sandbox_api import ExecuteRequest
+from atlas_engine import (
+    Budget,
+    Engine,
+    Problem,
+    SandboxRefused,
+    Solve,
+    SolveBudget,
+    SolveRequest,
+    SolveResult,
+    sandbox_request,
+)
 from atlas_engine.checks import parse_inputs
 from atlas_engine.generate import parse_plans
 from atlas_engine.select import Candidate, agree, choose
@@ -23,11 +36,8 @@ CRASHES = "n = int(input())\nxs = list(map(int, input().split()))\nprint(sum(xs)
 INPUTS = "```input\n3\n1 2 3\n```\n```input\n2\n5 5\n```\n```input\n4\n1 1 1 9\n```\n"
 
 
-def solve(llm: ServerThread, sandbox_url: str, request: SolveRequest, engine_hook: Any = None,
-          **config: Any) -> SolveResult:
+def solve(llm: ServerThread, sandbox_url: str, request: SolveRequest, **config: Any) -> SolveResult:
     async def work(engine: Engine) -> SolveResult:
-        if engine_hook is not None:
-            engine_hook(engine)
         return (await engine.solve(request))[1]
 
     return run_engine(llm.url, sandbox_url, work, **config)
@@ -117,9 +127,13 @@ def test_faults_count_before_agreement_and_all_fault_programs_form_no_cluster() 
 
 def test_parse_plans() -> None:
     text = ("Here are approaches:\n1. Sort the array and scan\n   adjacent pairs.\n**2)** Use a hash set.\n"
-            "Approach 3: Sort the array and scan adjacent pairs.\n4. ```code```\n")
+            "3. Sort the array and scan adjacent pairs.\n4. ```code```\n")
     assert parse_plans(text, 3) == ["Sort the array and scan adjacent pairs.", "Use a hash set."]
     assert parse_plans("no numbers here", 2) == []
+    labelled = ("**Approach 1: Greedy.** Sort, then:\n1. take the smallest\n2. repeat\n"
+                "**Approach 2: DP.** Table over prefixes.\n")
+    assert parse_plans(labelled, 2) == ["Greedy. Sort, then: 1. take the smallest 2. repeat",
+                                        "DP. Table over prefixes."]
 
 
 def test_plan_first_candidates_follow_distinct_plans(llm: ServerThread, sandbox_url: str) -> None:
@@ -145,7 +159,7 @@ def test_plan_first_candidates_follow_distinct_plans(llm: ServerThread, sandbox_
 
 class HalfRouter:
     async def route(self, problem: Problem, budget: SolveBudget) -> SolveBudget:
-        return replace(budget, k=1, self_tests=False)
+        return replace(budget, k=1, self_tests=False, deadline_s=budget.deadline_s * 10)
 
 
 class Notes:
@@ -156,9 +170,34 @@ class Notes:
 def test_router_and_context_plug_in(llm: ServerThread, sandbox_url: str) -> None:
     fake(llm).script = stdin_script({0: RIGHT, 1: WRONG})
 
-    def plug(engine: Engine) -> None:
+    async def work(engine: Engine) -> tuple[Solve, SolveResult]:
         engine.router, engine.context_source = HalfRouter(), Notes()
+        return await engine.solve(SolveRequest(problem=SUM, seed=100, budget=Budget(k=2)))
 
-    result = solve(llm, sandbox_url, SolveRequest(problem=SUM, seed=100, budget=Budget(k=2)), plug)
+    solve, result = run_engine(llm.url, sandbox_url, work)
     assert len(result.candidates) == 1 and result.tests.generated_inputs == 0
+    assert solve.budget.k == 1 and solve.budget.deadline_s == 120  # shortened by a router, never lengthened
     assert "the builtin sum()" in user_text(fake(llm).requests[0])
+
+
+def test_a_request_the_sandbox_would_refuse_is_refused_before_any_call() -> None:
+    with pytest.raises(SandboxRefused, match="would refuse this run"):
+        sandbox_request(ExecuteRequest, code="print('\ud800')")
+    assert sandbox_request(ExecuteRequest, code="print(1)", stdin="").model_dump(exclude_none=True)["code"]
+
+
+def test_programs_that_fault_everywhere_have_no_say_in_which_checks_count() -> None:
+    """Three of five programs do not compile (a fault on every check): the two that run decide, so the
+    one that crashes on the second input loses to the one that runs it."""
+    broken = [candidate(i, ("!CompileError", "!CompileError")) for i in range(3)]
+    pool = [*broken, candidate(3, ("a", "!RuntimeError")), candidate(4, ("a", "b"))]
+    agree(pool)
+    assert [c.faults for c in pool] == [2, 2, 2, 1, 0]
+    assert choose(pool) is pool[4]
+
+
+def test_a_check_the_deadline_stopped_is_left_out_for_everyone() -> None:
+    pool = [candidate(0, ("a", "?")), candidate(1, ("a", "x")), candidate(2, ("b", "x"))]
+    agree(pool)
+    assert [c.faults for c in pool] == [0, 0, 0]
+    assert [c.agreement for c in pool] == [2, 2, 1]

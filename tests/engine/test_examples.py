@@ -3,6 +3,8 @@ real HumanEval, MBPP and LiveCodeBench statements as a check that parsed example
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from atlas_engine.examples import parse_examples
@@ -303,3 +305,23 @@ def test_eq_helper(got: str, expected: str, equal: bool) -> None:
 
 
 # -- entry points ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    " " * 200_000 + "x", "Sample Input 1:" + " " * 200_000, "Sample Input 1\n" + "word " * 40_000 + ".\n",
+    "$" * 200_000, ">>> f(" + "1," * 100_000 + ")\n", "f() = x" + " " * 199_000 + "y", "f() = " + " " * 199_000,
+    "for x = a" + " " * 199_000 + "b", ("f() = x" + " " * 3_900 + "y\n") * 50,
+    ("Sample Input 1" + " " * 300 + "\n") * 500,
+])
+def test_long_adversarial_lines_parse_in_linear_time(text: str) -> None:
+    """A problem is up to 200,000 characters of anyone's text: no pattern may backtrack over a long line (the
+    old value pattern took 80 s on a 4,000-character line). The bound is generous; the failure is minutes."""
+    started = time.perf_counter()
+    for entry in (None, "f"):
+        parse_examples(text, entry, "python")
+    assert time.perf_counter() - started < 10
+
+
+def test_examples_are_capped() -> None:
+    text = "".join(f">>> f({n})\n{n}\n" for n in range(200))
+    assert len(parse_examples(text, "f", "python")) == 50

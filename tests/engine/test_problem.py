@@ -3,6 +3,8 @@ refused and why."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from atlas_engine.parse import build_problem, find_entry_point
@@ -179,3 +181,17 @@ def test_guess_language_node_of_a_linked_list() -> None:
 
 
 # -- the real benchmarks ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "\n" * 199_999 + "x", " \n" * 99_999 + "x", "class Solution " * 13_000, "def " * 50_000, "write " * 33_000,
+    ">>> " * 50_000, "assert " * 28_000,
+])
+def test_a_long_problem_is_parsed_in_linear_time(text: str) -> None:
+    """``^\\s*`` under MULTILINE backtracks over every following blank line: 200,000 newlines took minutes."""
+    started = time.perf_counter()
+    for language in ("python", "javascript"):
+        build_problem(request(text, language=language))
+        is_coding_problem(text)
+        guess_language(text)
+    assert time.perf_counter() - started < 10

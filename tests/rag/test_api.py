@@ -84,12 +84,44 @@ def test_solve_metrics_move_by_what_the_solve_did(rag: httpx.Client, llm: Server
     assert after.delta(before, "atlas_solve_tokens_per_solve_sum") == body["usage"]["total_tokens"]
     assert after.delta(before, "atlas_solve_sandbox_calls_total") == calls
     assert after.delta(before, "atlas_solve_repair_rounds_total") == 0
+    assert after.delta(before, "atlas_solve_sandbox_runs_total") == body["timings"]["sandbox_runs"] >= 1
+    for kind in ("assert", "input"):  # no checks without self_tests: the series exist and did not move
+        assert after.has("atlas_solve_checks_total", kind=kind)
+        assert after.delta(before, "atlas_solve_checks_total", kind=kind) == 0
     for result in ("fixed", "failed"):  # the series exist before any repair, and did not move
         assert after.has("atlas_solve_repairs_total", result=result)
         assert after.delta(before, "atlas_solve_repairs_total", result=result) == 0
     with redis_server.client() as r:
         [(_, record)] = r.xrange(SOLVES_STREAM)
     assert record[b"sandbox_calls"] == str(calls).encode() and record[b"source"] == b"solve"
+
+
+def test_checks_and_plans_are_counted(rag: httpx.Client, llm: ServerThread, redis_server: RedisServer) -> None:
+    """A program with no tests: the model writes two inputs and one plan; the counters move by exactly that."""
+    programs = ["print(sum(map(int, input().split())))", "print(max(map(int, input().split())))"]
+
+    def checks_script(body: dict[str, Any]) -> str:
+        text = user_text(body)
+        if "different approaches" in text:
+            return "1. Add the numbers up."
+        if "test inputs" in text:
+            return "```input\n1 2\n```\n```input\n5 5\n```"
+        return fenced(programs[int(body.get("seed", 0)) % 2])
+
+    fake(llm).script = checks_script
+    before = scrape(rag)
+    request = {"problem": "Read two integers from standard input and print their sum.", "seed": 10,
+               "budget": {"k": 2, "plans": 1, "repair_rounds": 0}}
+    body = rag.post("/v1/solve", json=request, headers=AUTH).json()
+    after = scrape(rag)
+    assert body["tests"]["generated_inputs"] == 2 and body["plans"] == ["Add the numbers up."]
+    assert after.delta(before, "atlas_solve_checks_total", kind="input") == 2
+    assert after.delta(before, "atlas_solve_checks_total", kind="assert") == 0
+    assert after.delta(before, "atlas_solve_plans_total") == 1
+    assert after.delta(before, "atlas_solve_sandbox_runs_total") == body["timings"]["sandbox_runs"] == 4
+    with redis_server.client() as r:
+        record = r.xrange(SOLVES_STREAM)[-1][1]
+    assert (record[b"generated_inputs"], record[b"plans"], record[b"sandbox_runs"]) == (b"2", b"1", b"4")
 
 
 def test_repairs_are_counted_as_fixed_or_failed(rag: httpx.Client, llm: ServerThread) -> None:

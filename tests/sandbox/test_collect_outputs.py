@@ -69,7 +69,8 @@ def test_tests_cut_by_the_deadline_are_skipped(sandbox: Sandbox) -> None:
                         collect_outputs=True, deadline_s=1.0)
     cand = out["candidates"][0]
     assert out["deadline_hit"] is True and cand["verdict"] == "Skipped", cand
-    assert "ok" in statuses(cand) and "Skipped" in statuses(cand) and set(statuses(cand)) == {"ok", "Skipped"}
+    # how many ran before the deadline depends on the machine's load; that the rest are Skipped does not
+    assert "Skipped" in statuses(cand) and set(statuses(cand)) <= {"ok", "Skipped"}
     for i, o in enumerate(cand["outputs"]):
         assert (o["shown"], bool(o["digest"])) == ((f"{i}\n", True) if o["status"] == "ok" else ("", False))
 

@@ -24,6 +24,9 @@ HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'
 MODEL = "SmolLM2-135M-Instruct.Q4_1"
 PROBLEM = "Write a Python function nth_prime(n) that returns the n-th prime number (nth_prime(1) == 2)."
 TESTS = [{"assert": "nth_prime(1) == 2"}, {"assert": "nth_prime(5) == 11"}]
+# Panels that count what the model writes (checks it parsed, plans it numbered): the 135M default model may write
+# none in this traffic, so they may stay empty here; tests/rag/test_api.py moves their metrics with a scripted one.
+MODEL_DEPENDENT = {"checks", "plans"}
 
 
 def post(url: str, key: str, body: dict[str, Any], timeout: float = 300) -> httpx.Response:
@@ -99,7 +102,8 @@ def test_the_dashboard_shows_the_platform_working(platform_env: dict[str, str], 
             panels = page.locator("section.panel")
             ids = panels.evaluate_all("nodes => nodes.map(n => n.dataset.panel)")
             assert len(ids) >= 20
-            for panel_id in ids:  # every panel fills with the test's own traffic
+            assert set(ids) >= MODEL_DEPENDENT
+            for panel_id in set(ids) - MODEL_DEPENDENT:  # every other panel fills with the test's own traffic
                 playwright_api.expect(page.locator(f'section.panel[data-panel="{panel_id}"]')).to_have_attribute(
                     "data-state", "ready", timeout=60_000)
             usage = page.locator('section[data-panel="usage"]')
