@@ -152,8 +152,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     problems = loaded.problems[: args.limit] if args.limit else loaded.problems
     if loaded.public_only:
-        sent = "are sent as tests too" if args.send_tests == "public" else "are not sent as tests, but the statement " \
-            "shows its samples"
+        sent = {"public": "are sent as tests too",
+                "none": "are not sent as tests, but the statement shows its samples",
+                "stripped": "are hidden (neither sent nor left in the statement)"}[args.send_tests]
         print(f"atlas-bench: warning: {next(iter(loaded.files))} holds the public tests only, so they score the "
               f"answers and {sent}; pass --download (or add livecodebench/test.jsonl) for the private ones",
               file=sys.stderr)

@@ -34,7 +34,7 @@ class BudgetDefaults(AtlasSettings):
     rag_plans: int = Field(
         0, ge=0, le=19, description="Of a solve's k candidates, how many are written each from a distinct "
         "natural-language plan (PlanSearch) unless its budget says; costs one model call for the plans. 0 by "
-        "default: on the default model it did not raise pass@k (docs/benchmarks.md).")
+        "default until it is measured to raise pass@k (docs/benchmarks.md, Checks and plans).")
 
 
 def prompt_tokens(chars: int) -> int:

@@ -4,6 +4,7 @@ and the clean-ups applied before a candidate runs."""
 from __future__ import annotations
 
 import ast
+import sys
 
 import pytest
 
@@ -190,7 +191,11 @@ def test_sanitize_keeps_module_level_setup() -> None:
     code = "import sys\nsys.setrecursionlimit(10**6)\nFACT = [1] * 20\nfor i in range(1, 20):\n" \
            "    FACT[i] = FACT[i - 1] * i\ndef f(n):\n    return FACT[n]\nprint(f(5))\n"
     namespace: dict[str, object] = {}
-    exec(compile(sanitize_python(code, keep_main=False, entry="f"), "<clean>", "exec"), namespace)  # noqa: S102
+    limit = sys.getrecursionlimit()
+    try:
+        exec(compile(sanitize_python(code, keep_main=False, entry="f"), "<clean>", "exec"), namespace)  # noqa: S102
+    finally:  # the limit is the whole test process's: the proxy's "nested too deeply" test depends on it
+        sys.setrecursionlimit(limit)
     assert namespace["f"](5) == 120  # type: ignore[operator]
 
 
