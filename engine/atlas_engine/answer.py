@@ -39,8 +39,8 @@ def result(solve: Solve) -> SolveResult:
 def summary(solve: Solve, winner: Candidate | None, status: str) -> str:
     problem = solve.problem
     samples = [c for c in solve.candidates if c.origin == "sample"]
-    distinct = sum(1 for c in solve.candidates if c.unique)
-    passing = sum(1 for c in solve.candidates if c.unique and c.public_ok)
+    distinct = len(solve.unique())
+    passing = sum(1 for c in solve.unique() if c.public_ok)
     sources = [f"{n} {what}" for n, what in ((problem.count("user"), "given"),
                                             (problem.count("example"), "from the problem's examples")) if n]
     if winner is None:

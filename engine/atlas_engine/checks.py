@@ -189,7 +189,7 @@ class Checker:
             if c.outputs is None:
                 c.faults = len(solve.self_tests)
         agree(solve.candidates)
-        best = max((c.agreement or 0 for c in solve.candidates if c.unique), default=0)
+        best = max((c.agreement or 0 for c in solve.unique()), default=0)
         await say({"stage": "agreement", "message": f"largest agreement score {best} over "
                                                      f"{len(solve.self_tests)} self-written check(s)"})
 

@@ -99,7 +99,7 @@ class Engine:
         try:
             async with asyncio.timeout(solve.budget.deadline_s) as limit:
                 if self.router is not None:
-                    await self._route(solve, started)
+                    await self._route(self.router, solve, started)
                     limit.reschedule(asyncio.get_running_loop().time() + max(0.0, solve.deadline - time.monotonic()))
                 await self._stages(solve, say)
         except TimeoutError:
@@ -108,11 +108,12 @@ class Engine:
                                                           "choosing from what was checked"})
         return result(solve)
 
-    async def _route(self, solve: Solve, started: float) -> None:
+    @staticmethod
+    async def _route(router: Router, solve: Solve, started: float) -> None:
         """The router's budget, its deadline counted from the solve's start and never past the request's (the
         caller's admission slot and the client wait by that one)."""
         asked = solve.budget.deadline_s
-        routed = await self.router.route(solve.problem, solve.budget) if self.router else solve.budget
+        routed = await router.route(solve.problem, solve.budget)
         solve.budget = replace(routed, deadline_s=min(routed.deadline_s, asked))
         solve.deadline = started + solve.budget.deadline_s
 

@@ -29,7 +29,7 @@ class Repairer:
     async def rounds(self, solve: Solve, rounds: int, say: Progress = quiet) -> None:
         """Up to ``rounds`` repair rounds while public tests exist and nothing passes them."""
         for _ in range(rounds):
-            if not solve.problem.tests or any(c.public_ok for c in solve.candidates if c.unique):
+            if not solve.problem.tests or any(c.public_ok for c in solve.unique()):
                 return
             if not await self.repair(solve, say):
                 return

@@ -53,10 +53,13 @@ class TaskService:
                            param="tests")
         return spec
 
-    async def owned(self, task_id: str, owner: str) -> dict[str, str] | None:
-        """The task's record if ``owner`` owns it; None alike for absent and foreign tasks (ids reveal nothing)."""
+    async def owned(self, task_id: str, owner: str) -> dict[str, str]:
+        """The task's record if ``owner`` owns it; the same 404 for absent and foreign tasks (ids reveal nothing)."""
         record = await self.queue.record(task_id) if len(task_id) <= 64 else None
-        return record if record is not None and record.get("owner") == owner else None
+        if record is None or record.get("owner") != owner:
+            raise ApiError(404, f"no task '{task_id[:64]}' for this key's owner", param="task_id",
+                           code="task_not_found")
+        return record
 
 
 def view(record: dict[str, str], attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:

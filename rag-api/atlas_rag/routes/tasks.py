@@ -22,10 +22,6 @@ router = APIRouter(dependencies=[Depends(require_proxy)])
 TaskId = Annotated[str, Path(max_length=200, description="a task id (32 hex digits)")]
 
 
-def not_found(task_id: str) -> ApiError:
-    return ApiError(404, f"no task '{task_id[:64]}' for this key's owner", param="task_id", code="task_not_found")
-
-
 @router.post("/v1/tasks", response_model=None, status_code=202)
 async def submit(body: TaskRequest, owner: Owner, tasks: TasksDep, limits: OwnerLimits, key_id: CallerKeyId
                  ) -> Response:
@@ -60,8 +56,6 @@ async def listing(owner: Owner, tasks: TasksDep, limit: int = Query(20, ge=1, le
 async def read(task_id: TaskId, owner: Owner, tasks: TasksDep) -> Response:
     try:
         record = await tasks.owned(task_id, owner)
-        if record is None:
-            raise not_found(task_id)
         attempts = await tasks.queue.attempts(task_id)
     except RedisError:
         raise ApiError(503, UNAVAILABLE) from None
@@ -72,8 +66,6 @@ async def read(task_id: TaskId, owner: Owner, tasks: TasksDep) -> Response:
 async def cancel(task_id: TaskId, owner: Owner, tasks: TasksDep) -> Response:
     try:
         record = await tasks.owned(task_id, owner)
-        if record is None:
-            raise not_found(task_id)
         status = await tasks.queue.cancel(task_id, record["owner"])
     except RedisError:
         raise ApiError(503, UNAVAILABLE) from None
@@ -89,11 +81,9 @@ async def cancel(task_id: TaskId, owner: Owner, tasks: TasksDep) -> Response:
 @router.get("/v1/tasks/{task_id}/events", response_model=None)
 async def events(task_id: TaskId, owner: Owner, tasks: TasksDep, after: LastEventId) -> Response:
     try:
-        record = await tasks.owned(task_id, owner)
+        await tasks.owned(task_id, owner)  # the 404 for a task that is not the caller's
     except RedisError:
         raise ApiError(503, UNAVAILABLE) from None
-    if record is None:
-        raise not_found(task_id)
     return StreamingResponse(follow(tasks.streams, task_id, after), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})
 
