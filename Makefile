@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve bench-queue bench-dashboard chaos
+.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve bench-queue bench-dashboard bench-lens chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ bench-queue: install ## task queue throughput and latency, 10,000 trivial tasks,
 
 bench-dashboard: install ## the dashboard's first render with 24 h and 7 d of history, and the collector's CPU (JSON in bench-results/dashboard.json)
 	@$(BIN)/python scripts/bench_dashboard.py --out bench-results/dashboard.json
+
+bench-lens: install ## the Geometric Lens on the running platform: bootstrap, train, ablations, AUC and first-pick gain (~2 h; JSON in bench-results/lens.json)
+	@scripts/bench-lens.sh
 
 chaos: install ## kill each service, restart Redis, stall the model under load; check nothing is lost (~12 min, JSON in bench-results/chaos.json)
 	@$(BIN)/python scripts/chaos.py --out bench-results/chaos.json

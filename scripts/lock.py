@@ -76,17 +76,19 @@ LOCKS = {
     "api-portal": Lock("api-portal/Dockerfile", ("core", "api-portal")),
     "dashboard": Lock("dashboard/Dockerfile", ("core", "dashboard")),
     "llm-proxy": Lock("llm-proxy/Dockerfile", ("core", "llm-proxy")),
-    "rag-api": Lock("rag-api/Dockerfile", ("core", "engine", "rag-api")),
+    "rag-api": Lock("rag-api/Dockerfile", ("core", "engine", "lens", "rag-api")),
     "sandbox": Lock("sandbox/Dockerfile", ("core", "sandbox")),
-    "task-worker": Lock("task-worker/Dockerfile", ("core", "engine", "task-worker")),
+    "task-worker": Lock("task-worker/Dockerfile", ("core", "engine", "lens", "task-worker")),
     "embedding-server": Lock("llama-server/Dockerfile.embed", ("core", "llama-server[embed]")),
-    "benchmark": Lock(None, ("core", "engine", "benchmark")),
+    "benchmark": Lock(None, ("core", "engine", "lens", "benchmark")),
     "engine": Lock(None, ("core", "engine")),
+    "lens": Lock(None, ("core", "engine", "lens")),
 }
 # In a closure, but installed by another step of the Dockerfile and so not written to the lock (its own
 # requirements are).
 LEFT_OUT = {
-    "torch": "llama-server/Dockerfile.embed installs its CPU build alone, unhashed, from PyTorch's CPU index;"
+    "torch": "llama-server/Dockerfile.embed (and rag-api's and task-worker's, for the Lens) install its CPU build"
+    " alone, unhashed, from PyTorch's CPU index;"
     " that wheel is not on PyPI, whose Linux x86_64 wheel of the same version is the CUDA build (it requires"
     " cuda-toolkit and nvidia-* packages)",
 }

@@ -16,7 +16,6 @@ import os
 import platform
 import signal
 import sys
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from atlas_bench import __version__
+from atlas_bench.access import is_local, local_urls, platform_keys
 from atlas_bench.compare import compare
 from atlas_bench.datasets import DATASETS, load
 from atlas_bench.livecodebench import TESTTYPES
@@ -64,29 +64,6 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                 print(f"{r['dataset']:<15} {r['problems']:>4} problems  {r['file']}  sha256 {r['sha256'][:16]}…  "
                       f"{state}")
     return 1 if failed else 0
-
-
-def _local(url: str) -> bool:
-    return urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
-
-
-def _secrets(state_dir: Path) -> dict[str, str]:
-    path = state_dir / "secrets.env"
-    if not path.is_file():
-        return {}
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-
-
-def _local_urls(state_dir: Path) -> dict[str, str]:
-    """The proxy's and the sandbox's URLs as ``atlas up`` started them (its ``run/plan.json``), so a platform on
-    non-default ports needs no ``--url``; without a running ``atlas up``, its default ports."""
-    urls = {"llm-proxy": "http://127.0.0.1:8000", "sandbox": "http://127.0.0.1:8020"}
-    try:
-        services = json.loads((state_dir / "run" / "plan.json").read_text())["services"]
-        urls |= {s["name"]: s["url"] for s in services if s.get("name") in urls and s.get("url")}
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return urls
 
 
 def _sha256(path: Path, cache: Path) -> str:
@@ -133,15 +110,12 @@ def environment(state_dir: Path, model_file: str | None, local: bool, out: Path)
 
 def cmd_run(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir or os.environ.get("ATLAS_STATE_DIR") or default_state_dir()).expanduser()
-    key = args.api_key or os.environ.get("ATLAS_API_KEY")
-    if not key and (state_dir / "admin.json").is_file():
-        key = json.loads((state_dir / "admin.json").read_text()).get("key")
-    signing = os.environ.get("ATLAS_SANDBOX_SIGNING_KEY") or _secrets(state_dir).get("ATLAS_SANDBOX_SIGNING_KEY")
+    key, signing = platform_keys(state_dir, args.api_key)
     if not key or not signing:
         print("atlas-bench: error: no API key or sandbox signing key: pass --api-key (or ATLAS_API_KEY) and set "
               "ATLAS_SANDBOX_SIGNING_KEY, or run beside `atlas up` (--state-dir)", file=sys.stderr)
         return 2
-    local = _local_urls(state_dir)
+    local = local_urls(state_dir)
     url, sandbox_url = args.url or local["llm-proxy"], args.sandbox_url or local["sandbox"]
     try:
         loaded = load(args.dataset, data_dir(args), split=args.split, download=args.download,
@@ -197,7 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         try:
             summary = run(problems, config, out, url.rstrip("/").removesuffix("/v1"), key, sandbox_url,
-                          signing, progress, environment(state_dir, args.model_file, _local(url), out))
+                          signing, progress, environment(state_dir, args.model_file, is_local(url), out))
         except KeyboardInterrupt:  # run() has written the report of what finished
             print(f"interrupted: {tally['n']} of {len(keys)} task(s) in {out}; run again to continue",
                   file=sys.stderr)

@@ -6,10 +6,12 @@ them). The summary and reports are report.py's.
 Ablations (each a budget of the same request): ``baseline`` (k = 1, no self-tests, no repair: the greedy
 candidate), ``public`` (best of k by the public tests), ``self`` (+ the model's own tests), ``repair`` (+ repair
 rounds), ``plans`` (``self`` with ``plans`` of the k candidates written from distinct natural-language plans,
-PlanSearch). ``send_tests`` says whether the public tests go with the request (``public``) or not (``none``: the
-platform gets the prompt alone). Per-task results are appended to ``tasks.jsonl`` one complete line at a time
-(flushed and synced), so an interrupted run loses at most the task in flight and a re-run continues where it
-stopped."""
+PlanSearch), ``lens`` (``public`` with the Geometric Lens ordering the ties) and ``lens-stop`` (``lens``, the
+candidates judged one at a time in energy order, stopping at the first that passes the public tests). Every
+ablation but the two Lens ones turns the Lens off, so they measure the pipeline without it. ``send_tests`` says
+whether the public tests go with the request (``public``) or not (``none``: the platform gets the prompt alone).
+Per-task results are appended to ``tasks.jsonl`` one complete line at a time (flushed and synced), so an
+interrupted run loses at most the task in flight and a re-run continues where it stopped."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from atlas_bench.problems import BenchProblem, stripped_prompt
 from atlas_bench.report import SEGMENTS_FILE, TASKS_FILE, read_segments, read_tasks, summarise, task_key, write
 from atlas_bench.score import HiddenTestScorer, ScorerUnavailable
 
-ABLATIONS = ("baseline", "public", "self", "repair", "plans")
+ABLATIONS = ("baseline", "public", "self", "repair", "plans", "lens", "lens-stop")
 DEFAULT_ABLATIONS = ("baseline", "public", "self", "repair")
 SEND_TESTS = ("public", "none", "stripped")
 GIVE_UP_AFTER = 5
@@ -60,12 +62,14 @@ class BenchConfig:
 
     def budget(self, ablation: str) -> dict[str, Any]:
         if ablation == "baseline":
-            return {"k": 1, "self_tests": False, "repair_rounds": 0, "max_tokens": self.max_tokens}
+            return {"k": 1, "self_tests": False, "repair_rounds": 0, "max_tokens": self.max_tokens, "lens": False}
         budget: dict[str, Any] = {"k": self.k, "self_tests": ablation in ("self", "repair", "plans"),
                                   "repair_rounds": self.repair_rounds if ablation == "repair" else 0,
-                                  "max_tokens": self.max_tokens}
+                                  "max_tokens": self.max_tokens, "lens": ablation.startswith("lens")}
         if ablation == "plans":
             budget["plans"] = self.plans
+        if ablation == "lens-stop":
+            budget["stop_on_first_pass"] = True
         return budget
 
 
@@ -135,6 +139,14 @@ async def run_task(http: httpx.AsyncClient, url: str, key: str, scorer: HiddenTe
             # programs x tests the sandbox ran, where the platform reports it (a call judges many)
             "sandbox_runs": timings.get("sandbox_runs"),
             "repair_rounds": result.get("repair_rounds", 0), "code": result.get("code"),
+            "winner": result.get("winner"),
+            # every sample as the platform judged it, with its hidden-test label: the Lens's training and
+            # evaluation data (atlas_bench.lens) and the first-pick measures come from these
+            "samples": [{"index": c.get("index"), "code": c.get("code"), "verdict": c.get("verdict"),
+                         "public_passed": c.get("public_passed"), "public_total": c.get("public_total"),
+                         "agreement": c.get("self_agreement"), "faults": c.get("faults"),
+                         "score": c.get("score"), "passed": s.passed}
+                        for c, s in zip(samples, scores[1:], strict=True)],
         }
     return record
 

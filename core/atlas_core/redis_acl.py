@@ -24,6 +24,9 @@ _QUEUE = ["exists", "expire", "hset", "hsetnx", "hget", "hgetall", "hincrby", "h
           "xadd", "xlen", "xdel", "xack", "xread", "xpending", "xclaim", "xautoclaim", "xreadgroup", "xgroup|create",
           "xinfo|groups", "zadd", "zrem", "zcard", "zrange", "zrangebyscore", "zrevrange", "zremrangebyscore",
           "zscore", "zremrangebyrank", "multi", "exec"]
+# The Lens's feedback records (atlas_lens.feedback): written by rag-api and the task-workers where learning is on.
+_FEEDBACK = ["lpush", "ltrim", "expire", "sismember", "zadd", "zcard", "zrange", "zrangebyscore", "zrem", "del",
+             "multi", "exec"]
 
 # service -> (key patterns, channels, commands)
 RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
@@ -42,14 +45,21 @@ RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
          "publish", "multi", "exec"],
     ),
     "rag-api": (
-        ["atlas:tasks:*", "atlas:task:*", "atlas:solves", "atlas:revoked"],
+        ["atlas:tasks:*", "atlas:task:*", "atlas:solves", "atlas:revoked", "atlas:lens:*"],
         ["atlas:keys:events"],
-        [*_SCRIPTS, *_QUEUE, "subscribe", "unsubscribe"],
+        [*_SCRIPTS, *_QUEUE, *_FEEDBACK, "subscribe", "unsubscribe"],
     ),
     "task-worker": (
-        ["atlas:tasks:*", "atlas:task:*", "atlas:revoked", "atlas:usage", "atlas:rl:*", "atlas:solves"],
+        ["atlas:tasks:*", "atlas:task:*", "atlas:revoked", "atlas:usage", "atlas:rl:*", "atlas:solves",
+         "atlas:lens:*"],
         [],
-        [*_SCRIPTS, *_QUEUE, *_LIMITER],
+        [*_SCRIPTS, *_QUEUE, *_LIMITER, *_FEEDBACK],
+    ),
+    # `atlas lens` (the operator's trainer): reads the feedback records, deletes a user's, sets who learns.
+    "lens-trainer": (
+        ["atlas:lens:*"],
+        [],
+        ["lrange", "llen", "del", "zrange", "zrem", "sadd", "srem", "smembers"],
     ),
     # Its history, sessions and collector lease; read-only (``%R~``) the solve log and the task records it lists.
     "dashboard": (

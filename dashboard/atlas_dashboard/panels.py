@@ -85,6 +85,18 @@ PANELS: tuple[Panel, ...] = (
     Panel("plans", "Plans candidates were written from", "count", "Solves", Query("atlas_solve_plans"), unit="plans"),
     Panel("verdicts", "Sandbox verdicts", "count", "Solves", Query("atlas_sandbox_verdicts", by=("verdict",)),
           unit="runs"),
+    # The Lens (rag-api and task-workers): gauges read the largest report, so a version is the newest one live in
+    # any process, and its AUC the best (0: no weights, or none measured)
+    Panel("lens-version", "Lens weights version live", "gauge", "Lens", Query("atlas_lens_weights_version"),
+          unit="version"),
+    Panel("lens-auc", "Validation AUC of the live weights", "gauge", "Lens", Query("atlas_lens_validation_auc"),
+          unit="AUC"),
+    Panel("lens-picks", "Picks the Lens changed (of the solves it scored)", "ratio", "Lens",
+          Query("atlas_lens_picks", {"changed": "true"}), Query("atlas_lens_picks"), unit="%"),
+    Panel("lens-reloads", "Lens weight versions loaded or refused", "count", "Lens",
+          Query("atlas_lens_reloads", by=("result",)), unit="versions"),
+    Panel("lens-feedback", "Solve records for Lens training", "count", "Lens",
+          Query("atlas_lens_feedback", by=("result",)), unit="records"),
     Panel("usage", "Usage by user and key", "usage", "Usage", admin_only=False),
     Panel("recent", "Latest solves and tasks", "recent", "Usage", admin_only=False),
 )

@@ -16,7 +16,7 @@ from atlas_engine.contracts import (
     TaskRequest,
     TestIn,
 )
-from atlas_engine.engine import ContextSource, Engine, EngineConfig, Router
+from atlas_engine.engine import ContextSource, Engine, EngineConfig, Estimator, Router
 from atlas_engine.llm import Generation, LLMClient, LLMUnavailable, Message
 from atlas_engine.problem import Problem, ProblemError, guess_language, is_coding_problem
 from atlas_engine.prompts import FENCE_TAG
@@ -40,6 +40,7 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "EngineSettings",
+    "Estimator",
     "Generation",
     "LLMClient",
     "LLMUnavailable",

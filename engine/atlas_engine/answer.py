@@ -10,6 +10,7 @@ from atlas_engine.solve import Solve
 def result(solve: Solve) -> SolveResult:
     problem = solve.problem
     winner = choose(solve.candidates)
+    scored = any(c.score is not None for c in solve.candidates)
     if winner is None:
         status = "no_code"
     elif not problem.tests:
@@ -33,6 +34,9 @@ def result(solve: Solve) -> SolveResult:
                "total_tokens": solve.prompt_tokens + solve.completion_tokens},
         timings=Timings(**{k: round(v, 4) for k, v in times.items()}, llm_calls=solve.timeline.calls["llm"],
                         sandbox_calls=solve.timeline.calls["sandbox"], sandbox_runs=solve.timeline.runs),
+        difficulty=solve.difficulty,
+        # whether the scorer's order decided the pick (None: it scored nothing)
+        lens_changed_pick=(choose(solve.candidates, scores=False) is not winner) if scored else None,
     )
 
 

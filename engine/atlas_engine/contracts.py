@@ -58,6 +58,13 @@ class Budget(Strict):
     plans: int | None = Field(
         None, ge=0, le=MAX_K - 1, description="Of the k candidates, how many are written each from a distinct "
         "natural-language plan the model proposes first (PlanSearch); the first candidate is always direct.")
+    lens: bool | None = Field(
+        None, description="Let the Geometric Lens (a learned verifier, when weights are live) order the candidates "
+        "the tests and the checks leave tied; false: selection without it.")
+    stop_on_first_pass: bool | None = Field(
+        None, description="Only one passing program is needed: judge candidates one at a time, in the Lens's "
+        "order when it is on (else as generated), and stop at the first that passes every public test (no checks "
+        "or repair follow). No effect without public tests.")
 
 
 class SolveRequest(Strict):
@@ -143,6 +150,8 @@ class SolveResult(BaseModel):
     tokens: Tokens
     usage: dict[str, int]  # OpenAI's shape of ``tokens`` (prompt_tokens, completion_tokens, total_tokens): metering
     timings: Timings
+    difficulty: float | None = None  # the Lens's G(x), 0 (easy) to 1 (hard), when its weights estimate it
+    lens_changed_pick: bool | None = None  # the Lens's energies changed which candidate was selected
 
 
 class TaskBudget(Strict):

@@ -2,12 +2,15 @@
 each other on checks the model writes, repaired from their failures, one selected, within a budget.
 
 The stages, each its own module and testable alone: ``generate`` (samples, plan-first ones), ``judge`` (public
-tests), ``checks`` (self-written checks and clustering), ``repair``, ``answer``. Three plug points, all optional:
+tests), ``checks`` (self-written checks and clustering), ``repair``, ``answer``. Four plug points, all optional:
 
 - a ``Router`` sees the problem and the budget before anything is spent, and may change the budget (a cheap path
   for easy problems, a deep one for hard ones), never past the request's deadline or the caller's token cap;
 - a ``ContextSource`` gives retrieved material (similar solved problems, code) that the generation prompts carry;
-- a ``Scorer`` orders what the tests and the checks leave tied (the Geometric Lens).
+- a ``Scorer`` orders what the tests and the checks leave tied (the Geometric Lens's C(x)), and the order in
+  which candidates are judged when one passing program is enough (``stop_on_first_pass``);
+- an ``Estimator`` gives the problem's difficulty before anything is spent (the Lens's G(x)), for the result and
+  for a router.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class EngineConfig:
     repair_width: int = 2  # failing candidates repaired per round
     prompt_style: PromptStyle = "chat"
     test_timeout_s: float = 6.0  # per test, as LiveCodeBench's harness
+    lens: bool = True  # the scorer orders ties unless the request says otherwise
 
 
 class Router(Protocol):
@@ -60,15 +64,23 @@ class ContextSource(Protocol):
     async def context(self, problem: Problem) -> str | None: ...
 
 
+class Estimator(Protocol):
+    """The problem's difficulty, 0 (easy) to 1 (hard); None: no estimate. Never raises (no estimate instead)."""
+
+    async def difficulty(self, problem: Problem) -> float | None: ...
+
+
 class Engine:
     def __init__(self, llm: LLMClient, sandbox: SandboxClient, config: EngineConfig, scorer: Scorer | None = None,
-                 router: Router | None = None, context: ContextSource | None = None) -> None:
+                 router: Router | None = None, context: ContextSource | None = None,
+                 estimator: Estimator | None = None) -> None:
         self.llm = llm
         self.sandbox = sandbox
         self.config = config
         self.scorer = scorer
         self.router = router
         self.context_source = context
+        self.estimator = estimator
         self.calls = ModelCalls(llm, config.prompt_style)
         self.generator = Generator(self.calls)
         self.judge = PublicJudge(sandbox, config.test_timeout_s)
@@ -81,7 +93,9 @@ class Engine:
                            repair_rounds=c.repair_rounds if b.repair_rounds is None else b.repair_rounds,
                            deadline_s=b.deadline_s or c.deadline_s,
                            self_tests=c.self_tests if b.self_tests is None else b.self_tests,
-                           plans=c.plans if b.plans is None else b.plans)
+                           plans=c.plans if b.plans is None else b.plans,
+                           lens=c.lens if b.lens is None else b.lens,
+                           stop_on_first_pass=bool(b.stop_on_first_pass))
 
     def start(self, request: SolveRequest) -> Solve:
         """Parse the request into a solve (ProblemError for tests that cannot run as given)."""
@@ -98,6 +112,8 @@ class Engine:
         solve.deadline = started + solve.budget.deadline_s
         try:
             async with asyncio.timeout(solve.budget.deadline_s) as limit:
+                if self.estimator is not None:
+                    solve.difficulty = await self.estimator.difficulty(solve.problem)
                 if self.router is not None:
                     await self._route(self.router, solve, started)
                     limit.reschedule(asyncio.get_running_loop().time() + max(0.0, solve.deadline - time.monotonic()))
@@ -123,7 +139,11 @@ class Engine:
         budget = solve.budget
         await say({"stage": "generate", "message": f"generating {budget.k} candidate(s)"})
         await self.generator.generate(solve, budget.k, say)
-        await self.judge.judge(solve, say)
+        if budget.stop_on_first_pass and solve.problem.tests:
+            if await self._first_pass(solve, say):
+                return
+        else:
+            await self.judge.judge(solve, say)
         if budget.self_tests and self.checker.wanted(solve):
             await self.checker.write(solve, say)
             await self.checker.run(solve, say)
@@ -138,12 +158,24 @@ class Engine:
             solve.add(Candidate(index=CARRIED_BASE + n, origin="carried", temperature=0.0, seed=None, code=code,
                                 tokens=0))
 
+    async def _first_pass(self, solve: Solve, say: Progress) -> bool:
+        """One passing program is enough: judge the programs one at a time, lowest energy first (as generated
+        without scores), and stop at the first that passes every public test; the rest stay untested."""
+        await self.score(solve)
+        order = sorted((c for c in solve.unique() if c.verdict == "untested"),
+                       key=lambda c: (c.score is None, c.score or 0.0, c.index))
+        for c in order:
+            await self.judge.judge(solve, say, only=[c])
+            if c.public_ok:
+                return True
+        return False
+
     async def score(self, solve: Solve) -> None:
-        """The pluggable scorer orders what the tests leave tied."""
-        if self.scorer is None:
+        """The pluggable scorer's energy for each program that has none yet (unless the request turned it off)."""
+        if self.scorer is None or not solve.budget.lens:
             return
-        pool = solve.unique()
-        if len(pool) < 2:
+        pool = [c for c in solve.unique() if c.score is None]
+        if not pool or len(solve.unique()) < 2:  # one program: nothing to order
             return
         scores = await self.scorer.score(solve.problem.text, [c.code or "" for c in pool])
         for c, s in zip(pool, scores, strict=True):

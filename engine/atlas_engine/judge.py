@@ -27,10 +27,10 @@ class PublicJudge:
         self.sandbox = sandbox
         self.test_timeout_s = test_timeout_s
 
-    async def judge(self, solve: Solve, say: Progress = quiet) -> None:
-        """Judge every program not judged yet on the public tests."""
+    async def judge(self, solve: Solve, say: Progress = quiet, only: list[Candidate] | None = None) -> None:
+        """Judge every program not judged yet (or ``only`` these) on the public tests."""
         problem = solve.problem
-        todo = [c for c in solve.candidates if c.unique and c.verdict == "untested"]
+        todo = only if only is not None else [c for c in solve.candidates if c.unique and c.verdict == "untested"]
         if not todo or not problem.tests:
             return
         groups: dict[Mode, list[tuple[int, Test]]] = {}

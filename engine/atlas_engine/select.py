@@ -91,18 +91,19 @@ PROGRESS = {"passed": 0, "TestFailure": 1, "OutputLimit": 2, "RuntimeError": 2, 
             "untested": 3, "Skipped": 3, "CompileError": 4, "SyntaxError": 4}
 
 
-def rank_key(c: Candidate) -> tuple[float, ...]:
-    """Selection order over distinct programs: lower sorts first."""
+def rank_key(c: Candidate, scores: bool = True) -> tuple[float, ...]:
+    """Selection order over distinct programs: lower sorts first (``scores`` False: as if no scorer ran)."""
+    score = c.score if scores else None
     return (
         PROGRESS.get(c.verdict, 3),
         c.faults,
         -(c.agreement or 0),
-        c.score is None, c.score or 0.0,  # a scorer's "no opinion" ranks after every opinion
+        score is None, score or 0.0,  # a scorer's "no opinion" ranks after every opinion
         c.tokens,
         c.index,
     )
 
 
-def choose(candidates: list[Candidate]) -> Candidate | None:
+def choose(candidates: list[Candidate], scores: bool = True) -> Candidate | None:
     pool = [c for c in candidates if c.unique]
-    return min(pool, key=rank_key) if pool else None
+    return min(pool, key=lambda c: rank_key(c, scores)) if pool else None

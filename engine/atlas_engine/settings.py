@@ -22,3 +22,6 @@ class EngineSettings(LlamaClientSettings, SandboxClientSettings, BudgetDefaults)
     rag_llm_parallel: int = Field(
         1, ge=1, le=64, description="Generation requests in flight at once (raise it for llama.cpp's -np N).")
     rag_llm_timeout_s: float = Field(300.0, gt=0, description="How long one generation request may take.")
+    rag_lens: bool = Field(
+        True, description="Let the Geometric Lens order the candidates the tests and checks leave tied, when its "
+        "weights are live (a request's budget.lens overrides it).")

@@ -49,6 +49,8 @@ class SolveBudget:
     deadline_s: float
     self_tests: bool
     plans: int = 0  # of the k candidates, how many are written from a plan of their own (PlanSearch)
+    lens: bool = True  # the scorer (the Lens) orders ties, when one is installed
+    stop_on_first_pass: bool = False  # judge one at a time, best energy first, and stop at the first pass
 
 
 @dataclass
@@ -84,6 +86,7 @@ class Solve:
     stopped: Literal["done", "deadline", "budget"] = "done"
     token_cap: int | None = None  # the most tokens this solve may spend (what the proxy or the worker reserved)
     committed: int = 0  # tokens spent plus the most that the calls in flight may still spend
+    difficulty: float | None = None  # the estimator's G(x) for the problem (None: no estimate)
 
     def add(self, candidate: Candidate) -> Candidate:
         if candidate.code is not None:

@@ -52,8 +52,12 @@ class Telemetry:
                               "or input (a program's, generator output included)", ["kind"], registry=registry)
         self.plans = Counter("atlas_solve_plans_total", "Plans candidates were written from (PlanSearch)",
                              registry=registry)
+        self.lens_picks = Counter("atlas_lens_picks_total", "Solves whose candidates the Lens scored, by whether "
+                                  "its energies changed the selected candidate", ["changed"], registry=registry)
         for kind in ("assert", "input"):
             self.checks.labels(kind)
+        for changed in ("true", "false"):
+            self.lens_picks.labels(changed)
         for result in ("fixed", "failed"):  # both series exist from the start (a rate over them reads 0, not absent)
             self.repairs.labels(result)
 
@@ -78,6 +82,8 @@ class Telemetry:
         self.checks.labels("assert").inc(result.tests.self_written)
         self.checks.labels("input").inc(result.tests.generated_inputs)
         self.plans.inc(len(result.plans))
+        if result.lens_changed_pick is not None:
+            self.lens_picks.labels("true" if result.lens_changed_pick else "false").inc()
         if result.repair_rounds:
             self.repair_rounds.inc(result.repair_rounds)
             self.repairs.labels("fixed" if result.verified else "failed").inc()
@@ -96,6 +102,8 @@ class Telemetry:
             "sandbox_calls": str(sandbox_calls), "sandbox_runs": str(result.timings.sandbox_runs),
             "llm_s": str(result.timings.llm_s), "sandbox_s": str(result.timings.sandbox_s),
             "total_s": str(result.timings.total_s),
+            "lens_changed": "" if result.lens_changed_pick is None else str(int(result.lens_changed_pick)),
+            "difficulty": "" if result.difficulty is None else str(result.difficulty),
         }
         try:
             await self._redis.xadd(SOLVES_STREAM, entry, maxlen=SOLVES_MAXLEN, approximate=True)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from atlas_core.health import http_check, llama_check
 from atlas_core.queue import TaskQueue
 from atlas_core.redis import redis_client
 from atlas_engine import Telemetry, build_engine
+from atlas_lens import build_lens
 from atlas_rag import revocations
 from atlas_rag.routes import chat, internal, solve, tasks
 from atlas_rag.settings import Settings
@@ -46,9 +47,10 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.readiness["llama-server"] = llama_check(http, settings.llama_url)
             app.state.readiness["embedding-server"] = llama_check(http, settings.embed_url)
             app.state.readiness["sandbox"] = http_check(http, f"{settings.sandbox_url}/livez")
-            engine = build_engine(http, settings, "rag-api")
+            lens = build_lens(http, app.state.redis, settings, app.state.metrics.registry)
+            engine = build_engine(http, settings, "rag-api", scorer=lens.lens, estimator=lens.lens)
             app.state.solver = Solver(engine, Telemetry(app.state.redis, app.state.metrics.registry),
-                                      settings.rag_max_concurrent)
+                                      settings.rag_max_concurrent, lens.feedback)
             queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s, max_queued=settings.task_max_queued,
                               keep_per_owner=settings.task_keep_per_user)
             # Event streams hold a connection for each blocking read: a pool of their own, so however many
@@ -58,12 +60,15 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.tasks = TaskService(queue, engine, settings, TaskQueue(streams, ttl_s=settings.task_ttl_s))
             await warn_unsafe_redis(queue)
             listener = asyncio.create_task(revocations.listen(app.state.redis, queue))
+            watcher = asyncio.create_task(lens.lens.watch())  # new Lens weights go live without a restart
             try:
                 yield
             finally:
-                listener.cancel()
-                with suppress(asyncio.CancelledError):
-                    await listener
+                for job in (listener, watcher):
+                    job.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await job
+                await lens.feedback.drain()
 
     app = service_app("rag-api", settings.metrics_token, lifespan, max_body_bytes=settings.rag_max_body_bytes)
     # Here, not in the lifespan: the routers' credential guards read it, and must refuse callers whether or not

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from atlas_core.settings import HttpUrl, Port, ProxyCredential, TaskSettings, host_field
+from atlas_core.settings import Port, ProxyCredential, TaskSettings, host_field
 from atlas_engine import EngineSettings
+from atlas_lens import LensSettings
 
 
-class Settings(EngineSettings, TaskSettings, ProxyCredential):
+class Settings(EngineSettings, LensSettings, TaskSettings, ProxyCredential):
     port: Port = Field(8001, validation_alias="ATLAS_RAG_PORT", description="rag-api HTTP port.")
     host: str = host_field("rag-api", "ATLAS_RAG_HOST")
-    embed_url: HttpUrl = Field("http://127.0.0.1:8081", description="Base URL of llama-server B (embeddings).")
     rag_max_body_bytes: int = Field(
         11 * 1024 * 1024, ge=1024, le=1024**3, description="Largest request body rag-api accepts (keep it a little "
         "above ATLAS_PROXY_MAX_BODY_BYTES: the proxy may re-encode a body), in bytes.")

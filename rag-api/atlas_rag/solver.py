@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from atlas_engine import Engine, Solve, SolveRequest, SolveResult, Telemetry
+from atlas_lens import FeedbackRecorder
 
 SLOT_GRACE_S = 30.0  # past a solve's deadline, its admission slot is free whatever happened to its task
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -21,9 +22,10 @@ class Solver:
     """Admission, the solve (the caller runs it as its own task, cancelled when the client goes), and one
     telemetry record per finished solve."""
 
-    def __init__(self, engine: Engine, telemetry: Telemetry, limit: int) -> None:
+    def __init__(self, engine: Engine, telemetry: Telemetry, limit: int, feedback: FeedbackRecorder) -> None:
         self.engine = engine
         self.telemetry = telemetry
+        self.feedback = feedback
         self.limit = limit
         # Admitted solves and when their slot expires at the latest: a solve whose task never got to run
         # (its client left at once) cannot hold a slot past its own deadline.
@@ -51,4 +53,5 @@ class Solver:
         finally:
             self._slots.pop(solve.id, None)
         await self.telemetry.record(result, solve.problem.text, user_id)
+        self.feedback.submit(result, solve.problem.text, user_id)  # in the background, where learning is on
         return result

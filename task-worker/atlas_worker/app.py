@@ -17,6 +17,7 @@ from atlas_core.queue import TaskQueue
 from atlas_core.ratelimit import Limiter
 from atlas_engine.build import build_engine
 from atlas_engine.telemetry import Telemetry
+from atlas_lens import build_lens
 from atlas_worker.loop import VerifyRepair
 from atlas_worker.metrics import QueueMetrics
 from atlas_worker.settings import Settings
@@ -45,7 +46,10 @@ def create_app(settings: Settings) -> FastAPI:
             refresh = queue_metrics.refresher(queue)
             app.state.metrics.refreshers.append(refresh)
             stack.callback(app.state.metrics.refreshers.remove, refresh)  # Redis closes with the stack
-            worker = Worker(queue, VerifyRepair(build_engine(http, settings, "task-worker"), telemetry),
+            lens = build_lens(http, app.state.redis, settings, registry)
+            engine = build_engine(http, settings, "task-worker", scorer=lens.lens, estimator=lens.lens)
+            watcher = asyncio.create_task(lens.lens.watch())  # new Lens weights go live without a restart
+            worker = Worker(queue, VerifyRepair(engine, telemetry, lens.feedback),
                             worker_config(settings), limiter=Limiter(app.state.redis, settings.rag_deadline_s),
                             metrics=queue_metrics)
             app.state.worker = worker
@@ -56,6 +60,8 @@ def create_app(settings: Settings) -> FastAPI:
             finally:
                 await worker.stop(settings.worker_shutdown_grace_s)
                 loop.cancel()
-                await asyncio.gather(loop, return_exceptions=True)
+                watcher.cancel()
+                await asyncio.gather(loop, watcher, return_exceptions=True)
+                await lens.feedback.drain()
 
     return service_app("task-worker", settings.metrics_token, lifespan, max_body_bytes=MAX_BODY_BYTES)

@@ -23,6 +23,7 @@ from atlas_core.budget import solve_ceiling
 from atlas_core.errors import Unrecoverable
 from atlas_core.queue import StopReason
 from atlas_engine import MAX_K, Engine, ProblemError, SolveBudget, TaskRequest, Telemetry, problem_seed, rank_key
+from atlas_lens import FeedbackRecorder
 from atlas_worker.gate import NoRoomBeforeDeadline, TokenGate, TooBig
 
 __all__ = ["StopReason", "TaskContext", "TaskOutcome", "VerifyRepair", "summarise"]
@@ -110,9 +111,11 @@ class VerifyRepair:
     """The production handler: ``await VerifyRepair(engine, telemetry)(ctx)``. Each attempt's solve is recorded
     as rag-api records its solves (``source="task"``, the task's id, its owner)."""
 
-    def __init__(self, engine: Engine, telemetry: Telemetry | None = None) -> None:
+    def __init__(self, engine: Engine, telemetry: Telemetry | None = None,
+                 feedback: FeedbackRecorder | None = None) -> None:
         self.engine = engine
         self.telemetry = telemetry
+        self.feedback = feedback
 
     async def __call__(self, ctx: TaskContext) -> TaskOutcome:
         task = TaskRequest.model_validate(ctx.spec)
@@ -174,6 +177,8 @@ class VerifyRepair:
             if self.telemetry is not None:  # the solve ran to its answer: it counts, whatever the task does next
                 await self.telemetry.record(result, solve.problem.text, ctx.record.get("owner") or None,
                                             source="task", task_id=ctx.task_id)
+            if self.feedback is not None:  # kept for the Lens where the owner's learning is on
+                self.feedback.submit(result, solve.problem.text, ctx.record.get("owner") or None, source="task")
             failing = sorted((c for c in solve.candidates if c.unique and not c.public_ok and c.failure),
                              key=rank_key)[:CARRY]
             attempt: dict[str, Any] = {

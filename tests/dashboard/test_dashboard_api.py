@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -258,3 +259,70 @@ def test_a_portal_sign_out_ends_the_dashboards_session_too(site: Site) -> None:
         assert client.get("/api/usage").status_code == 401
         assert client.get("/api/me").status_code == 401
         assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def lens_registry() -> tuple[CollectorRegistry, dict[str, Any]]:
+    """A process's Lens metrics as rag-api and the task-workers export them (atlas_lens, atlas_engine.telemetry)."""
+    registry = CollectorRegistry()
+    metrics: dict[str, Any] = {
+        "version": Gauge("atlas_lens_weights_version", "", registry=registry),
+        "auc": Gauge("atlas_lens_validation_auc", "", registry=registry),
+        "reloads": Counter("atlas_lens_reloads_total", "", ["result"], registry=registry),
+        "picks": Counter("atlas_lens_picks_total", "", ["changed"], registry=registry),
+        "feedback": Counter("atlas_lens_feedback_total", "", ["result"], registry=registry),
+    }
+    for name, labels in (("reloads", ("loaded", "refused")), ("picks", ("true", "false")),
+                         ("feedback", ("recorded", "skipped", "dropped", "failed"))):
+        for label in labels:  # as the services do: every series exists, at 0, from the start
+            metrics[name].labels(label)
+    return registry, metrics
+
+
+def test_the_lens_panels_read_rag_api_and_the_workers(service_env: dict[str, str], redis_server: RedisServer) -> None:
+    """No weights: version 0 (the page says "none") and nothing counted; then a version goes live in rag-api
+    before the worker has it: the newest version shows, picks changed are counted over the solves the Lens
+    scored in both processes, refused weights and training records by result."""
+    (rag_registry, rag), (worker_registry, worker) = lens_registry(), lens_registry()
+    with ServerThread(target_app(rag_registry)) as rag_api, ServerThread(target_app(worker_registry)) as task_worker:
+        settings = load_settings(Settings, environ=service_env | {
+            "ATLAS_DASHBOARD_TARGETS": f"rag-api={rag_api.url},task-worker={task_worker.url}"})
+
+        async def scenario() -> None:
+            redis = Redis.from_url(redis_server.url, password=redis_server.password)
+            try:
+                async with httpx.AsyncClient() as http:
+                    collecting = Collector(redis, http, settings, families(), CollectorRegistry())
+                    admin = Viewer(1, "admin", True, "", "")
+                    now = time.time()
+                    assert await collecting.collect(now)
+                    before = {p["id"]: p for p in (await views.panels(redis, admin, "15m", now + 1))["panels"]}
+                    assert [r["now"] for r in before["lens-version"]["summary"]] == [0.0]
+                    assert before["lens-picks"]["summary"][0]["of"] == 0
+                    assert before["lens-reloads"]["summary"] == before["lens-feedback"]["summary"] == []
+
+                    rag["version"].set(3)
+                    rag["auc"].set(0.81)
+                    rag["reloads"].labels("loaded").inc()
+                    worker["version"].set(2)
+                    worker["auc"].set(0.78)
+                    worker["reloads"].labels("refused").inc()
+                    rag["picks"].labels("true").inc()
+                    rag["picks"].labels("false").inc(2)
+                    worker["picks"].labels("false").inc()
+                    rag["feedback"].labels("recorded").inc(2)
+                    worker["feedback"].labels("failed").inc()
+                    assert await collecting.collect(now + 1)
+                    data = await views.panels(redis, admin, "15m", now + 2)
+            finally:
+                await redis.aclose()
+            shown = {p["id"]: p for p in data["panels"]}
+            assert {p["id"]: p["section"] for p in data["panels"] if p["id"].startswith("lens-")} == dict.fromkeys(
+                ("lens-version", "lens-auc", "lens-picks", "lens-reloads", "lens-feedback"), "Lens")
+            assert [r["now"] for r in shown["lens-version"]["summary"]] == [3.0]
+            assert [r["now"] for r in shown["lens-auc"]["summary"]] == [0.81]
+            assert [(r["part"], r["of"], r["percent"]) for r in shown["lens-picks"]["summary"]] == [(1.0, 4.0, 25.0)]
+            assert {r["name"]: r["total"] for r in shown["lens-reloads"]["summary"]} == {"loaded": 1.0, "refused": 1.0}
+            assert {r["name"]: r["total"] for r in shown["lens-feedback"]["summary"]} == {"recorded": 2.0,
+                                                                                          "failed": 1.0}
+
+        asyncio.run(scenario())

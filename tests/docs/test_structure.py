@@ -12,30 +12,32 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 # package -> the directory (distribution) that holds it
 PACKAGES = {
-    "atlas_core": "core", "atlas_engine": "engine", "atlas_portal": "api-portal", "atlas_proxy": "llm-proxy",
+    "atlas_core": "core", "atlas_engine": "engine", "atlas_lens": "lens", "atlas_portal": "api-portal",
+    "atlas_proxy": "llm-proxy",
     "atlas_rag": "rag-api", "atlas_sandbox": "sandbox", "atlas_worker": "task-worker",
     "atlas_dashboard": "dashboard", "atlas_llama": "llama-server", "atlas_bench": "benchmark", "atlas_cli": "cli",
 }
 SERVICES = {"atlas_portal", "atlas_proxy", "atlas_rag", "atlas_sandbox", "atlas_worker", "atlas_dashboard",
             "atlas_llama"}
-# What each package may import besides itself. Services share logic through the two libraries only.
+# What each package may import besides itself. Services share logic through the libraries only.
 ALLOWED = {
     "atlas_core": set(),
     "atlas_engine": {"atlas_core"},
+    "atlas_lens": {"atlas_core", "atlas_engine"},
     "atlas_portal": {"atlas_core"},
     "atlas_proxy": {"atlas_core"},
     "atlas_sandbox": {"atlas_core"},
     "atlas_dashboard": {"atlas_core"},
     "atlas_llama": {"atlas_core"},
-    "atlas_rag": {"atlas_core", "atlas_engine"},
-    "atlas_worker": {"atlas_core", "atlas_engine"},
-    "atlas_bench": {"atlas_core", "atlas_engine"},
-    "atlas_cli": {"atlas_core"} | SERVICES | {"atlas_bench"},  # narrowed to CLI_MODULES below
+    "atlas_rag": {"atlas_core", "atlas_engine", "atlas_lens"},
+    "atlas_worker": {"atlas_core", "atlas_engine", "atlas_lens"},
+    "atlas_bench": {"atlas_core", "atlas_engine", "atlas_lens"},
+    "atlas_cli": {"atlas_core", "atlas_lens"} | SERVICES | {"atlas_bench"},  # narrowed to CLI_MODULES below
 }
 # The CLI starts and configures every service: it validates each one's settings before starting any, so it
 # reads their settings classes (and the model files llama-server ships), never their code.
 CLI_MODULES = {f"{package}.settings" for package in SERVICES} | {
-    "atlas_llama.embed", "atlas_llama.models", "atlas_bench.__main__"}
+    "atlas_llama.embed", "atlas_llama.models", "atlas_bench.__main__", "atlas_bench.lens"}
 MAX_LINES = 400
 SHARED_NAMES = {"Settings"}  # each service's settings class, always reached as atlas_<service>.settings.Settings
 

@@ -30,7 +30,11 @@ DISTRIBUTIONS = {
     "llama-server": ("atlas_llama.embed", ["atlas-embed-server"], NO_KEY),
     "engine": ("atlas_engine.build", ["python", "-c", "import atlas_engine.engine; print('engine ok')"], "engine ok"),
     "benchmark": ("atlas_bench", ["atlas-bench", "--version"], "atlas-bench 0.1.0"),
+    "lens": ("atlas_lens.live", ["python", "-c", "import atlas_lens.train; print('lens ok')"], "lens ok"),
 }
+# Their images install torch alone, from PyTorch's CPU index (LEFT_OUT): here from the index pip is configured
+# with, at the version constraints.txt pins.
+TORCH = {"rag-api", "task-worker", "benchmark", "lens"}
 # Each directory's lock: the one whose image installs it last (llama-server: the embedding server's, with its
 # `embed` extra; rag-api's and task-worker's list the engine library they run).
 LOCK = {lock.installs[-1].partition("[")[0]: name for name, lock in LOCKS.items()}
@@ -44,10 +48,11 @@ def test_distribution_installs_alone(directory: str, tmp_path: Path) -> None:
     python = venv / "bin" / "python"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", str(python)]
     lock = LOCK[directory]
-    for args in (
-        ["--require-hashes", "--no-deps", "--only-binary", ":all:", "-r", str(LOCK_DIR / f"{lock}.txt")],
-        ["--no-deps", "--no-build-isolation", *(str(REPO / spec) for spec in LOCKS[lock].installs)],
-    ):
+    steps = [["--require-hashes", "--no-deps", "--only-binary", ":all:", "-r", str(LOCK_DIR / f"{lock}.txt")],
+             ["--no-deps", "--no-build-isolation", *(str(REPO / spec) for spec in LOCKS[lock].installs)]]
+    if directory in TORCH:
+        steps.insert(1, ["--no-deps", "-c", str(REPO / "constraints.txt"), "torch==2.13.0"])
+    for args in steps:
         install = subprocess.run([*pip, "install", "--quiet", *args], capture_output=True, text=True, timeout=600)
         assert install.returncode == 0, install.stderr[-3000:]
     checked = subprocess.run([*pip, "check"], capture_output=True, text=True, timeout=120)

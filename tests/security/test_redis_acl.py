@@ -225,8 +225,34 @@ def test_the_dashboard_writes_only_its_own_keys_and_reads_solves_and_tasks(acl_r
     as_service(acl_redis, "dashboard", work)
 
 
+def test_the_lens_trainer_reads_and_forgets_feedback_and_sets_who_learns_but_nothing_else(acl_redis: int) -> None:
+    with redis.Redis(port=acl_redis, password=ADMIN) as admin:
+        admin.lpush("atlas:lens:fb:x", json.dumps({"problem": "p", "candidates": []}))
+        admin.zadd("atlas:lens:fb:users", {"x": time.time()})
+
+    async def work(r: Redis) -> None:
+        from atlas_lens.feedback import forget, records, set_learning, users  # imports torch: only here
+
+        assert await r.lrange("atlas:lens:fb:x", 0, -1) == [b'{"problem": "p", "candidates": []}']
+        assert await users(r) == ["x"]
+        assert [user async for user, _ in records(r)] == ["x"]  # atlas lens export / train
+        await set_learning(r, "x", True)
+        assert await r.smembers("atlas:lens:learn") == {b"x"}
+        assert await forget(r, "x") == 1
+        assert await r.smembers("atlas:lens:learn") == set() and await users(r) == []
+        await refused(r.set("atlas:lens:fb:x", "forged"))  # its own keys, but not a command it has
+        await refused(r.lrange("atlas:tasks:x", 0, -1))  # commands it has, but not its keys
+        await refused(r.delete("atlas:tasks:x"))
+        await refused(r.zrange("atlas:tasks:recent", 0, -1))
+        await refused(r.delete("atlas:portal:session:x"))
+        await refused(r.keys("*"))
+
+    as_service(acl_redis, "lens-trainer", work)
+
+
 def test_every_service_has_rules_and_no_rule_grants_everything(tmp_path: Path) -> None:
-    assert set(RULES) == {"sandbox", "llm-proxy", "api-portal", "rag-api", "task-worker", "dashboard"}
+    assert set(RULES) == {"sandbox", "llm-proxy", "api-portal", "rag-api", "task-worker", "lens-trainer",
+                          "dashboard"}
     for line in acl_lines(PASSWORDS):
         assert "~*" not in line.split() and "+@all" not in line and "allkeys" not in line
         assert PASSWORDS[line.split()[1]] not in line  # only the password's hash is written

@@ -19,6 +19,10 @@ function fmt(value, unit) {
   if (typeof value !== "number") return String(value);
   if (unit === "s") return value < 1 ? `${(value * 1000).toFixed(value < 0.01 ? 1 : 0)} ms` : `${value.toFixed(2)} s`;
   if (unit === "%") return `${value.toFixed(1)} %`;
+  // The Lens's weights: version 0 and AUC 0 mean no weights live (or none measured); a version is named as the
+  // weight store names it (v0003), and an axis tick between two versions is left blank
+  if (unit === "version") return value === 0 ? "none" : Number.isInteger(value) ? `v${String(value).padStart(4, "0")}` : "";
+  if (unit === "AUC") return value === 0 ? "–" : value.toFixed(3);
   if (Math.abs(value) >= 100 || Number.isInteger(value)) return Math.round(value).toLocaleString();
   return value.toFixed(2);
 }
@@ -98,7 +102,7 @@ function summaryRows(panel) {
   switch (panel.kind) {
     case "rate": return [["", "total", "per second"], s.map((r) => [r.name, fmt(r.total), fmt(r.per_s, panel.unit)])];
     case "count": return [["", "in this window"], s.map((r) => [r.name, fmt(r.total)])];
-    case "gauge": return [["", "now"], s.map((r) => [r.name, fmt(r.now)])];
+    case "gauge": return [["", "now"], s.map((r) => [r.name, fmt(r.now, panel.unit)])];
     case "mean": return [["", "count", "mean"], s.map((r) => [r.name, fmt(r.count), fmt(r.mean, panel.unit)])];
     case "ratio": return [["", "share"], s.map((r) => [`${fmt(r.part)} of ${fmt(r.of)}`, fmt(r.percent, "%")])];
     case "quantiles": return [["", "count", "p50", "p95", "p99"],
