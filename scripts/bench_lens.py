@@ -24,8 +24,6 @@ import asyncio
 import hashlib
 import json
 import os
-import secrets
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -37,7 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sandbox import free_port
+from bench_solve import Llama
 
 from atlas_bench.access import local_urls, model_key
 from atlas_bench.datasets import load
@@ -61,34 +59,6 @@ from atlas_lens.data import embed_texts, problems, read_jsonl
 from atlas_lens.features import code_text
 from atlas_lens.train import train_difficulty
 from atlas_llama.models import default_chat_model
-
-
-class MainEmbeddings:
-    """A llama.cpp server of the main model's GGUF with embeddings on (ATLAS_LENS_MAIN_EMBED_URL's kind)."""
-
-    def __init__(self, workdir: Path, model: Path, threads: int) -> None:
-        self.port, self.key = free_port(), secrets.token_urlsafe(32)
-        conf = workdir / "main-embed.json"
-        conf.write_text(json.dumps({"host": "127.0.0.1", "port": self.port, "api_key": self.key,
-                                    "models": [{"model": str(model), "model_alias": "main-embed", "n_ctx": 2048,
-                                                "n_threads": threads, "embedding": True, "verbose": False}]}))
-        self.proc = subprocess.Popen([sys.executable, "-m", "atlas_llama.server", str(conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("the main model's embedding server did not start")
-            time.sleep(0.3)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 def eval_data(run_dir: Path, data: Path) -> tuple[list[dict[str, Any]], list[Sample], dict[str, str]]:
@@ -216,8 +186,8 @@ async def main_async(args: argparse.Namespace, given: Inputs) -> dict[str, Any]:
                                                            args.rounds)
         print("embed:", json.dumps(result["sources"]["embed"]), flush=True)
         if "main" in args.sources.split(","):
-            server = MainEmbeddings(Path(args.out).parent, Path(args.model or default_chat_model() or ""),
-                                    args.threads)
+            server = Llama(Path(args.out).parent, Path(args.model or default_chat_model() or ""), args.threads,
+                           embedding=True)
             try:
                 main = EmbeddingClient(http, server.url, server.key, timeout_s=600)
                 result["sources"]["main"] = await source_measures("main", main, train, test, records, cache_dir,
@@ -229,15 +199,36 @@ async def main_async(args: argparse.Namespace, given: Inputs) -> dict[str, Any]:
         x = await featurise(train, "embed", embed, FeatureCache(cache_dir / "embed.jsonl"))
     result["cost"] = cost(x, np.array([s.passed for s in train], dtype=np.int64), [s.task for s in train])
     result["ablations"] = {}
-    for run_dir in args.eval_runs.split(","):
-        summary = json.loads((Path(run_dir) / "results.json").read_text())
+    stops = dict(zip(args.eval_runs.split(","), args.stop_runs.split(","), strict=True)) if args.stop_runs else {}
+    for run_dir, summary, records in ablation_runs(args.eval_runs.split(","), stops):
         result["ablations"][summary["config"]["dataset"]] = {
-            "rows": ablation_rows(summary),
-            "lens-stop_vs_public": paired_runs(list(read_tasks(Path(run_dir)).values()), "public", "lens-stop"),
-            "lens_vs_public": paired_runs(list(read_tasks(Path(run_dir)).values()), "public", "lens")}
-    best = max(result["sources"], key=lambda s: result["sources"][s]["auc"])
+            "rows": ablation_rows(summary, ("public", "lens", "lens-stop", "lens-stop-sequential")),
+            "lens-stop_vs_public": paired_runs(records, "public", "lens-stop"),
+            "lens_vs_public": paired_runs(records, "public", "lens"),
+            "runs": [run_dir] + ([stops[run_dir]] if run_dir in stops else [])}
+    best = max(result["sources"], key=lambda s: float(np.nan_to_num(result["sources"][s]["auc"])))
     result["kept_source"] = best
     return result
+
+
+def ablation_runs(run_dirs: list[str], stops: dict[str, str]
+                  ) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
+    """Each evaluation run's summary and records. A run of the lens-stop ablation made separately on the same
+    problems and seeds (``--stop-runs``) replaces the run's own; the run's own is kept as
+    ``lens-stop-sequential`` (the one-at-a-time judging an earlier engine did)."""
+    out = []
+    for run_dir in run_dirs:
+        summary = json.loads((Path(run_dir) / "results.json").read_text())
+        records = read_tasks(Path(run_dir))
+        if run_dir in stops:
+            stop = json.loads((Path(stops[run_dir]) / "results.json").read_text())
+            summary["ablations"]["lens-stop-sequential"] = summary["ablations"].pop("lens-stop", None)
+            summary["ablations"]["lens-stop"] = stop["ablations"]["lens-stop"]
+            for key, record in read_tasks(Path(stops[run_dir])).items():
+                if key in records:
+                    records[key]["ablations"]["lens-stop"] = record["ablations"]["lens-stop"]
+        out.append((run_dir, summary, list(records.values())))
+    return out
 
 
 def table(result: dict[str, Any]) -> str:
@@ -261,9 +252,22 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def finite(value: Any) -> Any:
+    """NaN (an AUC with no passing candidate to rank) as null: JSON has no NaN."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval-runs", required=True, help="comma-separated atlas-bench --out directories")
+    parser.add_argument("--stop-runs", help="comma-separated runs of the lens-stop ablation alone, one per "
+                        "--eval-runs entry (same problems and seeds), replacing theirs")
     parser.add_argument("--state-dir")
     parser.add_argument("--data-path")
     parser.add_argument("--sources", default="embed,main")
@@ -274,7 +278,7 @@ def main() -> None:
     args = parser.parse_args()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(main_async(args, inputs(args)))
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    Path(args.out).write_text(json.dumps(finite(result), indent=1))
     print(table(result))
 
 

@@ -121,16 +121,17 @@ class ReplayingLLM(LLMClient):
 
 
 class Llama:
-    """llama-cpp-python's server with the default model, as `atlas up` starts it."""
+    """llama-cpp-python's server with the default model, as `atlas up` starts it (``embedding``: serving the
+    model's own embeddings instead, as ATLAS_LENS_MAIN_EMBED_URL's server does)."""
 
-    def __init__(self, workdir: Path, model: Path, threads: int) -> None:
+    def __init__(self, workdir: Path, model: Path, threads: int, embedding: bool = False) -> None:
         self.port = free_port()
         self.key = secrets.token_urlsafe(32)
-        conf = workdir / "llama.json"
+        conf = workdir / ("llama-embed.json" if embedding else "llama.json")
         conf.write_text(json.dumps({"host": "127.0.0.1", "port": self.port, "api_key": self.key,
                                     "interrupt_requests": False,
                                     "models": [{"model": str(model), "model_alias": model.stem, "n_ctx": 4096,
-                                                "n_threads": threads, "verbose": False}]}))
+                                                "n_threads": threads, "embedding": embedding, "verbose": False}]}))
         self.proc = subprocess.Popen([sys.executable, "-m", "atlas_llama.server", str(conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"

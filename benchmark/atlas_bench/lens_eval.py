@@ -94,14 +94,22 @@ def paired_runs(records: Sequence[dict[str, Any]], a: str, b: str) -> dict[str, 
     """Sandbox runs per solve of ablation ``b`` against ``a`` on the same (problem, seed) pairs, and how often
     each selected a program that passes the hidden tests there."""
     pairs = [(r["ablations"][a], r["ablations"][b]) for r in records if a in r["ablations"] and b in r["ablations"]]
-    runs_a = [x.get("sandbox_runs") or 0 for x, _ in pairs]
-    runs_b = [y.get("sandbox_runs") or 0 for _, y in pairs]
     if not pairs:
         return {"pairs": 0}
-    return {"pairs": len(pairs), f"{a}_runs": round(float(np.mean(runs_a)), 3),
-            f"{b}_runs": round(float(np.mean(runs_b)), 3),
-            "fewer_share": round(1.0 - float(np.sum(runs_b)) / max(1.0, float(np.sum(runs_a))), 3),
+    # early stopping can save runs only where some program passes the public tests
+    passing = [(x, y) for x, y in pairs if x.get("public_verified")]
+    return {"pairs": len(pairs), **_runs(pairs, a, b), "where_a_program_passed": {"pairs": len(passing),
+                                                                                 **_runs(passing, a, b)},
             f"{a}_selected@1": round(float(np.mean([bool(x["passed"]) for x, _ in pairs])), 4),
             f"{b}_selected@1": round(float(np.mean([bool(y["passed"]) for _, y in pairs])), 4),
             "flips": {"to_pass": sum(1 for x, y in pairs if y["passed"] and not x["passed"]),
                       "to_fail": sum(1 for x, y in pairs if x["passed"] and not y["passed"])}}
+
+
+def _runs(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], a: str, b: str) -> dict[str, Any]:
+    runs_a = [x.get("sandbox_runs") or 0 for x, _ in pairs]
+    runs_b = [y.get("sandbox_runs") or 0 for _, y in pairs]
+    if not pairs:
+        return {}
+    return {f"{a}_runs": round(float(np.mean(runs_a)), 3), f"{b}_runs": round(float(np.mean(runs_b)), 3),
+            "fewer_share": round(1.0 - float(np.sum(runs_b)) / max(1.0, float(np.sum(runs_a))), 3)}

@@ -62,9 +62,9 @@ class Budget(Strict):
         None, description="Let the Geometric Lens (a learned verifier, when weights are live) order the candidates "
         "the tests and the checks leave tied; false: selection without it.")
     stop_on_first_pass: bool | None = Field(
-        None, description="Only one passing program is needed: judge candidates one at a time, in the Lens's "
-        "order when it is on (else as generated), and stop at the first that passes every public test (no checks "
-        "or repair follow). No effect without public tests.")
+        None, description="Only one passing program is needed: the candidates go to the sandbox in the Lens's "
+        "order when it is on (else as generated), and the sandbox stops the others once one passes every public "
+        "test (no checks or repair follow). No effect without public tests.")
 
 
 class SolveRequest(Strict):

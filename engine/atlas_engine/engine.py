@@ -159,11 +159,15 @@ class Engine:
                                 tokens=0))
 
     async def _first_pass(self, solve: Solve, say: Progress) -> bool:
-        """One passing program is enough: judge the programs one at a time, lowest energy first (as generated
-        without scores), and stop at the first that passes every public test; the rest stay untested."""
+        """One passing program is enough: the programs go to the sandbox lowest energy first (as generated
+        without scores), which stops the rest once one passes every public test. Tests of several modes are
+        separate sandbox calls, each blind to the others' passes: then one program at a time instead."""
         await self.score(solve)
         order = sorted((c for c in solve.unique() if c.verdict == "untested"),
                        key=lambda c: (c.score is None, c.score or 0.0, c.index))
+        if len({t.mode for t in solve.problem.tests}) == 1:
+            await self.judge.judge(solve, say, only=order, first_pass=True)
+            return any(c.public_ok for c in order)
         for c in order:
             await self.judge.judge(solve, say, only=[c])
             if c.public_ok:

@@ -27,8 +27,11 @@ class PublicJudge:
         self.sandbox = sandbox
         self.test_timeout_s = test_timeout_s
 
-    async def judge(self, solve: Solve, say: Progress = quiet, only: list[Candidate] | None = None) -> None:
-        """Judge every program not judged yet (or ``only`` these) on the public tests."""
+    async def judge(self, solve: Solve, say: Progress = quiet, only: list[Candidate] | None = None,
+                    first_pass: bool = False) -> None:
+        """Judge every program not judged yet (or ``only`` these, in this order) on the public tests.
+        ``first_pass``: one passing program is enough; the sandbox stops the others once one passes (they are
+        ``Skipped``), and takes them in the order given, so the likeliest first saves the most runs."""
         problem = solve.problem
         todo = only if only is not None else [c for c in solve.candidates if c.unique and c.verdict == "untested"]
         if not todo or not problem.tests:
@@ -38,8 +41,8 @@ class PublicJudge:
             groups.setdefault(t.mode, []).append((j, t))
         await say({"stage": "verify", "message": f"running {len(todo)} program(s) on {len(problem.tests)} "
                                                   "public test(s)"})
-        results = await asyncio.gather(*(self._group(solve, todo, mode, tests) for mode, tests in groups.items()),
-                                       return_exceptions=True)
+        results = await asyncio.gather(*(self._group(solve, todo, mode, tests, first_pass)
+                                         for mode, tests in groups.items()), return_exceptions=True)
         for outcome in results:
             if isinstance(outcome, BaseException):
                 raise outcome  # the sandbox failed: a verdict on nothing
@@ -57,12 +60,13 @@ class PublicJudge:
         await say({"stage": "verify", "passing": passing,
                    "message": f"{passing} of {len(todo)} program(s) pass every public test"})
 
-    async def _group(self, solve: Solve, todo: list[Candidate], mode: Mode, tests: list[tuple[int, Test]]
-                     ) -> dict[int, Outcome]:
+    async def _group(self, solve: Solve, todo: list[Candidate], mode: Mode, tests: list[tuple[int, Test]],
+                     first_pass: bool = False) -> dict[int, Outcome]:
         problem = solve.problem
         cases = [{"code": t.code} if mode == "assert" else {"input": t.input, "output": t.output} for _, t in tests]
         request = sandbox_request(
             JudgeRequest, language=problem.language, mode=mode, stop_on_first_failure=True,
+            stop_on_first_pass=first_pass,
             candidates=[{"id": str(c.index), "code": c.code or ""} for c in todo], tests=cases,
             setup=EQ_HELPER if mode == "assert" and problem.language == "python" else "",
             func_name=problem.entry_point if mode == "functional" else None,
@@ -72,14 +76,15 @@ class PublicJudge:
         answer = await self.sandbox.judge(request, solve.id, solve.timeline)
         out: dict[int, Outcome] = {}
         for r in answer.candidates:
-            solve.timeline.ran(r.tests_run or 1)
+            # a compile failure ran the compiler (one run); a candidate stopped by another's pass ran nothing
+            solve.timeline.ran(r.tests_run or (0 if r.verdict == "Skipped" else 1))
             failure = None
             if r.first_failure is not None:
                 f = r.first_failure
                 test = tests[f.test_index][1]
                 failure = {"test": shown(test), "expected": f.expected or test.expected, "got": f.got,
                            "error": f.error}
-            elif r.verdict != "passed":  # it did not compile: no test ran, the compiler's words are the failure
+            elif r.verdict not in ("passed", "Skipped"):  # it did not compile: the compiler's words are the failure
                 test = tests[0][1]
                 failure = {"test": shown(test), "expected": test.expected or test.output or None, "got": None,
                            "error": (r.compile_output or r.verdict)[-2000:]}

@@ -66,12 +66,15 @@ def test_first_pick_gain_against_a_random_pick() -> None:
 
 
 def test_paired_runs_compare_the_same_problem_and_seed() -> None:
-    records = [{"id": "a", "seed": 0, "ablations": {"public": {"sandbox_runs": 10, "passed": True},
-                                                    "lens-stop": {"sandbox_runs": 4, "passed": True}}},
+    records = [{"id": "a", "seed": 0, "ablations": {
+                   "public": {"sandbox_runs": 10, "passed": True, "public_verified": True},
+                   "lens-stop": {"sandbox_runs": 4, "passed": True}}},
                {"id": "b", "seed": 0, "ablations": {"public": {"sandbox_runs": 10, "passed": False},
                                                     "lens-stop": {"sandbox_runs": 6, "passed": True}}}]
     paired = paired_runs(records, "public", "lens-stop")
     assert paired["fewer_share"] == 0.5 and paired["flips"] == {"to_pass": 1, "to_fail": 0}
+    assert paired["where_a_program_passed"] == {"pairs": 1, "public_runs": 10.0, "lens-stop_runs": 4.0,
+                                                "fewer_share": 0.6}
 
 
 def test_labelled_rows_come_from_a_runs_samples(tmp_path: Path) -> None:
