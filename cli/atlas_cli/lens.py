@@ -33,7 +33,7 @@ from atlas_cli.runner import prepare
 from atlas_core.redis import redis_client
 from atlas_core.settings import SettingsError, load_settings
 from atlas_lens import BadWeights, EmbeddingClient, NotEnoughData, WeightStore, gather, lens_dir, train_once
-from atlas_lens.feedback import forget, records, set_learning, users
+from atlas_lens.feedback import forget, records, records_key, set_learning, users
 from atlas_rag.settings import Settings as RagSettings
 
 
@@ -79,7 +79,7 @@ async def _status(settings: RagSettings, store: WeightStore) -> int:
     redis = redis_client(settings)
     try:
         kept = await users(redis)
-        total = sum([int(await redis.llen(f"atlas:lens:fb:{u}")) for u in kept])
+        total = sum([int(await redis.llen(records_key(u))) for u in kept])
         print(f"feedback: {total} record(s) from {len(kept)} user(s)")
     except RedisError as exc:
         print(f"feedback: Redis unavailable ({type(exc).__name__})")
