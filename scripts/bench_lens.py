@@ -45,6 +45,7 @@ from atlas_bench.report import read_tasks
 from atlas_lens import (
     EmbeddingClient,
     FeatureCache,
+    LensModel,
     Sample,
     TrainConfig,
     auc,
@@ -73,7 +74,10 @@ def eval_data(run_dir: Path, data: Path) -> tuple[list[dict[str, Any]], list[Sam
 
 
 async def source_measures(source: str, embedder: EmbeddingClient, train: list[Sample], test: list[Sample],
-                          records: list[dict[str, Any]], cache_dir: Path, rounds: int) -> dict[str, Any]:
+                          records: list[dict[str, Any]], cache_dir: Path, rounds: int
+                          ) -> tuple[dict[str, Any], LensModel, np.ndarray]:
+    """The source's measures, and the model and training features they came from (the cost measures reuse
+    them)."""
     cache = FeatureCache(cache_dir / f"{source}.jsonl")
     started = time.perf_counter()
     x_train = await featurise(train, source, embedder, cache)  # type: ignore[arg-type]
@@ -107,17 +111,16 @@ async def source_measures(source: str, embedder: EmbeddingClient, train: list[Sa
         with torch.inference_mode():
             predicted = net(norm(await embed_texts(etexts, embedder, cache))).numpy()
         out["difficulty_auc"] = round(auc(predicted, (ehard >= 1.0).astype(int)), 4)
-    return out
+    return out, model, x_train
 
 
 def _h(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def cost(x: np.ndarray, y: np.ndarray, tasks: list[str]) -> dict[str, Any]:
+def cost(model: LensModel, x: np.ndarray, y: np.ndarray, tasks: list[str]) -> dict[str, Any]:
     """The MLP's time per candidate (scoring k=5 at once, and one), and training time on 10,000 samples made
     by resampling the training rows (timing only: they say nothing of accuracy)."""
-    model, _, _ = train_energy(x, y, tasks, TrainConfig(epochs=5, patience=5))
     batch = x[:5]
     for _ in range(20):
         model.energies(batch)
@@ -182,22 +185,21 @@ async def main_async(args: argparse.Namespace, given: Inputs) -> dict[str, Any]:
         cache_dir = Path(args.out).parent / "lens-features"
         result["sources"] = {}
         started = time.perf_counter()
-        result["sources"]["embed"] = await source_measures("embed", embed, train, test, records, cache_dir,
-                                                           args.rounds)
+        result["sources"]["embed"], model, x = await source_measures("embed", embed, train, test, records,
+                                                                     cache_dir, args.rounds)
         print("embed:", json.dumps(result["sources"]["embed"]), flush=True)
         if "main" in args.sources.split(","):
             server = Llama(Path(args.out).parent, Path(args.model or default_chat_model() or ""), args.threads,
                            embedding=True)
             try:
                 main = EmbeddingClient(http, server.url, server.key, timeout_s=600)
-                result["sources"]["main"] = await source_measures("main", main, train, test, records, cache_dir,
-                                                                  args.rounds)
+                result["sources"]["main"], _, _ = await source_measures("main", main, train, test, records,
+                                                                        cache_dir, args.rounds)
                 print("main:", json.dumps(result["sources"]["main"]), flush=True)
             finally:
                 server.close()
         result["features_s"] = round(time.perf_counter() - started, 1)
-        x = await featurise(train, "embed", embed, FeatureCache(cache_dir / "embed.jsonl"))
-    result["cost"] = cost(x, np.array([s.passed for s in train], dtype=np.int64), [s.task for s in train])
+    result["cost"] = cost(model, x, np.array([s.passed for s in train], dtype=np.int64), [s.task for s in train])
     result["ablations"] = {}
     stops = dict(zip(args.eval_runs.split(","), args.stop_runs.split(","), strict=True)) if args.stop_runs else {}
     for run_dir, summary, records in ablation_runs(args.eval_runs.split(","), stops):

@@ -123,20 +123,25 @@ class FeedbackRecorder:
             pipe.ltrim(key, 0, s.lens_feedback_per_user - 1)
             pipe.expire(key, ttl)
             pipe.zadd(USERS, {user_id: now})
-            await pipe.execute()
+            # what the user bound needs, read in the same round trip
+            pipe.zrangebyscore(USERS, "-inf", now - ttl)
+            pipe.zcard(USERS)
+            *_, stale, count = await pipe.execute()
         # The user bound: the least recently active users' records go first; so do users idle past retention
         # (their lists expired already; their index entries follow).
-        stale = await self.redis.zrangebyscore(USERS, "-inf", now - ttl)
-        extra = max(0, await self.redis.zcard(USERS) - s.lens_feedback_users)
-        evicted = list(stale) + list(await self.redis.zrange(USERS, 0, extra - 1) if extra else [])
+        extra = max(0, count - s.lens_feedback_users)
+        evicted = _names(stale) + (_names(await self.redis.zrange(USERS, 0, extra - 1)) if extra else [])
         if evicted:
-            names = [u.decode() if isinstance(u, bytes) else str(u) for u in evicted]
-            await self.redis.delete(*(records_key(u) for u in names))
-            await self.redis.zrem(USERS, *names)
+            await self.redis.delete(*(records_key(u) for u in evicted))
+            await self.redis.zrem(USERS, *evicted)
+
+
+def _names(members: list[Any]) -> list[str]:
+    return [u.decode() if isinstance(u, bytes) else str(u) for u in members]
 
 
 async def users(redis: Redis) -> list[str]:
-    return [u.decode() if isinstance(u, bytes) else str(u) for u in await redis.zrange(USERS, 0, -1)]
+    return _names(await redis.zrange(USERS, 0, -1))
 
 
 async def records(redis: Redis) -> AsyncIterator[tuple[str, dict[str, Any]]]:

@@ -93,6 +93,17 @@ class LiveLens:
                 log.warning("lens: cannot read the weights directory (%s)", exc.strerror)
             await asyncio.sleep(self.settings.lens_reload_s)
 
+    async def _features(self, texts: list[str], model: LensModel) -> tuple[np.ndarray | None, str]:
+        """The texts' embeddings within the Lens's timeout and of the weights' width, or None and why not."""
+        try:
+            async with asyncio.timeout(self.settings.lens_timeout_s):
+                x = await self.embedder.embed(texts)
+        except (EmbedUnavailable, TimeoutError) as exc:
+            return None, f"embeddings unavailable ({exc or 'timed out'})"
+        if x.shape[1] != model.dim:
+            return None, f"the embedding server gives {x.shape[1]} dimensions, the weights read {model.dim}"
+        return x, ""
+
     async def score(self, problem_text_: str, codes: list[str]) -> list[float | None]:
         """The engine's Scorer: one energy per program (lower: more likely correct), or None each (no opinion)."""
         model = self.model  # this solve keeps this model, whatever a reload does meanwhile
@@ -101,16 +112,10 @@ class LiveLens:
             return [None] * len(codes)
         started = time.perf_counter()
         source = self.settings.lens_features
-        try:
-            async with asyncio.timeout(self.settings.lens_timeout_s):
-                x = await self.embedder.embed([code_text(source, problem_text_, c) for c in codes])
-        except (EmbedUnavailable, TimeoutError) as exc:
+        x, why = await self._features([code_text(source, problem_text_, c) for c in codes], model)
+        if x is None:
             self.metrics.unscored.labels("embedding_unavailable").inc()
-            log.warning("lens: no opinion, embeddings unavailable (%s)", exc or "timed out")
-            return [None] * len(codes)
-        if x.shape[1] != model.dim:
-            self.metrics.unscored.labels("embedding_unavailable").inc()
-            log.error("lens: the embedding server gives %d dimensions, the weights read %d", x.shape[1], model.dim)
+            log.warning("lens: no opinion: %s", why)
             return [None] * len(codes)
         energies = model.energies(x)
         self.metrics.scored.inc(len(codes))
@@ -123,12 +128,8 @@ class LiveLens:
         if model is None or model.difficulty is None or not self.settings.lens_difficulty:
             return None
         started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.settings.lens_timeout_s):
-                x = await self.embedder.embed([problem_text(problem.text)])
-        except (EmbedUnavailable, TimeoutError):
-            return None
-        if x.shape[1] != model.dim:
+        x, _ = await self._features([problem_text(problem.text)], model)
+        if x is None:
             return None
         values = model.difficulties(x)
         if values is None or not np.isfinite(values).all():
