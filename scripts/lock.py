@@ -76,13 +76,14 @@ LOCKS = {
     "api-portal": Lock("api-portal/Dockerfile", ("core", "api-portal")),
     "dashboard": Lock("dashboard/Dockerfile", ("core", "dashboard")),
     "llm-proxy": Lock("llm-proxy/Dockerfile", ("core", "llm-proxy")),
-    "rag-api": Lock("rag-api/Dockerfile", ("core", "engine", "lens", "rag-api")),
+    "rag-api": Lock("rag-api/Dockerfile", ("core", "engine", "lens", "router", "rag-api")),
     "sandbox": Lock("sandbox/Dockerfile", ("core", "sandbox")),
-    "task-worker": Lock("task-worker/Dockerfile", ("core", "engine", "lens", "task-worker")),
+    "task-worker": Lock("task-worker/Dockerfile", ("core", "engine", "lens", "router", "task-worker")),
     "embedding-server": Lock("llama-server/Dockerfile.embed", ("core", "llama-server[embed]")),
-    "benchmark": Lock(None, ("core", "engine", "lens", "benchmark")),
+    "benchmark": Lock(None, ("core", "engine", "lens", "router", "benchmark")),
     "engine": Lock(None, ("core", "engine")),
     "lens": Lock(None, ("core", "engine", "lens")),
+    "router": Lock(None, ("core", "engine", "router")),
 }
 # In a closure, but installed by another step of the Dockerfile and so not written to the lock (its own
 # requirements are).

@@ -8,7 +8,12 @@ candidate), ``public`` (best of k by the public tests), ``self`` (+ the model's 
 rounds), ``plans`` (``self`` with ``plans`` of the k candidates written from distinct natural-language plans,
 PlanSearch), ``lens`` (``public`` with the Geometric Lens ordering the ties) and ``lens-stop`` (``lens``, the
 candidates judged one at a time in energy order, stopping at the first that passes the public tests). Every
-ablation but the two Lens ones turns the Lens off, so they measure the pipeline without it. ``send_tests`` says
+ablation but the two Lens ones turns the Lens off, so they measure the pipeline without it. The routed ones name no
+k, so the platform's confidence router chooses each solve's route: ``router`` (the posteriors as they are, the
+user's patterns unused), ``cache`` (the same with the user's verified patterns as context and cached answers)
+and ``learn`` (``cache`` with learning on: each verified outcome updates the posteriors and writes a pattern; the
+warm-up on training problems, never an evaluation). Every other ablation sends ``learn: false`` and ``patterns:
+false``, so a benchmark neither teaches the router nor leaks one run's answers into the next. ``send_tests`` says
 whether the public tests go with the request (``public``) or not (``none``: the platform gets the prompt alone).
 Per-task results are appended to ``tasks.jsonl`` one complete line at a time (flushed and synced), so an
 interrupted run loses at most the task in flight and a re-run continues where it stopped."""
@@ -30,7 +35,8 @@ from atlas_bench.problems import BenchProblem, stripped_prompt
 from atlas_bench.report import SEGMENTS_FILE, TASKS_FILE, read_segments, read_tasks, summarise, task_key, write
 from atlas_bench.score import HiddenTestScorer, ScorerUnavailable
 
-ABLATIONS = ("baseline", "public", "self", "repair", "plans", "lens", "lens-stop")
+ABLATIONS = ("baseline", "public", "self", "repair", "plans", "lens", "lens-stop", "router", "cache", "learn")
+ROUTED = ("router", "cache", "learn")  # no k: the platform's router chooses the route
 DEFAULT_ABLATIONS = ("baseline", "public", "self", "repair")
 SEND_TESTS = ("public", "none", "stripped")
 GIVE_UP_AFTER = 5
@@ -61,11 +67,15 @@ class BenchConfig:
                    send_tests=c.get("send_tests", "public"), plans=c.get("plans", 2), extra=c.get("extra") or {})
 
     def budget(self, ablation: str) -> dict[str, Any]:
+        quiet = {"learn": ablation == "learn", "patterns": ablation in ("cache", "learn")}
+        if ablation in ROUTED:
+            return {"max_tokens": self.max_tokens, "lens": False, **quiet}
         if ablation == "baseline":
-            return {"k": 1, "self_tests": False, "repair_rounds": 0, "max_tokens": self.max_tokens, "lens": False}
+            return {"k": 1, "self_tests": False, "repair_rounds": 0, "max_tokens": self.max_tokens, "lens": False,
+                    **quiet}
         budget: dict[str, Any] = {"k": self.k, "self_tests": ablation in ("self", "repair", "plans"),
                                   "repair_rounds": self.repair_rounds if ablation == "repair" else 0,
-                                  "max_tokens": self.max_tokens, "lens": ablation.startswith("lens")}
+                                  "max_tokens": self.max_tokens, "lens": ablation.startswith("lens"), **quiet}
         if ablation == "plans":
             budget["plans"] = self.plans
         if ablation == "lens-stop":
@@ -140,6 +150,7 @@ async def run_task(http: httpx.AsyncClient, url: str, key: str, scorer: HiddenTe
             "sandbox_runs": timings.get("sandbox_runs"),
             "repair_rounds": result.get("repair_rounds", 0), "code": result.get("code"),
             "winner": result.get("winner"),
+            "route": result.get("route"),  # the router's decision, its signals and each step's spending
             # every sample as the platform judged it, with its hidden-test label: the Lens's training and
             # evaluation data (atlas_bench.lens) and the first-pick measures come from these
             "samples": [{"index": c.get("index"), "code": c.get("code"), "verdict": c.get("verdict"),

@@ -28,10 +28,9 @@ import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from atlas_cli.config import redis_password_key
-from atlas_cli.runner import prepare
+from atlas_cli.operator import rag_settings_as
 from atlas_core.redis import redis_client
-from atlas_core.settings import SettingsError, load_settings
+from atlas_core.settings import SettingsError
 from atlas_lens import BadWeights, EmbeddingClient, NotEnoughData, WeightStore, gather, lens_dir, train_once
 from atlas_lens.feedback import forget, records, records_key, set_learning, users
 from atlas_rag.settings import Settings as RagSettings
@@ -39,12 +38,7 @@ from atlas_rag.settings import Settings as RagSettings
 
 def settings_for(args: argparse.Namespace, state_dir: Path) -> RagSettings:
     """rag-api's settings (the Lens reads what rag-api reads), with the trainer's own Redis user."""
-    config = prepare({"ATLAS_STATE_DIR": str(state_dir)}, args.conf)
-    env = config.env_for(RagSettings) | {"ATLAS_REDIS_USER": "lens-trainer"}
-    password = config.values.get(redis_password_key("lens-trainer"))
-    if password:
-        env["ATLAS_REDIS_PASSWORD"] = password
-    return load_settings(RagSettings, environ=env, conf_file=None, read_conf_file=False)
+    return rag_settings_as("lens-trainer", args.conf, state_dir)
 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:

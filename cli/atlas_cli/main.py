@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from atlas_cli import admin, keys, lens, runner, solve, task
+from atlas_cli import admin, keys, lens, router, runner, solve, task
 from atlas_cli.plan import log_dir
 from atlas_core.capability import public_key_text
 from atlas_core.settings import SettingsError, conf_path, default_state_dir, read_conf
@@ -158,6 +158,7 @@ def parser() -> argparse.ArgumentParser:
     solve.add_parser(sub, common).set_defaults(func=lambda args: solve.run(args, _state_dir(args)))
     task.add_parser(sub, common).set_defaults(func=lambda args: task.run(args, _state_dir(args)))
     lens.add_parser(sub, common).set_defaults(func=lambda args: lens.run(args, _state_dir(args)))
+    router.add_parser(sub, common).set_defaults(func=lambda args: router.run(args, _state_dir(args)))
     sandbox_key = sub.add_parser("sandbox-key", help="print the sandbox verify key for the signing key on stdin")
     sandbox_key.set_defaults(func=cmd_sandbox_key)
     # Listed for --help only: main() hands everything after `bench` to atlas-bench untouched.

@@ -35,6 +35,11 @@ class BudgetDefaults(AtlasSettings):
         0, ge=0, le=19, description="Of a solve's k candidates, how many are written each from a distinct "
         "natural-language plan (PlanSearch) unless its budget says; costs one model call for the plans. 0 by "
         "default until it is measured to raise pass@k (docs/benchmarks.md, Checks and plans).")
+    rag_deep_k: int = Field(20, ge=6, le=20, description="Candidates of the router's deep route (in all: the "
+                            "samples of the cheaper routes it escalated from count).")
+    rag_deep_plans: int = Field(8, ge=0, le=19, description="Of the deep route's candidates, how many are written "
+                                "from distinct plans (PlanSearch).")
+    rag_deep_repairs: int = Field(3, ge=0, le=5, description="Repair rounds of the router's deep route.")
 
 
 def prompt_tokens(chars: int) -> int:
@@ -54,15 +59,31 @@ def solve_ceiling(*, k: int, max_tokens: int, repair_rounds: int, self_tests: bo
     return samples + tests + repairs
 
 
+def routed_ceiling(defaults: BudgetDefaults, max_tokens: int, prompt_chars: int, repair_rounds: int | None = None,
+                   plans: int | None = None) -> int:
+    """The most a solve that names no k spends: its router may escalate it fast -> standard -> deep, each step
+    keeping the samples before it (k = the deep route's in all) and adding its own repair rounds (1, the
+    standard's, the deep's; a named ``repair_rounds`` holds on every step)."""
+    rounds = 3 * repair_rounds if repair_rounds is not None else \
+        1 + defaults.rag_repair_rounds + max(defaults.rag_repair_rounds, defaults.rag_deep_repairs)
+    return solve_ceiling(k=defaults.rag_deep_k, max_tokens=max_tokens, repair_rounds=rounds, self_tests=True,
+                         prompt_chars=prompt_chars, plans=defaults.rag_deep_plans if plans is None else plans)
+
+
 def ceiling_of(budget: dict[str, object] | None, defaults: BudgetDefaults, prompt_chars: int) -> int:
     """``solve_ceiling`` of a request's budget object (fields as in /v1/solve: k, max_tokens, repair_rounds,
-    self_tests, plans; unset or null ones take the defaults). The caller has validated the fields' types."""
+    self_tests, plans; unset or null ones take the defaults); without k, the router's (``routed_ceiling``).
+    The caller has validated the fields' types."""
     b = budget or {}
 
     def pick(name: str, default: int) -> int:
         value = b.get(name)
         return value if isinstance(value, int) and not isinstance(value, bool) else default
 
+    if not isinstance(b.get("k"), int):
+        named = {f: b[f] for f in ("repair_rounds", "plans") if isinstance(b.get(f), int)}
+        return routed_ceiling(defaults, pick("max_tokens", defaults.rag_max_tokens), prompt_chars,
+                              **named)  # type: ignore[arg-type]
     self_tests = b.get("self_tests")
     return solve_ceiling(k=pick("k", defaults.rag_k), max_tokens=pick("max_tokens", defaults.rag_max_tokens),
                          repair_rounds=pick("repair_rounds", defaults.rag_repair_rounds),

@@ -28,6 +28,10 @@ _QUEUE = ["exists", "expire", "hset", "hsetnx", "hget", "hgetall", "hincrby", "h
 _FEEDBACK = ["lpush", "ltrim", "expire", "sismember", "zadd", "zcard", "zrange", "zrangebyscore", "zrem", "del",
              "multi", "exec"]
 
+# The router's posteriors and the pattern cache (atlas_router): read and written by rag-api and the task-workers.
+_ROUTER = ["hgetall", "hget", "hmget", "hset", "hkeys", "hlen", "hdel", "hincrby", "hincrbyfloat", "exists", "expire",
+           "del", "zadd", "zcard", "zrange", "zrem", "multi", "exec"]
+
 # service -> (key patterns, channels, commands)
 RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
     # Single-use capability tokens: SET NX with an expiry, nothing else, on its own keys only.
@@ -45,21 +49,28 @@ RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
          "publish", "multi", "exec"],
     ),
     "rag-api": (
-        ["atlas:tasks:*", "atlas:task:*", "atlas:solves", "atlas:revoked", "atlas:lens:*"],
+        ["atlas:tasks:*", "atlas:task:*", "atlas:solves", "atlas:revoked", "atlas:lens:*", "atlas:router:*",
+         "atlas:pat:*"],
         ["atlas:keys:events"],
-        [*_SCRIPTS, *_QUEUE, *_FEEDBACK, "subscribe", "unsubscribe"],
+        [*_SCRIPTS, *_QUEUE, *_FEEDBACK, *_ROUTER, "subscribe", "unsubscribe"],
     ),
     "task-worker": (
         ["atlas:tasks:*", "atlas:task:*", "atlas:revoked", "atlas:usage", "atlas:rl:*", "atlas:solves",
-         "atlas:lens:*"],
+         "atlas:lens:*", "atlas:router:*", "atlas:pat:*"],
         [],
-        [*_SCRIPTS, *_QUEUE, *_LIMITER, *_FEEDBACK],
+        [*_SCRIPTS, *_QUEUE, *_LIMITER, *_FEEDBACK, *_ROUTER],
     ),
     # `atlas lens` (the operator's trainer): reads the feedback records, deletes a user's, sets who learns.
     "lens-trainer": (
         ["atlas:lens:*"],
         [],
         ["lrange", "llen", "del", "zrange", "zrem", "sadd", "srem", "smembers"],
+    ),
+    # `atlas router` (the operator's commands): posteriors to read or reset, patterns to list, share or forget.
+    "router-admin": (
+        ["atlas:router:*", "atlas:pat:*"],
+        [],
+        [*_ROUTER],
     ),
     # Its history, sessions and collector lease; read-only (``%R~``) the solve log and the task records it lists.
     "dashboard": (

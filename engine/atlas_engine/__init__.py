@@ -10,6 +10,7 @@ from atlas_engine.contracts import (
     Budget,
     CandidateOut,
     Language,
+    RouteOut,
     SolveRequest,
     SolveResult,
     TaskBudget,
@@ -20,6 +21,7 @@ from atlas_engine.engine import ContextSource, Engine, EngineConfig, Estimator, 
 from atlas_engine.llm import Generation, LLMClient, LLMUnavailable, Message
 from atlas_engine.problem import Problem, ProblemError, guess_language, is_coding_problem
 from atlas_engine.prompts import FENCE_TAG
+from atlas_engine.routes import ROUTES, RouteDecision, RouteName, Step, StepRun
 from atlas_engine.sandbox import SandboxClient, SandboxRefused, SandboxUnavailable, sandbox_request
 from atlas_engine.select import Candidate, Scorer, choose, rank_key
 from atlas_engine.settings import EngineSettings
@@ -32,6 +34,7 @@ __all__ = [
     "FENCE_TAG",
     "MAX_K",
     "MAX_TEXT",
+    "ROUTES",
     "SOLVES_STREAM",
     "Budget",
     "Candidate",
@@ -48,6 +51,9 @@ __all__ = [
     "Message",
     "Problem",
     "ProblemError",
+    "RouteDecision",
+    "RouteName",
+    "RouteOut",
     "Router",
     "SandboxClient",
     "SandboxRefused",
@@ -57,6 +63,8 @@ __all__ = [
     "SolveBudget",
     "SolveRequest",
     "SolveResult",
+    "Step",
+    "StepRun",
     "TaskBudget",
     "TaskRequest",
     "Telemetry",

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from atlas_engine.contracts import CandidateOut, FailureOut, SolveResult, TestsUsed, Timings, Tokens
+from atlas_engine.contracts import (
+    CandidateOut,
+    FailureOut,
+    RouteOut,
+    RouteStepOut,
+    SolveResult,
+    TestsUsed,
+    Timings,
+    Tokens,
+)
+from atlas_engine.routes import RouteDecision
 from atlas_engine.select import Candidate, choose
 from atlas_engine.solve import Solve
 
@@ -37,7 +47,16 @@ def result(solve: Solve) -> SolveResult:
         difficulty=solve.difficulty,
         # whether the scorer's order decided the pick (None: it scored nothing)
         lens_changed_pick=(choose(solve.candidates, scores=False) is not winner) if scored else None,
+        route=_route(solve.decision, winner) if solve.decision is not None else None,
     )
+
+
+def _route(d: RouteDecision, winner: Candidate | None) -> RouteOut:
+    return RouteOut(route=d.route, steps=[RouteStepOut(route=r.route, verified=r.verified, tokens=r.tokens,
+                                                       sandbox_s=r.sandbox_s, complete=r.complete) for r in d.runs],
+                    bin=d.bin, difficulty=d.difficulty, signals=d.signals, sampled=d.sampled,
+                    posteriors={k: list(v) for k, v in d.posteriors.items()}, costs=d.costs, explored=d.explored,
+                    patterns=d.patterns, cache_hit=winner is not None and winner.origin == "pattern")
 
 
 def summary(solve: Solve, winner: Candidate | None, status: str) -> str:
@@ -60,6 +79,10 @@ def summary(solve: Solve, winner: Candidate | None, status: str) -> str:
     else:
         head = "NOT verified: the request had no tests and the problem no examples the engine could read"
     parts = [head, f"chosen from {len(samples)} candidate(s), {distinct} distinct, {passing} passing"]
+    if solve.decision is not None and solve.decision.runs:
+        ran = " -> ".join(r.route for r in solve.decision.runs)
+        parts.append(f"route {ran}" + (" (a verified pattern answered)" if winner is not None
+                                        and winner.origin == "pattern" else ""))
     if solve.self_tests and winner is not None and winner.agreement is not None:
         what = "test input(s)" if problem.reads_stdin else "self-written test(s)"
         cluster = f"{len(solve.self_tests)} {what}, agreement score {winner.agreement}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from atlas_engine.engine import Engine, EngineConfig, Estimator
+from atlas_engine.engine import Engine, EngineConfig, Estimator, Router
 from atlas_engine.llm import LLMClient
 from atlas_engine.sandbox import SandboxClient
 from atlas_engine.select import Scorer
@@ -15,15 +15,17 @@ def engine_config(settings: EngineSettings) -> EngineConfig:
     return EngineConfig(k=settings.rag_k, max_tokens=settings.rag_max_tokens,
                         repair_rounds=settings.rag_repair_rounds, deadline_s=settings.rag_deadline_s,
                         self_tests=settings.rag_self_tests, plans=settings.rag_plans,
-                        prompt_style=settings.rag_prompt_style, lens=settings.rag_lens)
+                        prompt_style=settings.rag_prompt_style, lens=settings.rag_lens, deep_k=settings.rag_deep_k,
+                        deep_plans=settings.rag_deep_plans, deep_repairs=settings.rag_deep_repairs)
 
 
 def build_engine(http: httpx.AsyncClient, settings: EngineSettings, issuer: str, scorer: Scorer | None = None,
-                 estimator: Estimator | None = None) -> Engine:
+                 estimator: Estimator | None = None, router: Router | None = None) -> Engine:
     """The engine over the model server and the sandbox, as rag-api and the task-workers both run it
-    (``issuer`` names the caller in the sandbox's capability tokens), with the Lens where it is built."""
+    (``issuer`` names the caller in the sandbox's capability tokens), with the Lens and the router where they
+    are built."""
     llm = LLMClient(http, settings.llama_url, settings.llama_api_key.get_secret_value(),
                     timeout_s=settings.rag_llm_timeout_s, parallel=settings.rag_llm_parallel)
     sandbox = SandboxClient(http, settings.sandbox_url, settings.sandbox_signing_key.get_secret_value(),
                             issuer=issuer)
-    return Engine(llm, sandbox, engine_config(settings), scorer=scorer, estimator=estimator)
+    return Engine(llm, sandbox, engine_config(settings), scorer=scorer, estimator=estimator, router=router)

@@ -65,6 +65,12 @@ class Budget(Strict):
         None, description="Only one passing program is needed: the candidates go to the sandbox in the Lens's "
         "order when it is on (else as generated), and the sandbox stops the others once one passes every public "
         "test (no checks or repair follow). No effect without public tests.")
+    learn: bool | None = Field(
+        None, description="Let this solve's verified outcome teach the router (its posteriors) and, when it passes "
+        "its public tests, be kept as a pattern for your later solves (default true; false: nothing is kept).")
+    patterns: bool | None = Field(
+        None, description="Let your verified patterns help this solve: the most similar as examples in the prompt, "
+        "a near-identical one as the answer when it passes the public tests (default true).")
 
 
 class SolveRequest(Strict):
@@ -94,7 +100,7 @@ class FailureOut(BaseModel):
 
 class CandidateOut(BaseModel):
     index: int
-    origin: Literal["sample", "repair", "carried"]
+    origin: Literal["sample", "repair", "carried", "pattern"]  # pattern: a verified program the cache answered with
     temperature: float
     seed: int | None
     tokens: int
@@ -133,6 +139,30 @@ class Timings(BaseModel):
     sandbox_runs: int = 0  # programs the sandbox ran: c candidates on t tests in one call are c x t runs
 
 
+class RouteStepOut(BaseModel):
+    route: str
+    verified: bool  # the solve passed its public tests after this step
+    tokens: int
+    sandbox_s: float
+    complete: bool  # False: the deadline or the token cap stopped it midway
+
+
+class RouteOut(BaseModel):
+    """The router's decision for this solve, the signals behind it and the posterior it sampled."""
+
+    route: str  # the first route: cache, fast, standard, deep; requested when the request named k
+    steps: list[RouteStepOut]  # the routes that ran, escalations included, with what each spent
+    bin: str | None = None
+    difficulty: float | None = None  # the combined difficulty D the bin comes from
+    signals: dict[str, float] = Field(default_factory=dict)
+    sampled: dict[str, float] = Field(default_factory=dict)  # each route's sampled success probability
+    posteriors: dict[str, list[float]] = Field(default_factory=dict)  # [alpha, beta] per route in the bin
+    costs: dict[str, float] = Field(default_factory=dict)  # each route's mean measured cost in the bin
+    explored: bool = False
+    patterns: list[dict[str, Any]] = Field(default_factory=list)  # retrieved verified patterns (id, similarity)
+    cache_hit: bool = False  # a cached pattern's program is the answer
+
+
 class SolveResult(BaseModel):
     id: str
     code: str | None
@@ -152,6 +182,7 @@ class SolveResult(BaseModel):
     timings: Timings
     difficulty: float | None = None  # the Lens's G(x), 0 (easy) to 1 (hard), when its weights estimate it
     lens_changed_pick: bool | None = None  # the Lens's energies changed which candidate was selected
+    route: RouteOut | None = None  # the router's decision, when a router is installed
 
 
 class TaskBudget(Strict):
@@ -189,8 +220,9 @@ class TaskRequest(Strict):
             raise ValueError("must contain the problem's text, not only whitespace")
         return value
 
-    def attempt(self, k: int, deadline_s: float, seed: int, min_repairs: int = 0) -> SolveRequest:
-        """The solve one attempt runs (at least ``min_repairs`` repair rounds, whatever the budget says)."""
+    def attempt(self, k: int | None, deadline_s: float, seed: int, min_repairs: int = 0) -> SolveRequest:
+        """The solve one attempt runs (at least ``min_repairs`` repair rounds, whatever the budget says; k None:
+        the router chooses)."""
         b = self.budget
         repairs = None if b.repair_rounds is None else max(min_repairs, b.repair_rounds)
         return SolveRequest(problem=self.prompt, language=self.language, tests=self.tests,

@@ -4,8 +4,9 @@ each other on checks the model writes, repaired from their failures, one selecte
 The stages, each its own module and testable alone: ``generate`` (samples, plan-first ones), ``judge`` (public
 tests), ``checks`` (self-written checks and clustering), ``repair``, ``answer``. Four plug points, all optional:
 
-- a ``Router`` sees the problem and the budget before anything is spent, and may change the budget (a cheap path
-  for easy problems, a deep one for hard ones), never past the request's deadline or the caller's token cap;
+- a ``Router`` sees the problem before anything is spent and chooses its route (``routes``): a cheap path for
+  easy problems, a deep one for hard ones, escalating while the public tests fail, never past the request's
+  deadline or the caller's token cap; it learns from each verified outcome;
 - a ``ContextSource`` gives retrieved material (similar solved problems, code) that the generation prompts carry;
 - a ``Scorer`` orders what the tests and the checks leave tied (the Geometric Lens's C(x)), and the order in
   which candidates are judged when one passing program is enough (``stop_on_first_pass``);
@@ -19,7 +20,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from atlas_engine.answer import result
 from atlas_engine.calls import ModelCalls, PromptStyle
@@ -31,9 +32,23 @@ from atlas_engine.llm import LLMClient
 from atlas_engine.parse import build_problem
 from atlas_engine.problem import Problem
 from atlas_engine.repair import Repairer
+from atlas_engine.routes import RouteDecision, StepRun
 from atlas_engine.sandbox import SandboxClient
 from atlas_engine.select import Candidate, Scorer
 from atlas_engine.solve import CARRIED_BASE, Progress, Solve, SolveBudget, problem_seed, quiet
+
+PATTERN_INDEX = 2000  # the index of a cached pattern's program (after any sample and carried program)
+
+
+def announce(decision: RouteDecision) -> dict[str, Any]:
+    """The router's choice as a progress event (a task's events carry it)."""
+    route = " -> ".join(s.route for s in decision.steps) or "requested"
+    why = f"difficulty {decision.difficulty:.2f} ({decision.bin})" if decision.difficulty is not None else ""
+    hits = f", {len(decision.patterns)} similar verified pattern(s)" if decision.patterns else ""
+    return {"stage": "route", "route": decision.route, "steps": [s.route for s in decision.steps],
+            "bin": decision.bin, "difficulty": decision.difficulty, "signals": decision.signals,
+            "sampled": decision.sampled, "explored": decision.explored, "patterns": decision.patterns,
+            "message": f"route {route}" + (f": {why}" if why else "") + hits}
 
 
 @dataclass(frozen=True)
@@ -49,13 +64,18 @@ class EngineConfig:
     prompt_style: PromptStyle = "chat"
     test_timeout_s: float = 6.0  # per test, as LiveCodeBench's harness
     lens: bool = True  # the scorer orders ties unless the request says otherwise
+    deep_k: int = 20  # the router's deep route: candidates, plan-first ones, repair rounds
+    deep_plans: int = 8
+    deep_repairs: int = 3
 
 
 class Router(Protocol):
-    """Chooses a solve's budget from its problem before anything is spent; it may only spend within the token
-    cap the caller reserved (the engine enforces the cap whatever the budget says)."""
+    """Chooses a solve's route before anything is spent (None: the budget as it is), and learns from how it
+    went. Both never raise: a router that cannot decide or record leaves the solve as it would have been."""
 
-    async def route(self, problem: Problem, budget: SolveBudget) -> SolveBudget: ...
+    async def decide(self, solve: Solve) -> RouteDecision | None: ...
+
+    async def learn(self, solve: Solve, result: SolveResult) -> None: ...
 
 
 class ContextSource(Protocol):
@@ -95,12 +115,14 @@ class Engine:
                            self_tests=c.self_tests if b.self_tests is None else b.self_tests,
                            plans=c.plans if b.plans is None else b.plans,
                            lens=c.lens if b.lens is None else b.lens,
-                           stop_on_first_pass=bool(b.stop_on_first_pass))
+                           stop_on_first_pass=bool(b.stop_on_first_pass), learn=b.learn is not False,
+                           patterns=b.patterns is not False)
 
     def start(self, request: SolveRequest) -> Solve:
         """Parse the request into a solve (ProblemError for tests that cannot run as given)."""
         return Solve(id=uuid.uuid4().hex, problem=build_problem(request), budget=self.budget(request),
-                     seed=request.seed if request.seed is not None else problem_seed(request.problem))
+                     seed=request.seed if request.seed is not None else problem_seed(request.problem),
+                     asked=request.budget)
 
     async def solve(self, request: SolveRequest, progress: Progress | None = None) -> tuple[Solve, SolveResult]:
         solve = self.start(request)
@@ -108,44 +130,72 @@ class Engine:
 
     async def run(self, solve: Solve, progress: Progress | None = None) -> SolveResult:
         say = progress or quiet
-        started = time.monotonic()
-        solve.deadline = started + solve.budget.deadline_s
+        solve.deadline = time.monotonic() + solve.budget.deadline_s
         try:
-            async with asyncio.timeout(solve.budget.deadline_s) as limit:
+            async with asyncio.timeout(solve.budget.deadline_s):
                 if self.estimator is not None:
                     solve.difficulty = await self.estimator.difficulty(solve.problem)
                 if self.router is not None:
-                    await self._route(self.router, solve, started)
-                    limit.reschedule(asyncio.get_running_loop().time() + max(0.0, solve.deadline - time.monotonic()))
-                await self._stages(solve, say)
+                    solve.decision = await self.router.decide(solve)
+                    if solve.decision is not None:
+                        await say(announce(solve.decision))
+                if self.context_source is not None:
+                    solve.context = await self.context_source.context(solve.problem)
+                if solve.decision is not None and solve.decision.context:
+                    solve.context = "\n\n".join(x for x in (solve.context, solve.decision.context) if x)
+                await self._steps(solve, say)
         except TimeoutError:
             solve.stopped = "deadline"
             await say({"stage": "deadline", "message": f"deadline of {solve.budget.deadline_s:g}s reached; "
                                                           "choosing from what was checked"})
-        return result(solve)
+        answer = result(solve)
+        if self.router is not None and solve.decision is not None:
+            await self.router.learn(solve, answer)
+        return answer
 
-    @staticmethod
-    async def _route(router: Router, solve: Solve, started: float) -> None:
-        """The router's budget, its deadline counted from the solve's start and never past the request's (the
-        caller's admission slot and the client wait by that one)."""
-        asked = solve.budget.deadline_s
-        routed = await router.route(solve.problem, solve.budget)
-        solve.budget = replace(routed, deadline_s=min(routed.deadline_s, asked))
-        solve.deadline = started + solve.budget.deadline_s
+    async def _steps(self, solve: Solve, say: Progress) -> None:
+        """The decision's steps in turn (the budget as it is without one): the next only while the public tests
+        fail, and while the token cap allows. Each step's spending is recorded, even when the deadline stops it."""
+        decision = solve.decision
+        if decision is None:
+            await self._stages(solve, say)
+            return
+        deadline_s = solve.budget.deadline_s  # the request's: every step shares the solve's one deadline
+        for n, step in enumerate(decision.steps):
+            if n and (solve.verified() or not solve.problem.tests or solve.stopped != "done"):
+                return
+            if n:
+                await say({"stage": "route", "route": step.route, "escalated": True,
+                           "message": f"escalating to the {step.route} route: {step.budget.k} candidate(s), "
+                                      f"{step.budget.repair_rounds} repair round(s)"})
+            solve.budget = replace(step.budget, deadline_s=deadline_s)
+            tokens, sandbox_s = solve.prompt_tokens + solve.completion_tokens, solve.timeline.totals()["sandbox_s"]
+            run = StepRun(step.route, False, 0, 0.0, complete=False)
+            decision.runs.append(run)
+            try:
+                if step.code is not None:
+                    solve.add(Candidate(index=PATTERN_INDEX, origin="pattern", temperature=0.0, seed=None,
+                                        code=step.code, tokens=0))
+                await self._stages(solve, say)
+                run.complete = solve.stopped == "done"
+            finally:
+                run.verified = solve.verified()
+                run.tokens = solve.prompt_tokens + solve.completion_tokens - tokens
+                run.sandbox_s = round(solve.timeline.totals()["sandbox_s"] - sandbox_s, 4)
 
     async def _stages(self, solve: Solve, say: Progress) -> None:
-        if self.context_source is not None:
-            solve.context = await self.context_source.context(solve.problem)
         budget = solve.budget
-        await say({"stage": "generate", "message": f"generating {budget.k} candidate(s)"})
-        await self.generator.generate(solve, budget.k, say)
+        if budget.k:
+            await say({"stage": "generate", "message": f"generating {budget.k} candidate(s)"})
+            await self.generator.generate(solve, budget.k, say)
         if budget.stop_on_first_pass and solve.problem.tests:
             if await self._first_pass(solve, say):
                 return
         else:
             await self.judge.judge(solve, say)
         if budget.self_tests and self.checker.wanted(solve):
-            await self.checker.write(solve, say)
+            if not solve.self_tests:  # an escalated solve checks its new programs on the checks it has
+                await self.checker.write(solve, say)
             await self.checker.run(solve, say)
         await self.repairer.rounds(solve, budget.repair_rounds, say)
         await self.score(solve)

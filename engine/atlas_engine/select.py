@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Origin = Literal["sample", "repair", "carried"]
+Origin = Literal["sample", "repair", "carried", "pattern"]
 
 
 @dataclass

@@ -7,13 +7,17 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from atlas_engine.extract import normalise
 from atlas_engine.llm import Generation
 from atlas_engine.problem import Problem
 from atlas_engine.select import Candidate
 from atlas_engine.timeline import Timeline
+
+if TYPE_CHECKING:
+    from atlas_engine.contracts import Budget
+    from atlas_engine.routes import RouteDecision
 
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
 MIN_CALL_TOKENS = 16  # a model call with less room than this is not worth making
@@ -51,6 +55,8 @@ class SolveBudget:
     plans: int = 0  # of the k candidates, how many are written from a plan of their own (PlanSearch)
     lens: bool = True  # the scorer (the Lens) orders ties, when one is installed
     stop_on_first_pass: bool = False  # judge one at a time, best energy first, and stop at the first pass
+    learn: bool = True  # the router and the pattern cache may learn from this solve's verified outcome
+    patterns: bool = True  # the owner's verified patterns may be retrieved for this solve
 
 
 @dataclass
@@ -87,6 +93,12 @@ class Solve:
     token_cap: int | None = None  # the most tokens this solve may spend (what the proxy or the worker reserved)
     committed: int = 0  # tokens spent plus the most that the calls in flight may still spend
     difficulty: float | None = None  # the estimator's G(x) for the problem (None: no estimate)
+    owner: str | None = None  # the user the solve runs for (patterns are theirs); None: nobody's
+    asked: Budget | None = None  # the budget as the request gave it: fields it names hold on every route
+    decision: RouteDecision | None = None  # the router's choice, and what each of its steps spent
+
+    def verified(self) -> bool:
+        return any(c.public_ok for c in self.unique())
 
     def add(self, candidate: Candidate) -> Candidate:
         if candidate.code is not None:

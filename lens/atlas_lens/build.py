@@ -19,6 +19,7 @@ from atlas_lens.store import WeightStore, lens_dir
 class LensParts:
     lens: LiveLens  # the engine's scorer and estimator; ``lens.watch()`` reloads weights
     feedback: FeedbackRecorder
+    sidecar: EmbeddingClient  # the embedding sidecar's client (the Lens's own when it reads ``embed`` features)
 
 
 def build_lens(http: httpx.AsyncClient, redis: Redis, settings: LensSettings, registry: CollectorRegistry
@@ -27,4 +28,6 @@ def build_lens(http: httpx.AsyncClient, redis: Redis, settings: LensSettings, re
                         timeout_s=settings.lens_timeout_s)
     lens = LiveLens(embedder, WeightStore(lens_dir(settings.state_dir), keep=settings.lens_keep), settings, registry)
     lens.refresh()  # weights at start, before the first request
-    return LensParts(lens, FeedbackRecorder(redis, embedder, settings, registry))
+    sidecar = embedder if settings.lens_features == "embed" else EmbeddingClient(
+        http, settings.embed_url, settings.llama_api_key.get_secret_value(), timeout_s=settings.lens_timeout_s)
+    return LensParts(lens, FeedbackRecorder(redis, embedder, settings, registry), sidecar)

@@ -14,13 +14,14 @@ from atlas_core.app import open_clients, service_app
 from atlas_core.health import http_check, llama_check
 from atlas_core.queue import TaskQueue
 from atlas_core.redis import redis_client
-from atlas_engine import Telemetry, build_engine
+from atlas_engine import Telemetry, build_engine, engine_config
 from atlas_lens import build_lens
 from atlas_rag import revocations
 from atlas_rag.routes import chat, internal, solve, tasks
 from atlas_rag.settings import Settings
 from atlas_rag.solver import Solver
 from atlas_rag.tasks import TaskService
+from atlas_router import build_router
 
 log = logging.getLogger("atlas.rag")
 
@@ -48,7 +49,9 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.readiness["embedding-server"] = llama_check(http, settings.embed_url)
             app.state.readiness["sandbox"] = http_check(http, f"{settings.sandbox_url}/livez")
             lens = build_lens(http, app.state.redis, settings, app.state.metrics.registry)
-            engine = build_engine(http, settings, "rag-api", scorer=lens.lens, estimator=lens.lens)
+            router = build_router(app.state.redis, lens.sidecar, settings, engine_config(settings),
+                                  app.state.metrics.registry)
+            engine = build_engine(http, settings, "rag-api", scorer=lens.lens, estimator=lens.lens, router=router)
             app.state.solver = Solver(engine, Telemetry(app.state.redis, app.state.metrics.registry),
                                       settings.rag_max_concurrent, lens.feedback)
             queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s, max_queued=settings.task_max_queued,

@@ -48,6 +48,7 @@ class Solver:
         return solve
 
     async def run(self, solve: Solve, emit: Emit | None, user_id: str | None) -> SolveResult:
+        solve.owner = user_id  # the router's patterns are the user's
         try:
             result = await self.engine.run(solve, emit)
         finally:

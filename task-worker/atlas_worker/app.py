@@ -15,9 +15,10 @@ from atlas_core.app import open_clients, service_app
 from atlas_core.health import http_check, llama_check
 from atlas_core.queue import TaskQueue
 from atlas_core.ratelimit import Limiter
-from atlas_engine.build import build_engine
+from atlas_engine.build import build_engine, engine_config
 from atlas_engine.telemetry import Telemetry
 from atlas_lens import build_lens
+from atlas_router import build_router
 from atlas_worker.loop import VerifyRepair
 from atlas_worker.metrics import QueueMetrics
 from atlas_worker.settings import Settings
@@ -47,7 +48,9 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.metrics.refreshers.append(refresh)
             stack.callback(app.state.metrics.refreshers.remove, refresh)  # Redis closes with the stack
             lens = build_lens(http, app.state.redis, settings, registry)
-            engine = build_engine(http, settings, "task-worker", scorer=lens.lens, estimator=lens.lens)
+            router = build_router(app.state.redis, lens.sidecar, settings, engine_config(settings), registry)
+            engine = build_engine(http, settings, "task-worker", scorer=lens.lens, estimator=lens.lens,
+                                  router=router)
             watcher = asyncio.create_task(lens.lens.watch())  # new Lens weights go live without a restart
             worker = Worker(queue, VerifyRepair(engine, telemetry, lens.feedback),
                             worker_config(settings), limiter=Limiter(app.state.redis, settings.rag_deadline_s),

@@ -140,12 +140,16 @@ class VerifyRepair:
             k_n, heat, seed_n = schedule(k, seed, n)
             try:
                 # Failing code from before is worth nothing unless it goes back with its failures: a repair round.
-                request = task.attempt(k_n, min(3600.0, remaining), seed_n, 1 if carried else 0)
+                # The first attempt's route is the router's unless the task names k; later ones follow the schedule.
+                routed = n == 1 and task.budget.k is None and self.engine.router is not None
+                request = task.attempt(None if routed else k_n, min(3600.0, remaining), seed_n, 1 if carried else 0)
                 budget = self.engine.budget(request)
                 if ctx.gate is not None and k_n != (fit := fitted(budget, k_n, task.prompt, ctx.gate.limit)):
                     k_n = fit  # a later attempt's larger k still has to fit in a minute's tokens
-                    request = task.attempt(k_n, min(3600.0, remaining), seed_n, 1 if carried else 0)
+                    request = task.attempt(None if routed else k_n, min(3600.0, remaining), seed_n,
+                                           1 if carried else 0)
                 solve = self.engine.start(request)
+                solve.owner = ctx.record.get("owner") or None
             except ProblemError as exc:
                 return end("failed", "UNRECOVERABLE", f"the task cannot run as given: {exc}")
             if not solve.problem.tests:
@@ -153,8 +157,10 @@ class VerifyRepair:
                                                       "examples in the prompt")
             solve.heat = heat
             self.engine.carry(solve, [p["code"] for p in carried])
-            await ctx.emit("attempt", {"n": n, "k": k_n, "heat": heat, "carried": len(carried),
-                                       "message": f"attempt {n}/{ctx.max_attempts}: {k_n} candidate(s)"
+            await ctx.emit("attempt", {"n": n, "k": k_n, "heat": heat, "carried": len(carried), "routed": routed,
+                                       "message": f"attempt {n}/{ctx.max_attempts}: "
+                                                  + (f"routed, within {k_n} candidates' tokens" if routed
+                                                     else f"{k_n} candidate(s)")
                                                   + (f", repairing {len(carried)} from before" if carried else "")})
             started = time.time()
             reserved, reservation = ceiling(solve.budget, k_n, task.prompt), None
@@ -188,6 +194,7 @@ class VerifyRepair:
                 # verdicts only: the failing programs below are the code a later attempt needs
                 "candidates": [c.model_dump(exclude_none=True, exclude={"code"}) for c in result.candidates],
                 "tokens": {"prompt": result.tokens.prompt, "completion": result.tokens.completion},
+                "route": result.route.model_dump() if result.route is not None else None,
                 "failing": [{"index": c.index, "code": c.code, "failure": c.failure} for c in failing],
             }
             done.append(attempt)

@@ -7,9 +7,10 @@ from pydantic import Field
 from atlas_core.settings import Port, TaskSettings, host_field
 from atlas_engine.settings import EngineSettings
 from atlas_lens import LensSettings
+from atlas_router import RouterSettings
 
 
-class Settings(EngineSettings, LensSettings, TaskSettings):
+class Settings(EngineSettings, LensSettings, RouterSettings, TaskSettings):
     port: Port = Field(
         8030, validation_alias="ATLAS_WORKER_PORT",
         description="task-worker health and metrics port (atlas up gives worker i the port + i).")

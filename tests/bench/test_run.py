@@ -120,9 +120,10 @@ def test_plans_without_sent_tests_on_stdin_problems_only(proxy: ServerThread, sa
     bodies = proxy.server.config.app.state.bodies  # type: ignore[union-attr]
     assert [b["problem"] for b in bodies] == ["Print the input."] * 2  # echo only
     assert all(b["tests"] == [] for b in bodies)
-    assert bodies[0]["budget"] == {"k": 3, "self_tests": True, "repair_rounds": 0, "max_tokens": 512, "lens": False}
+    assert bodies[0]["budget"] == {"k": 3, "self_tests": True, "repair_rounds": 0, "max_tokens": 512, "lens": False,
+                                   "learn": False, "patterns": False}
     assert bodies[1]["budget"] == {"k": 3, "self_tests": True, "repair_rounds": 0, "max_tokens": 512, "lens": False,
-                                   "plans": 2}
+                                   "learn": False, "patterns": False, "plans": 2}
     task = json.loads((out / "tasks.jsonl").read_text())
     assert task["ablations"]["plans"]["sandbox_runs"] == 9 and task["ablations"]["self"]["sandbox_runs"] is None
     results = json.loads((out / "results.json").read_text())

@@ -23,3 +23,17 @@ def test_ceiling_of_a_request_budget_reads_plans_and_the_default() -> None:
                                        plans=2)
     assert ceiling_of({"k": 5}, BudgetDefaults(rag_plans=2), 400) == with_plans
     assert ceiling_of({"k": 5}, defaults, 400) < with_plans
+
+
+def test_a_budget_without_k_reserves_what_its_routes_may_spend() -> None:
+    """No k: the router may escalate fast -> standard -> deep; the reservation covers the deep route's samples
+    and plans and every step's repair rounds, and a named repair_rounds holds on each step."""
+    defaults = BudgetDefaults()
+    routed = ceiling_of({}, defaults, 400)
+    assert routed == solve_ceiling(k=20, max_tokens=512, repair_rounds=1 + 2 + 3, self_tests=True,
+                                   prompt_chars=400, plans=8)
+    assert routed > ceiling_of({"k": 20, "self_tests": True, "plans": 8, "repair_rounds": 5}, defaults, 400)
+    assert ceiling_of({"repair_rounds": 0, "max_tokens": 64}, defaults, 400) == solve_ceiling(
+        k=20, max_tokens=64, repair_rounds=0, self_tests=True, prompt_chars=400, plans=8)
+    small = BudgetDefaults(rag_deep_k=6, rag_deep_plans=0, rag_deep_repairs=0)
+    assert ceiling_of({}, small, 400) < routed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -278,16 +279,16 @@ def lens_registry() -> tuple[CollectorRegistry, dict[str, Any]]:
     return registry, metrics
 
 
-def test_the_lens_panels_read_rag_api_and_the_workers(service_env: dict[str, str], redis_server: RedisServer) -> None:
-    """No weights: version 0 (the page says "none") and nothing counted; then a version goes live in rag-api
-    before the worker has it: the newest version shows, picks changed are counted over the solves the Lens
-    scored in both processes, refused weights and training records by result."""
-    (rag_registry, rag), (worker_registry, worker) = lens_registry(), lens_registry()
+def collected_twice(service_env: dict[str, str], redis_server: RedisServer, registries: tuple[CollectorRegistry, ...],
+                    change: Callable[[], None]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The panels after one collection from a rag-api and a task-worker exporting ``registries``, and after
+    ``change`` and a second collection (an admin's view, 15 minutes)."""
+    rag_registry, worker_registry = registries
     with ServerThread(target_app(rag_registry)) as rag_api, ServerThread(target_app(worker_registry)) as task_worker:
         settings = load_settings(Settings, environ=service_env | {
             "ATLAS_DASHBOARD_TARGETS": f"rag-api={rag_api.url},task-worker={task_worker.url}"})
 
-        async def scenario() -> None:
+        async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
             redis = Redis.from_url(redis_server.url, password=redis_server.password)
             try:
                 async with httpx.AsyncClient() as http:
@@ -295,34 +296,80 @@ def test_the_lens_panels_read_rag_api_and_the_workers(service_env: dict[str, str
                     admin = Viewer(1, "admin", True, "", "")
                     now = time.time()
                     assert await collecting.collect(now)
-                    before = {p["id"]: p for p in (await views.panels(redis, admin, "15m", now + 1))["panels"]}
-                    assert [r["now"] for r in before["lens-version"]["summary"]] == [0.0]
-                    assert before["lens-picks"]["summary"][0]["of"] == 0
-                    assert before["lens-reloads"]["summary"] == before["lens-feedback"]["summary"] == []
-
-                    rag["version"].set(3)
-                    rag["auc"].set(0.81)
-                    rag["reloads"].labels("loaded").inc()
-                    worker["version"].set(2)
-                    worker["auc"].set(0.78)
-                    worker["reloads"].labels("refused").inc()
-                    rag["picks"].labels("true").inc()
-                    rag["picks"].labels("false").inc(2)
-                    worker["picks"].labels("false").inc()
-                    rag["feedback"].labels("recorded").inc(2)
-                    worker["feedback"].labels("failed").inc()
+                    before = await views.panels(redis, admin, "15m", now + 1)
+                    change()
                     assert await collecting.collect(now + 1)
-                    data = await views.panels(redis, admin, "15m", now + 2)
+                    return before, await views.panels(redis, admin, "15m", now + 2)
             finally:
                 await redis.aclose()
-            shown = {p["id"]: p for p in data["panels"]}
-            assert {p["id"]: p["section"] for p in data["panels"] if p["id"].startswith("lens-")} == dict.fromkeys(
-                ("lens-version", "lens-auc", "lens-picks", "lens-reloads", "lens-feedback"), "Lens")
-            assert [r["now"] for r in shown["lens-version"]["summary"]] == [3.0]
-            assert [r["now"] for r in shown["lens-auc"]["summary"]] == [0.81]
-            assert [(r["part"], r["of"], r["percent"]) for r in shown["lens-picks"]["summary"]] == [(1.0, 4.0, 25.0)]
-            assert {r["name"]: r["total"] for r in shown["lens-reloads"]["summary"]} == {"loaded": 1.0, "refused": 1.0}
-            assert {r["name"]: r["total"] for r in shown["lens-feedback"]["summary"]} == {"recorded": 2.0,
-                                                                                          "failed": 1.0}
 
-        asyncio.run(scenario())
+        return asyncio.run(scenario())
+
+
+def test_the_lens_panels_read_rag_api_and_the_workers(service_env: dict[str, str], redis_server: RedisServer) -> None:
+    """No weights: version 0 (the page says "none") and nothing counted; then a version goes live in rag-api
+    before the worker has it: the newest version shows, picks changed are counted over the solves the Lens
+    scored in both processes, refused weights and training records by result."""
+    (rag_registry, rag), (worker_registry, worker) = lens_registry(), lens_registry()
+
+    def change() -> None:
+        rag["version"].set(3)
+        rag["auc"].set(0.81)
+        rag["reloads"].labels("loaded").inc()
+        worker["version"].set(2)
+        worker["auc"].set(0.78)
+        worker["reloads"].labels("refused").inc()
+        rag["picks"].labels("true").inc()
+        rag["picks"].labels("false").inc(2)
+        worker["picks"].labels("false").inc()
+        rag["feedback"].labels("recorded").inc(2)
+        worker["feedback"].labels("failed").inc()
+
+    first, data = collected_twice(service_env, redis_server, (rag_registry, worker_registry), change)
+    before = {p["id"]: p for p in first["panels"]}
+    assert [r["now"] for r in before["lens-version"]["summary"]] == [0.0]
+    assert before["lens-picks"]["summary"][0]["of"] == 0
+    assert before["lens-reloads"]["summary"] == before["lens-feedback"]["summary"] == []
+    shown = {p["id"]: p for p in data["panels"]}
+    assert {p["id"]: p["section"] for p in data["panels"] if p["id"].startswith("lens-")} == dict.fromkeys(
+        ("lens-version", "lens-auc", "lens-picks", "lens-reloads", "lens-feedback"), "Lens")
+    assert [r["now"] for r in shown["lens-version"]["summary"]] == [3.0]
+    assert [r["now"] for r in shown["lens-auc"]["summary"]] == [0.81]
+    assert [(r["part"], r["of"], r["percent"]) for r in shown["lens-picks"]["summary"]] == [(1.0, 4.0, 25.0)]
+    assert {r["name"]: r["total"] for r in shown["lens-reloads"]["summary"]} == {"loaded": 1.0, "refused": 1.0}
+    assert {r["name"]: r["total"] for r in shown["lens-feedback"]["summary"]} == {"recorded": 2.0, "failed": 1.0}
+
+
+def test_the_router_panels_read_rag_api_and_the_workers(service_env: dict[str, str],
+                                                        redis_server: RedisServer) -> None:
+    """The router's own metrics (RouterMetrics, as rag-api and the workers export them): the route mix summed over
+    both processes, the posterior of each (bin, route), the compute routed solves spent against what the
+    standard route would have, and the cache's hit rate."""
+    from atlas_router.metrics import RouterMetrics
+
+    registries = CollectorRegistry(), CollectorRegistry()
+    rag, worker = RouterMetrics(registries[0]), RouterMetrics(registries[1])
+    rag.decisions.labels("fast", "LOW")  # a series at 0 before anything happens
+
+    def change() -> None:
+        rag.decisions.labels("fast", "LOW").inc(3)
+        worker.decisions.labels("deep", "HIGH").inc()
+        rag.escalations.inc(2)
+        rag.posterior.labels("LOW", "fast").set(0.8)
+        rag.compute.labels("fast").inc(600)
+        rag.compute.labels("standard").inc(3000)
+        rag.baseline.inc(7200)
+        rag.lookups.labels("hit").inc()
+        worker.lookups.labels("miss").inc(3)
+        rag.writes.inc()
+
+    _, data = collected_twice(service_env, redis_server, registries, change)
+    shown = {p["id"]: p for p in data["panels"]}
+    assert {p["id"] for p in data["panels"] if p["section"] == "Router"} == {
+        "router-routes", "router-steps", "router-escalations", "router-posteriors", "router-compute",
+        "pattern-hits", "pattern-lookups", "pattern-writes"}
+    assert {r["name"]: r["total"] for r in shown["router-routes"]["summary"]} == {"fast": 3.0, "deep": 1.0}
+    assert [r["now"] for r in shown["router-posteriors"]["summary"] if r["name"] == "LOW fast"] == [0.8]
+    assert [(r["part"], r["of"], r["percent"]) for r in shown["router-compute"]["summary"]] == [(3600.0, 7200.0,
+                                                                                                 50.0)]
+    assert [(r["part"], r["of"]) for r in shown["pattern-hits"]["summary"]] == [(1.0, 4.0)]

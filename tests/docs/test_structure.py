@@ -12,7 +12,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 # package -> the directory (distribution) that holds it
 PACKAGES = {
-    "atlas_core": "core", "atlas_engine": "engine", "atlas_lens": "lens", "atlas_portal": "api-portal",
+    "atlas_core": "core", "atlas_engine": "engine", "atlas_lens": "lens", "atlas_router": "router",
+    "atlas_portal": "api-portal",
     "atlas_proxy": "llm-proxy",
     "atlas_rag": "rag-api", "atlas_sandbox": "sandbox", "atlas_worker": "task-worker",
     "atlas_dashboard": "dashboard", "atlas_llama": "llama-server", "atlas_bench": "benchmark", "atlas_cli": "cli",
@@ -24,15 +25,17 @@ ALLOWED = {
     "atlas_core": set(),
     "atlas_engine": {"atlas_core"},
     "atlas_lens": {"atlas_core", "atlas_engine"},
+    "atlas_router": {"atlas_core", "atlas_engine"},
     "atlas_portal": {"atlas_core"},
     "atlas_proxy": {"atlas_core"},
     "atlas_sandbox": {"atlas_core"},
     "atlas_dashboard": {"atlas_core"},
     "atlas_llama": {"atlas_core"},
-    "atlas_rag": {"atlas_core", "atlas_engine", "atlas_lens"},
-    "atlas_worker": {"atlas_core", "atlas_engine", "atlas_lens"},
-    "atlas_bench": {"atlas_core", "atlas_engine", "atlas_lens"},
-    "atlas_cli": {"atlas_core", "atlas_lens"} | SERVICES | {"atlas_bench"},  # narrowed to CLI_MODULES below
+    "atlas_rag": {"atlas_core", "atlas_engine", "atlas_lens", "atlas_router"},
+    "atlas_worker": {"atlas_core", "atlas_engine", "atlas_lens", "atlas_router"},
+    "atlas_bench": {"atlas_core", "atlas_engine", "atlas_lens", "atlas_router"},
+    # narrowed to CLI_MODULES below
+    "atlas_cli": {"atlas_core", "atlas_lens", "atlas_router"} | SERVICES | {"atlas_bench"},
 }
 # The CLI starts and configures every service: it validates each one's settings before starting any, so it
 # reads their settings classes (and the model files llama-server ships), never their code.

@@ -14,11 +14,12 @@ from atlas_engine import (
     Budget,
     Engine,
     Problem,
+    RouteDecision,
     SandboxRefused,
     Solve,
-    SolveBudget,
     SolveRequest,
     SolveResult,
+    Step,
     sandbox_request,
 )
 from atlas_engine.checks import parse_inputs
@@ -157,9 +158,15 @@ def test_plan_first_candidates_follow_distinct_plans(llm: ServerThread, sandbox_
     assert "2 candidate(s) from distinct plans" in result.summary
 
 
-class HalfRouter:
-    async def route(self, problem: Problem, budget: SolveBudget) -> SolveBudget:
-        return replace(budget, k=1, self_tests=False, deadline_s=budget.deadline_s * 10)
+class OneCandidate:
+    """A router that sends every solve down one cheap route (and tries to stretch its deadline)."""
+
+    async def decide(self, solve: Solve) -> RouteDecision | None:
+        budget = replace(solve.budget, k=1, self_tests=False, deadline_s=solve.budget.deadline_s * 10)
+        return RouteDecision(steps=[Step("fast", budget)])
+
+    async def learn(self, solve: Solve, result: SolveResult) -> None:
+        return None
 
 
 class Notes:
@@ -171,12 +178,12 @@ def test_router_and_context_plug_in(llm: ServerThread, sandbox_url: str) -> None
     fake(llm).script = stdin_script({0: RIGHT, 1: WRONG})
 
     async def work(engine: Engine) -> tuple[Solve, SolveResult]:
-        engine.router, engine.context_source = HalfRouter(), Notes()
+        engine.router, engine.context_source = OneCandidate(), Notes()
         return await engine.solve(SolveRequest(problem=SUM, seed=100, budget=Budget(k=2)))
 
     solve, result = run_engine(llm.url, sandbox_url, work)
     assert len(result.candidates) == 1 and result.tests.generated_inputs == 0
-    assert solve.budget.k == 1 and solve.budget.deadline_s == 120  # shortened by a router, never lengthened
+    assert solve.budget.k == 1 and solve.budget.deadline_s == 120  # a route's deadline is the request's
     assert "the builtin sum()" in user_text(fake(llm).requests[0])
 
 

@@ -31,6 +31,7 @@ DISTRIBUTIONS = {
     "engine": ("atlas_engine.build", ["python", "-c", "import atlas_engine.engine; print('engine ok')"], "engine ok"),
     "benchmark": ("atlas_bench", ["atlas-bench", "--version"], "atlas-bench 0.1.0"),
     "lens": ("atlas_lens.live", ["python", "-c", "import atlas_lens.train; print('lens ok')"], "lens ok"),
+    "router": ("atlas_router.router", ["python", "-c", "import atlas_router.build; print('router ok')"], "router ok"),
 }
 # Their images install torch alone, from PyTorch's CPU index (LEFT_OUT): here from the index pip is configured
 # with, at the version constraints.txt pins.

@@ -4,7 +4,7 @@ boundary that maps texts to fixed vectors (the real embedding server is tested i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -39,9 +39,11 @@ def vector_for(text: str) -> np.ndarray:
 
 
 class TextEmbedder:
-    """Stands in for the embedding server: deterministic vectors, counting calls; ``down`` makes it fail."""
+    """Stands in for the embedding server: deterministic vectors (``vector``'s), counting calls; ``down`` makes it
+    fail."""
 
-    def __init__(self) -> None:
+    def __init__(self, vector: Callable[[str], np.ndarray] | None = None) -> None:
+        self.vector = vector or vector_for
         self.calls = 0
         self.down = False
 
@@ -51,4 +53,4 @@ class TextEmbedder:
         self.calls += 1
         if self.down:
             raise EmbedUnavailable("the test embedder is down")
-        return np.stack([vector_for(t) for t in texts])
+        return np.stack([self.vector(t) for t in texts])

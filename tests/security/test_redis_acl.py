@@ -252,7 +252,51 @@ def test_the_lens_trainer_reads_and_forgets_feedback_and_sets_who_learns_but_not
 
 def test_every_service_has_rules_and_no_rule_grants_everything(tmp_path: Path) -> None:
     assert set(RULES) == {"sandbox", "llm-proxy", "api-portal", "rag-api", "task-worker", "lens-trainer",
-                          "dashboard"}
+                          "router-admin", "dashboard"}
     for line in acl_lines(PASSWORDS):
         assert "~*" not in line.split() and "+@all" not in line and "allkeys" not in line
         assert PASSWORDS[line.split()[1]] not in line  # only the password's hash is written
+
+
+@pytest.mark.parametrize("service", ["rag-api", "task-worker"])
+def test_the_router_runs_its_whole_cycle_as_each_service(acl_redis: int, service: str) -> None:
+    """Posteriors read and updated, a pattern written (with its bounds), looked up and used: every command the
+    router and the cache send, under the service's own rules."""
+    import numpy as np
+
+    from atlas_router import PatternCache, Posteriors
+
+    async def work(r: Redis) -> None:
+        posteriors, cache = Posteriors(r), PatternCache(r, short_max=1, users=1)
+        await posteriors.update("LOW", "fast", True, 100.0)
+        assert (await posteriors.read("LOW"))["fast"].n >= 1
+        vector = np.ones(8, dtype=np.float32)
+        for problem in ("p1", "p2"):  # the second write evicts the first (short_max=1)
+            assert await cache.write(service, vector, language="python", problem=problem, code="x = 1",
+                                     description="d", kind="idiom")
+        found = await cache.lookup(service, vector, "python", 2)
+        await cache.touch(service, found, success=True)
+        assert len(found) == 1 and len(await cache.patterns(service)) == 1
+        await refused(r.get("atlas:portal:session:x"))
+
+    as_service(acl_redis, service, work)
+
+
+def test_the_router_admin_reads_resets_shares_and_forgets_but_nothing_else(acl_redis: int) -> None:
+    import numpy as np
+
+    from atlas_router import PatternCache, Posteriors
+
+    async def work(r: Redis) -> None:
+        posteriors, cache = Posteriors(r), PatternCache(r)
+        await posteriors.update("HIGH", "deep", False, 10.0)
+        assert (await posteriors.everything())["HIGH"]["deep"].n == 1
+        pid = await cache.write("ann", np.ones(8, dtype=np.float32), language="python", problem="p", code="x = 1",
+                                description="d", kind="idiom")
+        assert pid and await cache.share("ann", pid) and [p.shared for p in await cache.patterns("ann")] == [True]
+        assert await cache.forget("ann") == 1 and await posteriors.reset() >= 1
+        await refused(r.lrange("atlas:tasks:x", 0, -1))
+        await refused(r.get("atlas:lens:learn"))
+        await refused(r.keys("*"))
+
+    as_service(acl_redis, "router-admin", work)
