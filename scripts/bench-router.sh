@@ -17,7 +17,8 @@ EVAL=${ROUTER_EVAL_LIMIT:-10}
 OUT=${ROUTER_OUT:-bench-results}
 "$BIN/atlas" status >/dev/null || { echo "bench-router: start the platform first (atlas up)" >&2; exit 1; }
 "$BIN/python" scripts/bench_router.py warm --limit "$TRAIN" --out "$OUT"
-"$BIN/atlas" router status --json > "$OUT/router-posteriors.json"
+# atlas.conf keys only: the operator commands refuse unknown ATLAS_ keys such as ATLAS_DATA_DIR
+env -u ATLAS_DATA_DIR "$BIN/atlas" router status --json > "$OUT/router-posteriors.json"
 for dataset in humaneval mbpp; do
     "$BIN/atlas" bench run --dataset "$dataset" --split test --limit "$EVAL" --k 5 --max-tokens 256 \
         --repair-rounds 2 --ablations baseline,repair,router,cache --seeds 0,1,2 --out "$OUT/router-eval-$dataset"

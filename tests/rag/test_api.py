@@ -155,7 +155,7 @@ def test_solve_streams_progress_then_the_result(rag: httpx.Client, llm: ServerTh
     assert response.headers["content-type"].startswith("text/event-stream")
     got = events(response)
     stages = [e["stage"] for e in got[:-2]]
-    assert stages[0] == "generate" and "verify" in stages
+    assert stages[:2] == ["route", "generate"] and "verify" in stages  # the router's decision first
     assert got[-2]["type"] == "result" and got[-2]["result"]["verified"] and got[-2]["usage"]["total_tokens"] > 0
     assert got[-1] == "[DONE]"
 
