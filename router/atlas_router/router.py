@@ -128,7 +128,7 @@ class ConfidenceRouter:
 
     def budget(self, route: RouteName, solve: Solve) -> SolveBudget:
         """A route's budget, on top of the solve's; what the request named (repair rounds, self-tests, plans,
-        tokens per candidate, deadline) holds on every route."""
+        tokens per candidate, deadline) holds on every route that generates (the cache route generates nothing)."""
         base, c = solve.budget, self.config
         by_route: dict[str, SolveBudget] = {
             "cache": replace(base, k=0, repair_rounds=0, self_tests=False, plans=0),
@@ -138,7 +138,7 @@ class ConfidenceRouter:
                             repair_rounds=max(base.repair_rounds, c.deep_repairs)),
         }
         b, asked = by_route[route], solve.asked
-        if asked is not None:
+        if asked is not None and route != "cache":
             named = {f: getattr(base, f) for f in ("repair_rounds", "self_tests", "plans")
                      if getattr(asked, f) is not None}
             b = replace(b, **named)
