@@ -53,7 +53,7 @@ bench-queue: install ## task queue throughput and latency, 10,000 trivial tasks,
 bench-dashboard: install ## the dashboard's first render with 24 h and 7 d of history, and the collector's CPU (JSON in bench-results/dashboard.json)
 	@$(BIN)/python scripts/bench_dashboard.py --out bench-results/dashboard.json
 
-bench-router: install ## the confidence router and pattern cache on a fresh running platform: warm-up on MBPP train, then HumanEval/MBPP test with fixed k and routed ablations (~1.5 h; JSON in bench-results/router.json)
+bench-router: install ## the confidence router and pattern cache on a fresh running platform: warm-up on MBPP train, then HumanEval/MBPP test with fixed k and routed ablations (~2.5 h; JSON in bench-results/router.json)
 	@scripts/bench-router.sh
 
 bench-lens: install ## the Geometric Lens on the running platform: bootstrap, train, ablations, AUC and first-pick gain (~2 h; JSON in bench-results/lens.json)
