@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -72,11 +73,16 @@ def judged(request: httpx.Request) -> httpx.Response:
 
 @pytest.fixture(autouse=True)
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The waits between attempts, recorded instead of slept."""
+    """The waits between attempts, recorded instead of slept. asyncio.sleep is one function for every thread: a
+    server another test left running in its own thread (uvicorn ticks every 0.1 s) sleeps for real."""
     slept: list[float] = []
+    real = asyncio.sleep
 
-    async def sleep(seconds: float) -> None:
+    async def sleep(seconds: float, *args: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return await real(seconds, *args)
         slept.append(seconds)
+        return None
 
     monkeypatch.setattr("atlas_engine.sandbox.asyncio.sleep", sleep)
     return slept
