@@ -60,6 +60,10 @@ class Pattern:
     successes: int
     shared: bool = False
 
+    @property
+    def key(self) -> str:
+        return pattern_key(self.owner, self.id)
+
     def decay(self, now: float) -> float:
         """The score without the similarity: recency by the kind's half-life, times how often it was used."""
         days = max(0.0, now - self.last) / DAY
@@ -85,6 +89,11 @@ class Match:
 def user_part(user: str) -> str:
     """A user id as a key part: as it is when plain, else its hash (no id can reach into another's keys)."""
     return user if USER_SAFE.match(user) else "h" + hashlib.sha256(user.encode()).hexdigest()[:32]
+
+
+def pattern_key(owner: str, pid: str) -> str:
+    """A pattern's hash; ``owner`` is already a key part (``user_part``)."""
+    return f"atlas:pat:{owner}:p:{pid}"
 
 
 def pattern_id(language: str, problem: str) -> str:
@@ -162,15 +171,15 @@ class PatternCache:
 
     @staticmethod
     def _key(user: str, pid: str) -> str:
-        return f"atlas:pat:{user_part(user)}:p:{pid}"
+        return pattern_key(user_part(user), pid)
 
     async def lookup(self, user: str, vector: np.ndarray, language: str, limit: int) -> list[Match]:
         """The user's (and shared) patterns of this language most similar to the problem, best score first."""
         query = np.frombuffer(_blob(vector), dtype=np.float16).astype(np.float32)
         own: dict[bytes, bytes] = await self.redis.hgetall(self._vec(user))  # type: ignore[assignment]
         shared: dict[bytes, bytes] = await self.redis.hgetall("atlas:pat:shared")  # type: ignore[assignment]
-        rows: list[tuple[str, str, bytes, bool]] = [(user, _text(k), v, False) for k, v in own.items()]
         me = user_part(user)
+        rows: list[tuple[str, str, bytes, bool]] = [(me, _text(k), v, False) for k, v in own.items()]
         for k, v in shared.items():
             owner, _, pid = _text(k).partition("/")
             if owner != me:
@@ -184,8 +193,8 @@ class PatternCache:
         order = np.argsort(-sims)[:SCAN_TOP]
         async with self.redis.pipeline(transaction=False) as pipe:
             for i in order:
-                owner, pid, _, is_shared = usable[i]
-                pipe.hgetall(f"atlas:pat:{owner if is_shared else user_part(user)}:p:{pid}")
+                owner, pid, _, _ = usable[i]
+                pipe.hgetall(pattern_key(owner, pid))
             found = await pipe.execute()
         now = self.clock()
         matches = []
@@ -231,13 +240,14 @@ class PatternCache:
         (``success`` not None), one more use and maybe a success. Promotion follows."""
         now = self.clock()
         for m in matches:
-            key = f"atlas:pat:{m.pattern.owner}:p:{m.pattern.id}" if m.pattern.shared else self._key(user, m.pattern.id)
+            key = m.pattern.key
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hincrby(key, "accesses", 1)
                 if success is not None:
                     pipe.hincrby(key, "uses", 1)
                     pipe.hincrby(key, "successes", int(success))
                 pipe.hset(key, "last", now)
+                pipe.expire(key, self.ttl)  # a pattern in use lives on, as its user's other keys do
                 pipe.hgetall(key)
                 out = await pipe.execute()
             p = _pattern(m.pattern.id, m.pattern.owner, out[-1], m.pattern.shared)

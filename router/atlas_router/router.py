@@ -151,10 +151,8 @@ class ConfidenceRouter:
         memo: Memo = d.memo
         tested = bool(solve.problem.tests)
         w = self.settings.router_sandbox_weight
-        spent = 0.0
-        for n, run in enumerate(d.runs):
-            cost = run.tokens + w * run.sandbox_s
-            spent += cost
+        costs = [run.tokens + w * run.sandbox_s for run in d.runs]
+        for n, (run, cost) in enumerate(zip(d.runs, costs, strict=True)):
             self.metrics.compute.labels(run.route).inc(cost)
             self.metrics.steps.labels(run.route, "unverified" if not tested else
                                       "passed" if run.verified else "failed").inc()
@@ -167,9 +165,8 @@ class ConfidenceRouter:
             return
         try:
             if tested and not d.requested:
-                for run in d.runs:
-                    await self.posteriors.update(d.bin or "MEDIUM", run.route,
-                                                 run.verified, run.tokens + w * run.sandbox_s)
+                for run, cost in zip(d.runs, costs, strict=True):
+                    await self.posteriors.update(d.bin or "MEDIUM", run.route, run.verified, cost)
             await self._remember(solve, result, memo, tested)
         except RedisError as exc:
             self.metrics.errors.labels("learn").inc()

@@ -142,12 +142,12 @@ class VerifyRepair:
                 # Failing code from before is worth nothing unless it goes back with its failures: a repair round.
                 # The first attempt's route is the router's unless the task names k; later ones follow the schedule.
                 routed = n == 1 and task.budget.k is None and self.engine.router is not None
-                request = task.attempt(None if routed else k_n, min(3600.0, remaining), seed_n, 1 if carried else 0)
+                deadline_s, repairs = min(3600.0, remaining), 1 if carried else 0
+                request = task.attempt(None if routed else k_n, deadline_s, seed_n, repairs)
                 budget = self.engine.budget(request)
                 if ctx.gate is not None and k_n != (fit := fitted(budget, k_n, task.prompt, ctx.gate.limit)):
                     k_n = fit  # a later attempt's larger k still has to fit in a minute's tokens
-                    request = task.attempt(None if routed else k_n, min(3600.0, remaining), seed_n,
-                                           1 if carried else 0)
+                    request = task.attempt(None if routed else k_n, deadline_s, seed_n, repairs)
                 solve = self.engine.start(request)
                 solve.owner = ctx.record.get("owner") or None
             except ProblemError as exc:
