@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve bench-queue bench-dashboard bench-lens bench-router chaos
+.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve bench-queue bench-dashboard bench-lens bench-router chaos images
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ unit: install ## the test suite without the slow end-to-end and install tests
 
 docs: install ## regenerate the settings table in docs/configuration.md
 	@$(BIN)/python scripts/update-config-docs.py
+
+images: ## build every container image with docker, podman or buildah and list them (IMAGES_FLAGS=--push pushes)
+	@scripts/images.sh $(IMAGES_FLAGS)
 
 bench-proxy: install ## llm-proxy's added latency vs LiteLLM's proxy (JSON in bench-results/proxy.json)
 	@benchmark/litellm/setup.sh

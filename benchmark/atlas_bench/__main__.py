@@ -16,6 +16,7 @@ import os
 import platform
 import signal
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from atlas_bench import __version__
-from atlas_bench.access import is_local, local_urls, platform_keys
+from atlas_bench.access import is_local, local_urls, own_sandbox, platform_keys, shares_host
 from atlas_bench.compare import compare
 from atlas_bench.datasets import DATASETS, load
 from atlas_bench.livecodebench import TESTTYPES
+from atlas_bench.local_sandbox import LocalSandboxError, local_sandbox
 from atlas_bench.problems import DatasetError
 from atlas_bench.report import read_tasks, report, task_key, write
 from atlas_bench.run import ABLATIONS, DEFAULT_ABLATIONS, SEND_TESTS, BenchConfig, report_on, run
@@ -111,12 +113,17 @@ def environment(state_dir: Path, model_file: str | None, local: bool, out: Path)
 def cmd_run(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir or os.environ.get("ATLAS_STATE_DIR") or default_state_dir()).expanduser()
     key, signing = platform_keys(state_dir, args.api_key)
-    if not key or not signing:
-        print("atlas-bench: error: no API key or sandbox signing key: pass --api-key (or ATLAS_API_KEY) and set "
-              "ATLAS_SANDBOX_SIGNING_KEY, or run beside `atlas up` (--state-dir)", file=sys.stderr)
-        return 2
     local = local_urls(state_dir)
-    url, sandbox_url = args.url or local["llm-proxy"], args.sandbox_url or local["sandbox"]
+    url = args.url or local["llm-proxy"]
+    if not key or (args.sandbox_url and not signing):
+        print("atlas-bench: error: no API key or sandbox signing key: pass --api-key (or ATLAS_API_KEY), with "
+              "--sandbox-url set ATLAS_SANDBOX_SIGNING_KEY, or run beside `atlas up` (--state-dir)", file=sys.stderr)
+        return 2
+    if args.sandbox_url and shares_host(url, args.sandbox_url):
+        print(f"atlas-bench: error: --sandbox-url is on the platform under test ({url}): the hidden tests would go "
+              "to it; leave --sandbox-url out and a sandbox is started on this machine", file=sys.stderr)
+        return 2
+    own = own_sandbox(url, args.sandbox_url, signing)
     try:
         loaded = load(args.dataset, data_dir(args), split=args.split, download=args.download,
                       allow_unpinned=args.allow_unpinned, since=args.since, until=args.until, release=args.release,
@@ -170,8 +177,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                       file=sys.stderr, flush=True)
 
         try:
-            summary = run(problems, config, out, url.rstrip("/").removesuffix("/v1"), key, sandbox_url,
-                          signing, progress, environment(state_dir, args.model_file, is_local(url), out))
+            with ExitStack() as scoring:
+                if own:
+                    sandbox_url, signing = scoring.enter_context(local_sandbox())
+                    print(f"atlas-bench: scoring in a sandbox started on this machine ({sandbox_url}): the hidden "
+                          "tests stay here", file=sys.stderr)
+                else:
+                    sandbox_url = args.sandbox_url or local["sandbox"]
+                assert signing is not None  # own_sandbox() is false only with a signing key
+                summary = run(problems, config, out, url.rstrip("/").removesuffix("/v1"), key, sandbox_url,
+                              signing, progress, environment(state_dir, args.model_file, is_local(url), out))
+        except LocalSandboxError as exc:
+            print(f"atlas-bench: error: {exc}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:  # run() has written the report of what finished
             print(f"interrupted: {tally['n']} of {len(keys)} task(s) in {out}; run again to continue",
                   file=sys.stderr)
@@ -248,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--api-key", help="sk-llm- key (default: ATLAS_API_KEY, else the one atlas up kept)")
     bench.add_argument("--state-dir", help="atlas up's state directory, for the key, the sandbox signing key and the "
                        "URLs (default: ATLAS_STATE_DIR, else atlas up's default)")
-    bench.add_argument("--sandbox-url", help="the sandbox that scores answers (default: atlas up's, else "
-                       "http://127.0.0.1:8020)")
+    bench.add_argument("--sandbox-url", help="the sandbox that scores answers, with ATLAS_SANDBOX_SIGNING_KEY "
+                       "(default: atlas up's beside a local proxy; against a remote --url, or without a signing "
+                       "key, one started on this machine for the run)")
     bench.add_argument("--model-file", help="the GGUF the platform serves, to record its hash (default: the one "
                        "atlas up serves from --state-dir)")
     rebuild = sub.add_parser("report", help="rebuild a run's results.json, report.md and plots from its tasks")

@@ -13,6 +13,19 @@ def is_local(url: str) -> bool:
     return urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
 
 
+def shares_host(url: str, sandbox_url: str) -> bool:
+    """A sandbox on the host of a remote platform: scoring there would hand the platform its hidden tests."""
+    host = urllib.parse.urlsplit(url).hostname
+    return not is_local(url) and host is not None and host == urllib.parse.urlsplit(sandbox_url).hostname
+
+
+def own_sandbox(url: str, sandbox_url: str | None, signing_key: str | None) -> bool:
+    """Whether atlas-bench starts a sandbox of its own on this machine (atlas_bench.local_sandbox): when none is
+    named and the proxy is remote (a cluster's: its sandbox is not this machine's, nor should it see the hidden
+    tests), or no signing key for ``atlas up``'s sandbox is at hand."""
+    return sandbox_url is None and (not is_local(url) or not signing_key)
+
+
 def secrets_env(state_dir: Path) -> dict[str, str]:
     path = state_dir / "secrets.env"
     if not path.is_file():

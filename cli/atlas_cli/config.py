@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
@@ -74,6 +75,27 @@ class RunnerSettings(AtlasSettings):
     )
 
 
+class ClusterSettings(AtlasSettings):
+    """Keys only scripts/k8s read: which overlay, where, under which name, from which images."""
+
+    k8s_overlay: Literal["k3s-gpu", "cluster", "cpu"] = Field(
+        "k3s-gpu", description="Overlay scripts/k8s/install.sh applies (manifests/overlays/NAME).")
+    k8s_namespace: str = Field(
+        "atlas", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description="Kubernetes namespace of ATLAS.")
+    k8s_host: str = Field(
+        "atlas.local", pattern=r"^[A-Za-z0-9.-]{1,253}$",
+        description="Host name the ingress answers for (https://HOST/v1 is the API).")
+    k8s_tls_secret: str = Field(
+        "atlas-tls", description="TLS Secret (kubernetes.io/tls) of the ingress; without it Traefik serves its "
+        "own self-signed certificate.")
+    k8s_image_registry: str = Field(
+        "ghcr.io/atlas", description="Registry and path of ATLAS's images (scripts/images.sh pushes there).")
+    k8s_image_tag: str = Field("0.1.0", description="Tag of ATLAS's images.")
+    k8s_rollout_timeout_s: int = Field(
+        1800, ge=60, le=86_400, description="How long install.sh waits for every workload to be ready (the first "
+        "start downloads the model files).")
+
+
 # Service name -> settings class, in start order. Their ports, URLs and secrets all come from these classes.
 SERVICE_SETTINGS: dict[str, type[HttpSettings]] = {
     "embedding-server": EmbedSettings,
@@ -84,7 +106,7 @@ SERVICE_SETTINGS: dict[str, type[HttpSettings]] = {
     "task-worker": WorkerSettings,
     "dashboard": DashboardSettings,
 }
-ALL_SETTINGS: list[type[BaseSettings]] = [RunnerSettings, *SERVICE_SETTINGS.values()]
+ALL_SETTINGS: list[type[BaseSettings]] = [RunnerSettings, ClusterSettings, *SERVICE_SETTINGS.values()]
 # URLs derived from hosts and ports when not set, so changing a port in atlas.conf is enough locally.
 DERIVED_URLS = {
     "ATLAS_LLAMA_URL": (None, "ATLAS_LLAMA_PORT"),

@@ -8,6 +8,7 @@
     atlas solve FILE [--tests FILE]             verified code for a problem, through POST /v1/solve
     atlas task submit|follow|show|cancel|list   durable tasks, through /v1/tasks
     atlas sandbox-key                           print the sandbox's verify key for a signing key
+    atlas k8s get|secrets|render|smoke          what scripts/k8s/*.sh need (docs/kubernetes.md)
     atlas bench ...                             the benchmark suite (atlas-bench), beside this install
 """
 
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from atlas_cli import admin, keys, lens, router, runner, solve, task
+from atlas_cli import admin, k8s, keys, lens, router, runner, solve, task
 from atlas_cli.plan import log_dir
 from atlas_core.capability import public_key_text
 from atlas_core.settings import SettingsError, conf_path, default_state_dir, read_conf
@@ -159,6 +160,7 @@ def parser() -> argparse.ArgumentParser:
     task.add_parser(sub, common).set_defaults(func=lambda args: task.run(args, _state_dir(args)))
     lens.add_parser(sub, common).set_defaults(func=lambda args: lens.run(args, _state_dir(args)))
     router.add_parser(sub, common).set_defaults(func=lambda args: router.run(args, _state_dir(args)))
+    k8s.add_parser(sub, common).set_defaults(func=lambda args: k8s.run(args, _state_dir(args)))
     sandbox_key = sub.add_parser("sandbox-key", help="print the sandbox verify key for the signing key on stdin")
     sandbox_key.set_defaults(func=cmd_sandbox_key)
     # Listed for --help only: main() hands everything after `bench` to atlas-bench untouched.

@@ -32,6 +32,9 @@ _FEEDBACK = ["lpush", "ltrim", "expire", "sismember", "zadd", "zcard", "zrange",
 _ROUTER = ["hgetall", "hget", "hmget", "hset", "hkeys", "hlen", "hdel", "hincrby", "hincrbyfloat", "exists", "expire",
            "del", "zadd", "zcard", "zrange", "zrem", "multi", "exec"]
 
+# rag-api's admission slots, shared by its replicas (atlas_rag.solver.Admission, lua/rag_admission.lua).
+_ADMISSION = ["time", "zremrangebyscore", "zcard", "zadd", "zrange", "pexpireat", "zrem"]
+
 # service -> (key patterns, channels, commands)
 RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
     # Single-use capability tokens: SET NX with an expiry, nothing else, on its own keys only.
@@ -50,9 +53,9 @@ RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
     ),
     "rag-api": (
         ["atlas:tasks:*", "atlas:task:*", "atlas:solves", "atlas:revoked", "atlas:lens:*", "atlas:router:*",
-         "atlas:pat:*"],
+         "atlas:pat:*", "atlas:rag:slots"],
         ["atlas:keys:events"],
-        [*_SCRIPTS, *_QUEUE, *_FEEDBACK, *_ROUTER, "subscribe", "unsubscribe"],
+        [*_SCRIPTS, *_QUEUE, *_FEEDBACK, *_ROUTER, *_ADMISSION, "subscribe", "unsubscribe"],
     ),
     "task-worker": (
         ["atlas:tasks:*", "atlas:task:*", "atlas:revoked", "atlas:usage", "atlas:rl:*", "atlas:solves",
@@ -71,6 +74,13 @@ RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
         ["atlas:router:*", "atlas:pat:*"],
         [],
         [*_ROUTER],
+    ),
+    # KEDA (Kubernetes, components/autoscaling): reads the task streams' pending entries and lag to scale the
+    # task-workers; read-only, on the priority streams only.
+    "keda": (
+        ["%R~atlas:tasks:p0", "%R~atlas:tasks:p1", "%R~atlas:tasks:p2"],
+        [],
+        ["xpending", "xinfo|groups", "xinfo|stream", "xlen"],
     ),
     # Its history, sessions and collector lease; read-only (``%R~``) the solve log and the task records it lists.
     "dashboard": (

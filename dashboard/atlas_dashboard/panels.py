@@ -114,6 +114,13 @@ PANELS: tuple[Panel, ...] = (
           Query("atlas_pattern_lookups", by=("result",)), unit="lookups"),
     Panel("pattern-writes", "Patterns written from verified solves", "count", "Router",
           Query("atlas_pattern_writes"), unit="patterns"),
+    # Replicas: rag-api's shared admission, and how requests spread over llama-server A's replicas (docs/rag.md)
+    Panel("admissions", "Solves admitted or refused (every rag-api replica)", "count", "Replicas",
+          Query("atlas_rag_admissions", by=("result",)), unit="solves"),
+    Panel("llama-requests", "Requests to llama-server A by replica and outcome", "count", "Replicas",
+          Query("atlas_llama_requests", by=("endpoint", "outcome")), unit="requests"),
+    Panel("llama-free-slots", "Free slots of each llama-server A replica", "gauge", "Replicas",
+          Query("atlas_llama_free_slots", by=("endpoint",)), unit="slots"),
     Panel("usage", "Usage by user and key", "usage", "Usage", admin_only=False),
     Panel("recent", "Latest solves and tasks", "recent", "Usage", admin_only=False),
 )

@@ -1,7 +1,8 @@
 """The client of llama-server A: OpenAI-compatible chat and completion calls with a seed per candidate.
 
 llama-cpp-python's server ignores ``n > 1``, so k candidates are k requests; ``parallel`` of them are in flight at
-once (llama.cpp's own server with ``-np N`` batches them, llama-cpp-python queues them)."""
+once (llama.cpp's own server with ``-np N`` batches them, llama-cpp-python queues them). Each request goes to the
+replica of llama-server A with the most free slots (``atlas_engine.upstreams``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import httpx
 from atlas_core.errors import Retryable
 from atlas_core.http import json_object
 from atlas_engine.timeline import Timeline
+from atlas_engine.upstreams import Lease, NoEndpoint, Outcome, Upstreams
 
 Message = dict[str, str]
 
@@ -33,15 +35,23 @@ class Generation:
     seconds: float
 
 
+# Statuses with which a server says it cannot serve at all (loading, overloaded, a gateway without a backend):
+# the endpoint is skipped for a while. Any other failure (500 included) is the request's own.
+_UNAVAILABLE = frozenset({502, 503, 504})
+
+
 class LLMClient:
+    """``upstreams`` chooses the replica of each request (default: ``url`` as it is); ``parallel`` caps this
+    process's requests in flight, whatever the replicas' slots."""
+
     def __init__(self, http: httpx.AsyncClient, url: str, api_key: str, *, model: str | None = None,
-                 timeout_s: float = 300.0, parallel: int = 1) -> None:
+                 timeout_s: float = 300.0, parallel: int = 1, upstreams: Upstreams | None = None) -> None:
         self._http = http
-        self._url = url
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._model = model
         self._timeout = timeout_s
         self._slots = asyncio.Semaphore(parallel)
+        self.upstreams = upstreams or Upstreams(http, url, api_key)
 
     async def chat(self, messages: list[Message], *, temperature: float, seed: int | None, max_tokens: int,
                    stop: list[str] | None = None, timeline: Timeline | None = None) -> Generation:
@@ -83,17 +93,48 @@ class LLMClient:
         if self._model:
             body["model"] = self._model
         async with self._slots:
-            try:
-                with timeline.track("llm") if timeline else nullcontext():
-                    response = await self._http.post(f"{self._url}{path}", json=body, headers=self._headers,
-                                                     timeout=self._timeout)
-            except httpx.TimeoutException:
-                raise LLMUnavailable(f"llama-server did not answer within {self._timeout:g}s") from None
-            except httpx.HTTPError as exc:
-                raise LLMUnavailable(f"llama-server is unreachable ({type(exc).__name__})") from None
+            with timeline.track("llm") if timeline else nullcontext():
+                response = await self._send(path, body)
         if response.status_code != 200:
             raise LLMUnavailable(f"llama-server answered {response.status_code}")
         answer = json_object(response)
         if answer is None:
             raise LLMUnavailable("llama-server answered something that is not a completion")
         return answer
+
+    async def _send(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """The request on the freest endpoint; once more on another only when the first could not connect
+        (nothing was sent). After a timeout or a broken answer the model may be generating it: never twice."""
+        failed: list[Lease] = []
+        while True:
+            try:
+                lease = await self.upstreams.acquire(exclude=[f.endpoint for f in failed])
+            except NoEndpoint as exc:
+                if failed:
+                    raise LLMUnavailable(f"llama-server is unreachable ({failed[-1].endpoint.last_error})") from None
+                raise LLMUnavailable(str(exc)) from None
+            outcome: Outcome = "cancelled"
+            reason: str | None = None
+            try:
+                response = await self._http.post(lease.url(path), json=body, headers=self._headers | lease.headers,
+                                                  extensions=lease.extensions, timeout=self._timeout)
+                outcome = "ok" if response.status_code == 200 else "error"
+                if response.status_code in _UNAVAILABLE:
+                    outcome, reason = "unavailable", f"answered {response.status_code}"
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                outcome, reason = "unreachable", type(exc).__name__
+                failed.append(lease)
+                if len(failed) < 2:
+                    continue
+                raise LLMUnavailable(f"llama-server is unreachable ({reason})") from None
+            except httpx.TimeoutException:
+                outcome = "timeout"
+                raise LLMUnavailable(f"llama-server did not answer within {self._timeout:g}s") from None
+            except httpx.HTTPError as exc:
+                # The connection broke mid-answer: a crashed server is refused its next connection and skipped
+                # then; a stale keep-alive connection is no reason to skip a healthy one.
+                outcome, reason = "error", type(exc).__name__
+                raise LLMUnavailable(f"llama-server is unreachable ({reason})") from None
+            finally:  # "cancelled" when the caller gave up first (a solve cancelled, a client gone)
+                self.upstreams.release(lease, outcome, reason)
+            return response

@@ -19,7 +19,7 @@ from atlas_lens import build_lens
 from atlas_rag import revocations
 from atlas_rag.routes import chat, internal, solve, tasks
 from atlas_rag.settings import Settings
-from atlas_rag.solver import Solver
+from atlas_rag.solver import Admission, Solver
 from atlas_rag.tasks import TaskService
 from atlas_router import build_router
 
@@ -45,15 +45,17 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             http = await open_clients(app, settings, stack)
-            app.state.readiness["llama-server"] = llama_check(http, settings.llama_url)
             app.state.readiness["embedding-server"] = llama_check(http, settings.embed_url)
             app.state.readiness["sandbox"] = http_check(http, f"{settings.sandbox_url}/livez")
             lens = build_lens(http, app.state.redis, settings, app.state.metrics.registry)
             router = build_router(app.state.redis, lens.sidecar, settings, engine_config(settings),
                                   app.state.metrics.registry)
-            engine = build_engine(http, settings, "rag-api", scorer=lens.lens, estimator=lens.lens, router=router)
-            app.state.solver = Solver(engine, Telemetry(app.state.redis, app.state.metrics.registry),
-                                      settings.rag_max_concurrent, lens.feedback)
+            engine = build_engine(http, settings, "rag-api", scorer=lens.lens, estimator=lens.lens, router=router,
+                                  registry=app.state.metrics.registry)
+            app.state.readiness["llama-server"] = engine.llm.upstreams.ready_check()  # any replica up
+            registry = app.state.metrics.registry
+            app.state.solver = Solver(engine, Telemetry(app.state.redis, registry),
+                                      Admission(app.state.redis, settings.rag_max_concurrent, registry), lens.feedback)
             queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s, max_queued=settings.task_max_queued,
                               keep_per_owner=settings.task_keep_per_user)
             # Event streams hold a connection for each blocking read: a pool of their own, so however many

@@ -17,7 +17,9 @@ class Settings(EngineSettings, LensSettings, RouterSettings, TaskSettings, Proxy
         11 * 1024 * 1024, ge=1024, le=1024**3, description="Largest request body rag-api accepts (keep it a little "
         "above ATLAS_PROXY_MAX_BODY_BYTES: the proxy may re-encode a body), in bytes.")
     rag_max_concurrent: int = Field(
-        8, ge=1, le=1000, description="Solves running at once; more get 503 with Retry-After.")
+        8, ge=1, le=1000,
+        description="Solves running at once on all rag-api replicas together, not on each (they share the count "
+        "in Redis: it bounds the model servers' load however many replicas run); more get 503 with Retry-After.")
     task_max_queued: int = Field(
         10_000, ge=1, le=10_000_000,
         description="Tasks waiting or running at once; more submissions get 429 until the queue drains.")

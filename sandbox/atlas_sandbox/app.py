@@ -14,7 +14,7 @@ from atlas_sandbox.executor import Executor
 from atlas_sandbox.metrics import SandboxMetrics
 from atlas_sandbox.routes import router
 from atlas_sandbox.settings import Settings
-from atlas_sandbox.tokens import Verifier
+from atlas_sandbox.tokens import MemoryJtiStore, Verifier
 
 log = logging.getLogger("atlas.sandbox")
 
@@ -23,7 +23,8 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            await open_clients(app, settings, stack)
+            if settings.sandbox_replay_cache == "redis":
+                await open_clients(app, settings, stack)
             if settings.sandbox_isolation == "none":
                 log.warning("ATLAS_SANDBOX_ISOLATION=none: programs run WITHOUT isolation, as this service's "
                             "user. Development only; never expose this sandbox.")
@@ -33,7 +34,8 @@ def create_app(settings: Settings) -> FastAPI:
             log.info("sandbox ready", extra={"workers": executor.workers, **executor.features,
                                              "languages": sorted(executor.toolchains)})
             app.state.executor = executor
-            app.state.verifier = Verifier(settings.sandbox_verify_key, app.state.redis)
+            used = app.state.redis if settings.sandbox_replay_cache == "redis" else MemoryJtiStore()
+            app.state.verifier = Verifier(settings.sandbox_verify_key, used)
             yield
 
     app = service_app("sandbox", settings.metrics_token, lifespan, max_body_bytes=settings.sandbox_max_body_bytes)

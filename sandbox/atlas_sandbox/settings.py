@@ -32,6 +32,10 @@ class Settings(ServiceSettings):
         "bwrap", description="bwrap: every run in a fresh bubblewrap sandbox (required in production). none: "
         "runs are plain processes with rlimits, for development only; a warning is logged at every start."
     )
+    sandbox_replay_cache: Literal["redis", "memory"] = Field(
+        "redis", description="Where the single-use record of capability tokens lives: redis (shared by every "
+        "replica) or memory (this process's own, bounded; the sandbox then needs no Redis and no network egress at "
+        "all, as the Kubernetes manifests run it).")
     sandbox_workers: int = Field(0, ge=0, le=256, description="Runs at once; 0 means one per CPU.")
     sandbox_queue_limit: int = Field(
         32, ge=0, description="Requests that may wait for a worker beyond those being served; more get 503."

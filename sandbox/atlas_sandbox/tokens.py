@@ -50,8 +50,31 @@ class Capability:
     limits: LimitsRequest
 
 
+class MemoryJtiStore:
+    """The single-use record of one sandbox process, for a sandbox with no network egress at all (Kubernetes,
+    ATLAS_SANDBOX_REPLAY_CACHE=memory). Each replica keeps its own: a token could be replayed on another replica
+    within its lifetime (MAX_TTL_S), but only by a caller the network lets reach the sandbox, which is rag-api and
+    the task-workers, the services that mint tokens anyway. Bounded: expired entries go at each claim, and past
+    ``limit`` live entries new tokens are refused (503) rather than the memory grown."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._until: dict[str, float] = {}
+
+    def claim(self, jti: str, until: float) -> bool:
+        now = time.time()
+        if len(self._until) >= self.limit:
+            self._until = {k: v for k, v in self._until.items() if v > now}
+            if len(self._until) >= self.limit:
+                raise TokenCheckUnavailable(f"{self.limit} tokens are live at once; retry shortly")
+        if self._until.get(jti, 0.0) > now:
+            return False
+        self._until[jti] = until
+        return True
+
+
 class Verifier:
-    def __init__(self, public_key: str, redis: Redis) -> None:
+    def __init__(self, public_key: str, redis: Redis | MemoryJtiStore) -> None:
         self.key = verify_key(public_key)
         self.redis = redis
 
@@ -77,11 +100,15 @@ class Verifier:
         langs = claims.get("langs")
         if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs):
             raise TokenRejected("capability token has no 'langs' list", "invalid") from None
-        try:
-            fresh = await self.redis.set(JTI_PREFIX + str(claims["jti"]), "1", nx=True,
-                                         exat=exp + LEEWAY_S + 1)
-        except (RedisError, OSError) as exc:
-            raise TokenCheckUnavailable(f"cannot check the token's single use: Redis: {exc}") from None
+        fresh: object
+        if isinstance(self.redis, MemoryJtiStore):
+            fresh = self.redis.claim(str(claims["jti"]), exp + LEEWAY_S + 1)
+        else:
+            try:
+                fresh = await self.redis.set(JTI_PREFIX + str(claims["jti"]), "1", nx=True,
+                                             exat=exp + LEEWAY_S + 1)
+            except (RedisError, OSError) as exc:
+                raise TokenCheckUnavailable(f"cannot check the token's single use: Redis: {exc}") from None
         if not fresh:
             raise TokenRejected("capability token already used; tokens are single-use", "reused")
         return Capability(str(claims["iss"]), str(claims.get("task", "")), frozenset(langs), limits)

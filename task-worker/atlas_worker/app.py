@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from atlas_core.app import open_clients, service_app
-from atlas_core.health import http_check, llama_check
+from atlas_core.health import http_check
 from atlas_core.queue import TaskQueue
 from atlas_core.ratelimit import Limiter
 from atlas_engine.build import build_engine, engine_config
@@ -38,7 +38,6 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             http = await open_clients(app, settings, stack)
-            app.state.readiness["llama-server"] = llama_check(http, settings.llama_url)
             app.state.readiness["sandbox"] = http_check(http, f"{settings.sandbox_url}/livez")
             queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s)
             registry = app.state.metrics.registry
@@ -50,7 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
             lens = build_lens(http, app.state.redis, settings, registry)
             router = build_router(app.state.redis, lens.sidecar, settings, engine_config(settings), registry)
             engine = build_engine(http, settings, "task-worker", scorer=lens.lens, estimator=lens.lens,
-                                  router=router)
+                                  router=router, registry=registry)
+            app.state.readiness["llama-server"] = engine.llm.upstreams.ready_check()  # any replica up
             watcher = asyncio.create_task(lens.lens.watch())  # new Lens weights go live without a restart
             worker = Worker(queue, VerifyRepair(engine, telemetry, lens.feedback),
                             worker_config(settings), limiter=Limiter(app.state.redis, settings.rag_deadline_s),

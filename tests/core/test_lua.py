@@ -9,12 +9,13 @@ from importlib.resources import files
 import pytest
 
 from atlas_core import lua, queue, ratelimit
+from atlas_rag import solver
 from tests.conftest import REPO, RedisServer
 
 NAMES = sorted(f.name.removesuffix(".lua") for f in files("atlas_core.lua").iterdir() if f.name.endswith(".lua"))
 SCRIPTS = {**{f"queue {name}": body for name, body in queue.SCRIPTS.items()},
            "ratelimit admit": ratelimit.ADMIT, "ratelimit finish": ratelimit.FINISH,
-           "ratelimit stream": ratelimit.STREAM}
+           "ratelimit stream": ratelimit.STREAM, "rag-api admission": solver.ADMIT}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -186,3 +186,27 @@ def test_refusals_keep_their_error_codes(sandbox: Sandbox) -> None:
     with redis_down(sandbox):
         down = sandbox.post("/execute", PRINT)
     assert down.json()["error"]["code"] == "dependency_unavailable" and down.headers["retry-after"] == "1"
+
+
+def test_a_sandbox_with_no_redis_keeps_tokens_single_use_in_memory(tmp_path: Path) -> None:
+    """ATLAS_SANDBOX_REPLAY_CACHE=memory (the Kubernetes manifests' setting, where the sandbox has no egress at all):
+    it starts and serves with Redis unreachable, a token still works once, and the record is bounded."""
+    from atlas_sandbox.tokens import MemoryJtiStore, TokenCheckUnavailable
+
+    env = sandbox_env(RedisServer(port=1, password="unused-" + "x" * 24), tmp_path,
+                      ATLAS_SANDBOX_REPLAY_CACHE="memory")
+    settings = load_settings(Settings, environ=env)
+    with TestClient(create_app(settings)) as client:
+        sandbox = Sandbox(client, settings)
+        token = sandbox.token()
+        body = {"code": "print(6 * 7)", "language": "python"}
+        first = client.post("/execute", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert first.status_code == 200 and first.json()["stdout"].strip() == "42"
+        again = client.post("/execute", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert again.status_code == 401 and "already used" in again.json()["error"]["message"]
+        assert client.get("/readyz").status_code == 200  # no Redis among its dependencies
+    store = MemoryJtiStore(limit=2)
+    assert store.claim("a", time.time() + 60) and store.claim("b", time.time() - 1)
+    assert store.claim("c", time.time() + 60)  # the expired one made room
+    with pytest.raises(TokenCheckUnavailable):
+        store.claim("d", time.time() + 60)

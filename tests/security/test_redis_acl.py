@@ -30,6 +30,7 @@ from atlas_portal.sessions import Sessions
 from atlas_portal.throttle import Throttle
 from atlas_proxy.metering import Meter, Settlement
 from atlas_rag.revocations import cancel_revoked
+from atlas_rag.solver import SLOTS_KEY, Admission
 from atlas_sandbox.tokens import Verifier
 from tests.conftest import free_port
 
@@ -154,6 +155,11 @@ def test_rag_api_queues_follows_and_cancels_but_cannot_meter_or_limit(acl_redis:
         assert await queue.redis_policy() == {"maxmemory_policy": "noeviction", "appendonly": "no"}
         assert await cancel_revoked(queue, {"user_id": 9, "key_id": 3, "revoked": True}) == 1
         await r.xadd("atlas:solves", {"id": "s"})
+        admission = Admission(r, 1)  # the slots its replicas share: taken, counted, given back
+        assert await admission.take("s1", 60) and not await admission.take("s2", 60)
+        assert await admission.running() == 1
+        await admission.give("s1")
+        assert await admission.running() == 0
         async with r.pubsub() as pubsub:
             await pubsub.subscribe(KEY_EVENTS_CHANNEL)
         await refused(r.xadd("atlas:usage", {"x": "1"}))
@@ -195,6 +201,7 @@ def test_the_worker_runs_tasks_meters_attempts_and_charges_tokens(acl_redis: int
         await refused(r.get("atlas:portal:session:x"))
         await refused(r.incr("atlas:login:ip:10.0.0.1"))
         await refused(r.publish(KEY_EVENTS_CHANNEL, "{}"))
+        await refused(r.zadd(SLOTS_KEY, {"forged": 1.0}))  # rag-api's admission slots are rag-api's alone
 
     as_service(acl_redis, "task-worker", work)
     with redis.Redis(port=acl_redis, password=ADMIN) as admin:
@@ -252,7 +259,7 @@ def test_the_lens_trainer_reads_and_forgets_feedback_and_sets_who_learns_but_not
 
 def test_every_service_has_rules_and_no_rule_grants_everything(tmp_path: Path) -> None:
     assert set(RULES) == {"sandbox", "llm-proxy", "api-portal", "rag-api", "task-worker", "lens-trainer",
-                          "router-admin", "dashboard"}
+                          "router-admin", "dashboard", "keda"}
     for line in acl_lines(PASSWORDS):
         assert "~*" not in line.split() and "+@all" not in line and "allkeys" not in line
         assert PASSWORDS[line.split()[1]] not in line  # only the password's hash is written
@@ -300,3 +307,27 @@ def test_the_router_admin_reads_resets_shares_and_forgets_but_nothing_else(acl_r
         await refused(r.keys("*"))
 
     as_service(acl_redis, "router-admin", work)
+
+
+def test_keda_reads_the_task_streams_backlog_and_nothing_else(acl_redis: int) -> None:
+    """KEDA's redis-streams scaler (Kubernetes): the pending entries and the lag of the priority streams' group, as
+    its own read-only user; it can neither write, consume nor read a task."""
+    with redis.Redis(port=acl_redis, password=ADMIN) as admin:
+        admin.delete("atlas:tasks:p1")
+        admin.xgroup_create("atlas:tasks:p1", "task-workers", id="0", mkstream=True)
+        for n in range(3):
+            admin.xadd("atlas:tasks:p1", {"task": f"t{n}"})
+        admin.xreadgroup("task-workers", "w1", {"atlas:tasks:p1": ">"}, count=1)
+
+    async def work(r: Redis) -> None:
+        pending = await r.xpending("atlas:tasks:p1", "task-workers")
+        assert pending["pending"] == 1
+        groups = await r.xinfo_groups("atlas:tasks:p1")
+        assert groups[0]["lag"] == 2  # what waits undelivered: KEDA's lagCount
+        assert await r.xlen("atlas:tasks:p1") == 3
+        await refused(r.xadd("atlas:tasks:p1", {"task": "x"}))
+        await refused(r.xreadgroup("task-workers", "keda", {"atlas:tasks:p1": ">"}))
+        await refused(r.hgetall("atlas:task:t0"))
+        await refused(r.keys("*"))
+
+    as_service(acl_redis, "keda", work)

@@ -50,7 +50,7 @@ async def chat(request: Request, validated: ChatRequest, settings: SettingsDep, 
                            entry_point=ext.entry_point, budget=ext.budget, seed=ext.seed)
     except ValidationError as exc:
         raise ApiError(400, f"invalid request: {exc.errors()[0]['msg']}", param="messages") from None
-    state = admit(solver, req, "atlas.", cap)
+    state = await admit(solver, req, "atlas.", cap)
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
 
     def frame(item: dict[str, Any] | SolveResult) -> list[bytes]:

