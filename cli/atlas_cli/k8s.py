@@ -126,7 +126,9 @@ def service_secrets(values: Mapping[str, str], conf: Mapping[str, str], namespac
     out += [
         _secret("atlas-api-portal-db", {"ATLAS_DATABASE_URL": database}, namespace),
         _secret("atlas-postgres", {"password": merged["POSTGRES_PASSWORD"]}, namespace),
-        _secret("atlas-llama-server", {"api-keys": merged["ATLAS_LLAMA_API_KEY"] + "\n"}, namespace),
+        # api-keys: the file llama-server reads (one key a line); token: the same key alone, for Prometheus.
+        _secret("atlas-llama-server", {"api-keys": merged["ATLAS_LLAMA_API_KEY"] + "\n",
+                                       "token": merged["ATLAS_LLAMA_API_KEY"]}, namespace),
         _secret("atlas-redis", {"users.acl": redis_acl(merged)}, namespace),
         _secret("atlas-keda", {"username": "keda", "password": merged[redis_password_key("keda")]}, namespace),
         _secret("atlas-metrics", {"token": merged["ATLAS_METRICS_TOKEN"]}, namespace),

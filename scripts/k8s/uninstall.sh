@@ -26,11 +26,10 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$ATLAS" k8s render "$overlay" --out "$work"
-# The Namespace stays (it holds the volumes and atlas-generated); everything else the overlay made goes.
+# Everything the overlay made goes but what is labelled atlas.dev/keep: the Namespace and the volumes the base
+# declares (the StatefulSets' volumes are not in the overlay, so they stay too).
 kubectl kustomize "$work" > "$work/all.yaml"
-kubectl delete -f "$work/all.yaml" --ignore-not-found --wait=true --selector='!atlas.dev/keep' 2>&1 \
-    | grep -v '^namespace' || true
-kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl delete -f "$work/all.yaml" --ignore-not-found --wait=true --selector='!atlas.dev/keep'
 kubectl -n "$ns" delete secret -l app.kubernetes.io/part-of=atlas --field-selector metadata.name!=atlas-generated \
     --ignore-not-found
 echo "ATLAS removed from $ns; its volumes and the Secret atlas-generated remain (--purge deletes them)"

@@ -139,3 +139,17 @@ def test_install_pipes_secrets_to_the_cluster_and_prints_the_first_credentials(t
     assert "password s3cret-pass" in done.stdout and "sk-llm-firstkey" in done.stdout
     # Nothing secret is left on the disk: the work directory is gone, the key of the certificate with it.
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("tmp")] == []
+
+
+def test_scripts_parse_and_uninstall_keeps_the_data() -> None:
+    for script in sorted((REPO / "scripts" / "k8s").glob("*.sh")):
+        done = subprocess.run([shutil.which("bash") or "/bin/bash", "-n", str(script)], capture_output=True,
+                              text=True, check=False)
+        assert done.returncode == 0, f"{script.name}: {done.stderr}"
+    # uninstall.sh deletes what the overlay rendered except what carries atlas.dev/keep: the namespace, the volumes
+    # declared there and the cluster-wide RuntimeClass must carry it, and nothing else may (or uninstall would leave
+    # workloads behind).
+    docs = kustomize(REPO / "manifests" / "overlays" / "k3s-gpu")
+    kept = {f"{d['kind']}/{d['metadata']['name']}" for d in docs if "atlas.dev/keep" in d["metadata"].get("labels", {})}
+    assert kept == {"Namespace/atlas", "PersistentVolumeClaim/api-portal-state", "PersistentVolumeClaim/atlas-lens",
+                    "RuntimeClass/nvidia"}
