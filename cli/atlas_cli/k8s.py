@@ -151,6 +151,16 @@ def read_existing(source: str | None) -> dict[str, str]:
         raise SettingsError(f"--existing is not a Secret as `kubectl get secret -o json` prints it ({exc})") from None
 
 
+def _external(values: Mapping[str, str], overlay: str) -> None:
+    """An overlay with the external-data component has no Redis or PostgreSQL of its own: atlas.conf must name them
+    (the portal's URL holds a password, so it goes into its Secret; Redis's users are the services' own)."""
+    for key in ("ATLAS_REDIS_URL", "ATLAS_DATABASE_URL"):
+        host = httpx.URL(values.get(key) or "x://").host
+        if not host or host in {"127.0.0.1", "localhost", "::1"}:
+            raise SettingsError(f"overlay {overlay} uses an external Redis and PostgreSQL: set {key} in atlas.conf "
+                                "to an address the cluster reaches (docs/kubernetes.md)")
+
+
 def render(overlay: str, out: Path, values: Mapping[str, str]) -> list[str]:
     """Write OUT/kustomization.yaml (+ atlas.env) over the overlay; returns the atlas.conf keys left out."""
     source = MANIFESTS / "overlays" / overlay
@@ -159,6 +169,9 @@ def render(overlay: str, out: Path, values: Mapping[str, str]) -> list[str]:
         raise SettingsError(f"no overlay {overlay!r} in {MANIFESTS / 'overlays'}; choose one of: {known}")
     cluster = cluster_settings(values)
     managed, hidden = cluster_managed(), secret_key_names()
+    if "components/external-data" in (source / "kustomization.yaml").read_text():
+        _external(values, overlay)
+        managed.discard("ATLAS_REDIS_URL")
     cluster_keys = {key for key, _, _ in iter_keys(ClusterSettings)}
     config = {k: v for k, v in values.items()
               if k not in managed and k not in hidden and k not in cluster_keys and "\n" not in v}

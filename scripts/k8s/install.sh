@@ -49,6 +49,12 @@ if ! kubectl -n "$ns" get secret "$tls" >/dev/null 2>&1; then
     echo "   made a self-signed certificate for $host in Secret $tls (replace it with a real one)"
 fi
 
+if grep -q components/external-data "manifests/overlays/$overlay/kustomization.yaml"; then
+    echo "   external Redis: give it the services' users before the workloads can start (they retry until then):"
+    echo "   kubectl -n $ns get secret atlas-generated -o json | $ATLAS k8s redis-acl --existing - > users.acl"
+    echo "   (then load users.acl into that Redis: ACL LOAD with aclfile, or one ACL SETUSER per line; delete the file)"
+fi
+
 echo "== apply manifests/overlays/$overlay"
 kubectl apply -k "$work"
 

@@ -88,6 +88,19 @@ def test_render_carries_atlas_conf_into_the_overlay(tmp_path: Path) -> None:
         "registry.example.org/team/atlas-llm-proxy:1.2.3"
 
 
+def test_the_cluster_overlay_takes_its_redis_and_database_from_atlas_conf(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="ATLAS_REDIS_URL"):
+        render("cluster", tmp_path / "a", {})
+    with pytest.raises(SettingsError, match="ATLAS_DATABASE_URL"):
+        render("cluster", tmp_path / "b", {"ATLAS_REDIS_URL": "redis://redis.example.org:6379/0"})
+    values = {"ATLAS_REDIS_URL": "rediss://redis.example.org:6380/0",
+              "ATLAS_DATABASE_URL": "postgresql://atlas:pw-not-in-a-configmap@db.example.org/atlas"}
+    assert render("cluster", tmp_path / "c", values) == []
+    config = next(d for d in kustomize(tmp_path / "c") if d["metadata"]["name"] == "atlas-config")["data"]
+    assert config["ATLAS_REDIS_URL"] == "rediss://redis.example.org:6380/0"
+    assert "pw-not-in-a-configmap" not in json.dumps(config)
+
+
 def test_render_refuses_a_bad_key_or_overlay(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="no overlay"):
         render("nope", tmp_path, {})
