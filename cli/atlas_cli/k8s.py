@@ -161,6 +161,19 @@ def _external(values: Mapping[str, str], overlay: str) -> None:
                                 "to an address the cluster reaches (docs/kubernetes.md)")
 
 
+def _keda_address(redis_url: str) -> dict[str, Any]:
+    """KEDA's triggers pointed at the external Redis (TLS when its URL is rediss://)."""
+    url = httpx.URL(redis_url)
+    triggers = (MANIFESTS / "components" / "autoscaling" / "keda.yaml").read_text().count("type: redis-streams")
+    ops: list[dict[str, str]] = []
+    for i in range(triggers):
+        ops.append({"op": "replace", "path": f"/spec/triggers/{i}/metadata/address",
+                    "value": f"{url.host}:{url.port or 6379}"})
+        if url.scheme == "rediss":
+            ops.append({"op": "add", "path": f"/spec/triggers/{i}/metadata/enableTLS", "value": "true"})
+    return {"target": {"kind": "ScaledObject", "name": "task-worker"}, "patch": json.dumps(ops)}
+
+
 def render(overlay: str, out: Path, values: Mapping[str, str]) -> list[str]:
     """Write OUT/kustomization.yaml (+ atlas.env) over the overlay; returns the atlas.conf keys left out."""
     source = MANIFESTS / "overlays" / overlay
@@ -192,6 +205,8 @@ def render(overlay: str, out: Path, values: Mapping[str, str]) -> list[str]:
             {"op": "replace", "path": "/spec/tls/0/hosts/0", "value": cluster.k8s_host},
             {"op": "replace", "path": "/spec/tls/0/secretName", "value": cluster.k8s_tls_secret}])}],
     }
+    if "components/external-data" in (source / "kustomization.yaml").read_text():
+        doc["patches"].append(_keda_address(values["ATLAS_REDIS_URL"]))
     if cluster.k8s_namespace != "atlas":
         doc["namespace"] = cluster.k8s_namespace
     (out / "kustomization.yaml").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

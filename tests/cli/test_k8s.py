@@ -99,6 +99,9 @@ def test_the_cluster_overlay_takes_its_redis_and_database_from_atlas_conf(tmp_pa
     config = next(d for d in kustomize(tmp_path / "c") if d["metadata"]["name"] == "atlas-config")["data"]
     assert config["ATLAS_REDIS_URL"] == "rediss://redis.example.org:6380/0"
     assert "pw-not-in-a-configmap" not in json.dumps(config)
+    scaled = next(d for d in kustomize(tmp_path / "c") if d["kind"] == "ScaledObject")
+    assert {(t["metadata"]["address"], t["metadata"]["enableTLS"]) for t in scaled["spec"]["triggers"]} == \
+        {("redis.example.org:6380", "true")}
 
 
 def test_render_refuses_a_bad_key_or_overlay(tmp_path: Path) -> None:

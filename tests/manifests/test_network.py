@@ -29,6 +29,7 @@ OUTSIDERS = [
     Peer("traefik", "kube-system", {"app.kubernetes.io/name": "traefik"}, ours=False),
     Peer("ingress-nginx", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}, ours=False),
     Peer("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, ours=False),
+    Peer("keda-operator", "keda", {"app": "keda-operator"}, ours=False),
     Peer("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, (53,), ours=False),
     Peer(INTERNET, "", {}, (443, 5432, 6379), ours=False),
 ]
@@ -123,7 +124,7 @@ MONITORED = {"llm-proxy": 8000, "api-portal": 3000, "rag-api": 8001, "task-worke
 EXPECTED = {
     "cpu": BASE_EDGES,
     "k3s-gpu": BASE_EDGES | {("api-portal", "postgres", 5432), ("postgres", "kube-dns", 53)}
-    | {("prometheus", n, p) for n, p in MONITORED.items()},
+    | {("keda-operator", "redis", 6379)} | {("prometheus", n, p) for n, p in MONITORED.items()},
     "cluster": (BASE_EDGES - {("traefik", "llm-proxy", 8000)} - {e for e in BASE_EDGES if "redis" in e[:2]})
     | {("ingress-nginx", "llm-proxy", 8000), ("api-portal", INTERNET, 5432)}
     | {(src, INTERNET, 6379) for src in ATLAS} | {("prometheus", n, p) for n, p in MONITORED.items()},

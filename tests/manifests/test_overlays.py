@@ -40,10 +40,16 @@ def test_custom_resources_have_their_required_fields(name: str) -> None:
         target = scaled["spec"]["scaleTargetRef"]["name"]
         assert target in {d["metadata"]["name"] for d in of_kind(docs, "Deployment")}
         auths = {d["metadata"]["name"] for d in of_kind(docs, "TriggerAuthentication")}
+        measured = set()
         for trigger in scaled["spec"]["triggers"]:
             assert trigger["type"] == "redis-streams"
-            assert {"address", "stream", "consumerGroup", "pendingEntriesCount"} <= set(trigger["metadata"])
+            assert {"address", "stream", "consumerGroup"} <= set(trigger["metadata"])
+            measures = {"pendingEntriesCount", "streamLength", "lagCount"} & set(trigger["metadata"])
+            assert len(measures) == 1, "one measure per trigger: the scaler uses one"
+            measured |= {(trigger["metadata"]["stream"], *measures)}
             assert trigger["authenticationRef"]["name"] in auths
+        assert measured == {(f"atlas:tasks:{p}", m) for p in ("p0", "p1", "p2")
+                            for m in ("pendingEntriesCount", "lagCount")}
     for monitor in of_kind(docs, "ServiceMonitor"):
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
         labels = monitor["spec"]["selector"]["matchLabels"]
@@ -183,3 +189,16 @@ def test_the_gpu_server_runs_the_main_model_with_its_draft_on_the_gpu() -> None:
                 if flag in _flags(args):
                     file = (_flags(args)[flag] or "").removeprefix("/models/")
                     assert any(line.startswith(file + " ") for text in lists for line in text.splitlines()), file
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_pod_security_admission_admits_the_sandbox(name: str) -> None:
+    """Pod Security's baseline and restricted levels refuse Unconfined seccomp and AppArmor profiles, which the
+    sandbox needs: a namespace enforcing either would never start it."""
+    docs = overlay(name)
+    labels = of_kind(docs, "Namespace")[0]["metadata"]["labels"]
+    sandbox = next(w for w in of_kind(docs, "Deployment") if w["metadata"]["name"] == "sandbox")
+    unconfined = pod_spec(sandbox)["securityContext"]["seccompProfile"]["type"] == "Unconfined"
+    assert unconfined
+    assert labels.get("pod-security.kubernetes.io/enforce", "privileged") == "privileged"
+    assert labels["pod-security.kubernetes.io/audit"] == "restricted"
