@@ -66,13 +66,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def _start(stack: ExitStack, argv: list[str], log: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-    stack.callback(_stop, proc)
-    return proc
-
-
 @contextmanager
 def local_sandbox(timeout_s: float = START_TIMEOUT_S) -> Iterator[tuple[str, str]]:
     """Start the sandbox, yield ``(sandbox URL, signing key)`` once it is ready, stop it."""
@@ -93,7 +86,10 @@ def local_sandbox(timeout_s: float = START_TIMEOUT_S) -> Iterator[tuple[str, str
             "ATLAS_LOG_LEVEL": os.environ.get("ATLAS_LOG_LEVEL", "WARNING"),
         }
         # cwd is the private directory, so an atlas.conf where the benchmark runs is not read for the sandbox.
-        sandbox = _start(stack, [sys.executable, "-m", "atlas_sandbox"], work / "sandbox.log", env, work)
+        with (work / "sandbox.log").open("wb") as out:
+            sandbox = subprocess.Popen([sys.executable, "-m", "atlas_sandbox"], stdout=out, stderr=subprocess.STDOUT,
+                                       env=env, cwd=work)
+        stack.callback(_stop, sandbox)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout_s
         while True:

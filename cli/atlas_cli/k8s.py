@@ -20,7 +20,6 @@ import base64
 import hashlib
 import json
 import os
-import secrets
 import sys
 import time
 from collections.abc import Mapping
@@ -30,19 +29,18 @@ from typing import Any
 import httpx
 
 from atlas_cli.config import (
-    CLIENT_ENV,
     SERVICE_SETTINGS,
     ClusterSettings,
     RunnerSettings,
-    check_known,
+    gather,
     redis_password_key,
     secret_keys,
 )
+from atlas_cli.secrets import fill
 from atlas_core.capability import public_key_text
 from atlas_core.redis_acl import RULES, acl_lines
 from atlas_core.settings import (
     SettingsError,
-    conf_path,
     is_secret,
     iter_keys,
     load_settings,
@@ -73,25 +71,14 @@ def secret_key_names() -> set[str]:
     return keys | SECRET_STRINGS
 
 
-def load_values(conf: Path | None) -> dict[str, str]:
-    """atlas.conf under the environment, unknown keys refused (the same rule as `atlas up`)."""
-    path = conf or conf_path()
-    values = read_conf(path) if path is not None else {}
-    check_known(values, str(path))
-    env = {k: v for k, v in os.environ.items() if k.startswith("ATLAS_") and v and k not in CLIENT_ENV}
-    check_known(env, "the environment")
-    return values | env
-
-
 def cluster_settings(values: Mapping[str, str]) -> ClusterSettings:
     return load_settings(ClusterSettings, environ=values, conf_file=None, read_conf_file=False)
 
 
 def generated(existing: Mapping[str, str]) -> dict[str, str]:
-    """Every generated value: those already in the cluster kept, the missing ones made (as `atlas up` makes
-    them: 32 random bytes, url-safe)."""
-    names = [*secret_keys(), "POSTGRES_PASSWORD"]
-    return {name: existing.get(name) or secrets.token_urlsafe(32) for name in dict.fromkeys(names)}
+    """Every generated value: those already in the cluster kept, the missing ones made as `atlas up` makes them."""
+    keys = [*secret_keys(), "POSTGRES_PASSWORD"]
+    return {key: value for key, value in fill(existing, keys).items() if key in keys}
 
 
 def _secret(name: str, data: Mapping[str, str], namespace: str) -> dict[str, Any]:
@@ -182,7 +169,8 @@ def render(overlay: str, out: Path, values: Mapping[str, str]) -> list[str]:
         raise SettingsError(f"no overlay {overlay!r} in {MANIFESTS / 'overlays'}; choose one of: {known}")
     cluster = cluster_settings(values)
     managed, hidden = cluster_managed(), secret_key_names()
-    if "components/external-data" in (source / "kustomization.yaml").read_text():
+    external = "components/external-data" in (source / "kustomization.yaml").read_text()
+    if external:
         _external(values, overlay)
         managed.discard("ATLAS_REDIS_URL")
     cluster_keys = {key for key, _, _ in iter_keys(ClusterSettings)}
@@ -205,7 +193,7 @@ def render(overlay: str, out: Path, values: Mapping[str, str]) -> list[str]:
             {"op": "replace", "path": "/spec/tls/0/hosts/0", "value": cluster.k8s_host},
             {"op": "replace", "path": "/spec/tls/0/secretName", "value": cluster.k8s_tls_secret}])}],
     }
-    if "components/external-data" in (source / "kustomization.yaml").read_text():
+    if external:
         doc["patches"].append(_keda_address(values["ATLAS_REDIS_URL"]))
     if cluster.k8s_namespace != "atlas":
         doc["namespace"] = cluster.k8s_namespace
@@ -261,7 +249,7 @@ def run(args: argparse.Namespace, _state_dir: Path) -> int:
         for line in smoke(args.url, key):
             print(line)
         return 0
-    values = load_values(args.conf)
+    values = gather({}, args.conf)  # atlas.conf under the environment, unknown keys refused, as `atlas up`
     if args.k8s_command == "get":
         settings = cluster_settings(values)
         field = {key: name for key, name, _ in iter_keys(ClusterSettings)}.get(args.key)

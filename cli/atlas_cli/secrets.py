@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from atlas_cli.plan import write_private
@@ -19,6 +19,12 @@ def ensure_state_dir(state_dir: Path) -> None:
         state_dir.mkdir(mode=0o700, parents=True)
 
 
+def fill(existing: Mapping[str, str], keys: Iterable[str]) -> dict[str, str]:
+    """``existing`` with a new secret (32 random bytes, url-safe) for every key it lacks: the one rule for
+    ``atlas up``'s secrets.env and the Kubernetes Secrets (``atlas k8s secrets``)."""
+    return {**existing, **{key: secrets.token_urlsafe(32) for key in keys if not existing.get(key)}}
+
+
 def ensure_secrets(state_dir: Path, keys: Iterable[str]) -> dict[str, str]:
     """Return a value for every key, generating and appending the missing ones.
 
@@ -26,8 +32,7 @@ def ensure_secrets(state_dir: Path, keys: Iterable[str]) -> dict[str, str]:
     """
     path = state_dir / SECRETS_FILE
     existing = read_conf(path) if path.exists() else {}
-    missing = [k for k in keys if k not in existing]
-    if missing or not path.exists():
-        existing |= {key: secrets.token_urlsafe(32) for key in missing}
-        write_private(path, "".join(f"{key}={value}\n" for key, value in existing.items()))
-    return existing
+    filled = fill(existing, keys)
+    if filled != existing or not path.exists():
+        write_private(path, "".join(f"{key}={value}\n" for key, value in filled.items()))
+    return filled

@@ -45,15 +45,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             http = await open_clients(app, settings, stack)
+            registry = app.state.metrics.registry
             app.state.readiness["embedding-server"] = llama_check(http, settings.embed_url)
             app.state.readiness["sandbox"] = http_check(http, f"{settings.sandbox_url}/livez")
-            lens = build_lens(http, app.state.redis, settings, app.state.metrics.registry)
-            router = build_router(app.state.redis, lens.sidecar, settings, engine_config(settings),
-                                  app.state.metrics.registry)
+            lens = build_lens(http, app.state.redis, settings, registry)
+            router = build_router(app.state.redis, lens.sidecar, settings, engine_config(settings), registry)
             engine = build_engine(http, settings, "rag-api", scorer=lens.lens, estimator=lens.lens, router=router,
-                                  registry=app.state.metrics.registry)
+                                  registry=registry)
             app.state.readiness["llama-server"] = engine.llm.upstreams.ready_check()  # any replica up
-            registry = app.state.metrics.registry
             app.state.solver = Solver(engine, Telemetry(app.state.redis, registry),
                                       Admission(app.state.redis, settings.rag_max_concurrent, registry), lens.feedback)
             queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s, max_queued=settings.task_max_queued,

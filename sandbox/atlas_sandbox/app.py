@@ -14,7 +14,7 @@ from atlas_sandbox.executor import Executor
 from atlas_sandbox.metrics import SandboxMetrics
 from atlas_sandbox.routes import router
 from atlas_sandbox.settings import Settings
-from atlas_sandbox.tokens import MemoryJtiStore, Verifier
+from atlas_sandbox.tokens import JtiStore, MemoryJtiStore, RedisJtiStore, Verifier
 
 log = logging.getLogger("atlas.sandbox")
 
@@ -34,7 +34,8 @@ def create_app(settings: Settings) -> FastAPI:
             log.info("sandbox ready", extra={"workers": executor.workers, **executor.features,
                                              "languages": sorted(executor.toolchains)})
             app.state.executor = executor
-            used = app.state.redis if settings.sandbox_replay_cache == "redis" else MemoryJtiStore()
+            used: JtiStore = (RedisJtiStore(app.state.redis) if settings.sandbox_replay_cache == "redis"
+                              else MemoryJtiStore())
             app.state.verifier = Verifier(settings.sandbox_verify_key, used)
             yield
 

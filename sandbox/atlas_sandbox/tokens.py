@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 import jwt
 from pydantic import ValidationError
@@ -50,18 +50,37 @@ class Capability:
     limits: LimitsRequest
 
 
+class JtiStore(Protocol):
+    async def claim(self, jti: str, until: float) -> bool:
+        """True the first time ``jti`` is seen before ``until`` (epoch seconds), False after; TokenCheckUnavailable
+        when the record cannot say."""
+
+
+class RedisJtiStore:
+    """The single-use record in Redis (SET NX with an expiry), shared by every sandbox replica."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def claim(self, jti: str, until: float) -> bool:
+        try:
+            return bool(await self.redis.set(JTI_PREFIX + jti, "1", nx=True, exat=int(until)))
+        except (RedisError, OSError) as exc:
+            raise TokenCheckUnavailable(f"cannot check the token's single use: Redis: {exc}") from None
+
+
 class MemoryJtiStore:
     """The single-use record of one sandbox process, for a sandbox with no network egress at all (Kubernetes,
     ATLAS_SANDBOX_REPLAY_CACHE=memory). Each replica keeps its own: a token could be replayed on another replica
     within its lifetime (MAX_TTL_S), but only by a caller the network lets reach the sandbox, which is rag-api and
-    the task-workers, the services that mint tokens anyway. Bounded: expired entries go at each claim, and past
+    the task-workers, the services that mint tokens anyway. Bounded: expired entries go once it is full, and past
     ``limit`` live entries new tokens are refused (503) rather than the memory grown."""
 
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
         self._until: dict[str, float] = {}
 
-    def claim(self, jti: str, until: float) -> bool:
+    async def claim(self, jti: str, until: float) -> bool:
         now = time.time()
         if len(self._until) >= self.limit:
             self._until = {k: v for k, v in self._until.items() if v > now}
@@ -74,9 +93,9 @@ class MemoryJtiStore:
 
 
 class Verifier:
-    def __init__(self, public_key: str, redis: Redis | MemoryJtiStore) -> None:
+    def __init__(self, public_key: str, used: JtiStore) -> None:
         self.key = verify_key(public_key)
-        self.redis = redis
+        self.used = used
 
     async def check(self, token: str | None) -> Capability:
         if not token:
@@ -100,15 +119,6 @@ class Verifier:
         langs = claims.get("langs")
         if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs):
             raise TokenRejected("capability token has no 'langs' list", "invalid") from None
-        fresh: object
-        if isinstance(self.redis, MemoryJtiStore):
-            fresh = self.redis.claim(str(claims["jti"]), exp + LEEWAY_S + 1)
-        else:
-            try:
-                fresh = await self.redis.set(JTI_PREFIX + str(claims["jti"]), "1", nx=True,
-                                             exat=exp + LEEWAY_S + 1)
-            except (RedisError, OSError) as exc:
-                raise TokenCheckUnavailable(f"cannot check the token's single use: Redis: {exc}") from None
-        if not fresh:
+        if not await self.used.claim(str(claims["jti"]), exp + LEEWAY_S + 1):
             raise TokenRejected("capability token already used; tokens are single-use", "reused")
         return Capability(str(claims["iss"]), str(claims.get("task", "")), frozenset(langs), limits)

@@ -21,6 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,65 +64,87 @@ def _free_port() -> int:
         return port
 
 
-def check(server: Path, args: list[str], model: Path, draft: Path, timeout_s: float = 300.0) -> dict[str, Any]:
-    key = secrets.token_urlsafe(24)
-    with tempfile.TemporaryDirectory() as tmp:
+@dataclass
+class Servers:
+    port: int
+    key: str
+    procs: list[subprocess.Popen[bytes]]
+    logs: list[Path]
+    argv: list[str]  # the first server's arguments, its key file's path masked
+
+
+@contextmanager
+def servers(server: Path, args: list[str], model: Path, draft: Path, hosts: tuple[str, ...]) -> Iterator[Servers]:
+    """The command line on each of ``hosts`` (one port, as a headless Service's replicas have), with a key made
+    for the check; every server stopped on exit."""
+    key, port = secrets.token_urlsafe(24), _free_port()
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         key_file = Path(tmp) / "api-keys"
         key_file.write_text(key + "\n")
-        port = _free_port()
-        argv = [str(server), *local_args(args, port=port, key_file=key_file, model=model, draft=draft)]
-        log = Path(tmp) / "server.log"
-        result: dict[str, Any] = {"argv": [a if a != str(key_file) else "<key file>" for a in argv[1:]]}
-        with log.open("wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        url, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}
-        try:
-            started = time.monotonic()
-            while True:
-                if proc.poll() is not None:
-                    result.update(ok=False, error=f"exited {proc.returncode}", log=log.read_text()[-3000:])
-                    return result
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() - started > timeout_s:
-                    result.update(ok=False, error="not ready in time", log=log.read_text()[-3000:])
-                    return result
-                time.sleep(0.5)
-            result["ready_s"] = round(time.monotonic() - started, 1)
-            result["unauthorised_status"] = httpx.get(f"{url}/slots", timeout=10).status_code
-            slots = httpx.get(f"{url}/slots", headers=auth, timeout=10).json()
-            result["slots"] = len(slots)
-            result["slot_fields"] = sorted(slots[0]) if slots else []
-            result["speculative"] = bool(slots and slots[0].get("speculative"))
-            result["metrics_status"] = httpx.get(f"{url}/metrics", headers=auth, timeout=10).status_code
-            if "--embeddings" in args:
-                snippet: dict[str, Any] = {"input": ["def add(a, b):\n    return a + b"]}
-                answer = httpx.post(f"{url}/v1/embeddings", json=snippet, headers=auth, timeout=120).json()
-                result["embedding_dims"] = len(answer["data"][0]["embedding"])
-            else:
-                chat: dict[str, Any] = {"messages": [{"role": "user", "content": "Write a Python function add(a, b)."}],
-                                        "max_tokens": 64, "temperature": 0}
-                answer = httpx.post(f"{url}/v1/chat/completions", json=chat, headers=auth, timeout=300).json()
-                timings = answer.get("timings", {})
-                result["completion_tokens"] = answer["usage"]["completion_tokens"]
-                result["tokens_per_s"] = round(float(timings.get("predicted_per_second", 0.0)), 1)
-                if "draft_n" in timings:
-                    result["draft_tokens"] = timings["draft_n"]
-                    result["draft_accepted"] = timings.get("draft_n_accepted")
-            text = log.read_text(errors="replace")
-            layers = OFFLOADED.search(text)
-            result["gpu_layers_offloaded"] = f"{layers.group(1)}/{layers.group(2)}" if layers else "none (CPU build)"
-            result["ok"] = True
-            return result
-        finally:
-            proc.terminate()
+        procs, logs = [], []
+        argv = local_args(args, port=port, key_file=key_file, model=model, draft=draft)
+        for host in hosts:
+            argv[argv.index("--host") + 1] = host
+            logs.append(Path(tmp) / f"{host}.log")
+            with logs[-1].open("wb") as out:
+                procs.append(subprocess.Popen([str(server), *argv], stdout=out, stderr=subprocess.STDOUT))
+            stack.callback(_stop, procs[-1])
+        argv[argv.index("--host") + 1] = hosts[0]
+        yield Servers(port, key, procs, logs, ["<key file>" if a == str(key_file) else a for a in argv])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def check(server: Path, args: list[str], model: Path, draft: Path, timeout_s: float = 300.0) -> dict[str, Any]:
+    with servers(server, args, model, draft, ("127.0.0.1",)) as running:
+        proc, log = running.procs[0], running.logs[0]
+        result: dict[str, Any] = {"argv": running.argv}
+        url, auth = f"http://127.0.0.1:{running.port}", {"Authorization": f"Bearer {running.key}"}
+        started = time.monotonic()
+        while True:
+            if proc.poll() is not None:
+                result.update(ok=False, error=f"exited {proc.returncode}", log=log.read_text()[-3000:])
+                return result
             try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() - started > timeout_s:
+                result.update(ok=False, error="not ready in time", log=log.read_text()[-3000:])
+                return result
+            time.sleep(0.5)
+        result["ready_s"] = round(time.monotonic() - started, 1)
+        result["unauthorised_status"] = httpx.get(f"{url}/slots", timeout=10).status_code
+        slots = httpx.get(f"{url}/slots", headers=auth, timeout=10).json()
+        result["slots"] = len(slots)
+        result["slot_fields"] = sorted(slots[0]) if slots else []
+        result["speculative"] = bool(slots and slots[0].get("speculative"))
+        result["metrics_status"] = httpx.get(f"{url}/metrics", headers=auth, timeout=10).status_code
+        if "--embeddings" in args:
+            snippet: dict[str, Any] = {"input": ["def add(a, b):\n    return a + b"]}
+            answer = httpx.post(f"{url}/v1/embeddings", json=snippet, headers=auth, timeout=120).json()
+            result["embedding_dims"] = len(answer["data"][0]["embedding"])
+        else:
+            chat: dict[str, Any] = {"messages": [{"role": "user", "content": "Write a Python function add(a, b)."}],
+                                    "max_tokens": 64, "temperature": 0}
+            answer = httpx.post(f"{url}/v1/chat/completions", json=chat, headers=auth, timeout=300).json()
+            timings = answer.get("timings", {})
+            result["completion_tokens"] = answer["usage"]["completion_tokens"]
+            result["tokens_per_s"] = round(float(timings.get("predicted_per_second", 0.0)), 1)
+            if "draft_n" in timings:
+                result["draft_tokens"] = timings["draft_n"]
+                result["draft_accepted"] = timings.get("draft_n_accepted")
+        layers = OFFLOADED.search(log.read_text(errors="replace"))
+        result["gpu_layers_offloaded"] = f"{layers.group(1)}/{layers.group(2)}" if layers else "none (CPU build)"
+        result["ok"] = True
+        return result
 
 
 def spread(server: Path, args: list[str], model: Path, draft: Path, requests: int = 8) -> dict[str, Any]:
@@ -133,48 +158,34 @@ def spread(server: Path, args: list[str], model: Path, draft: Path, requests: in
     from atlas_engine.llm import LLMClient
     from atlas_engine.upstreams import UpstreamConfig, Upstreams
 
-    key = secrets.token_urlsafe(24)
-    port = _free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        key_file = Path(tmp) / "api-keys"
-        key_file.write_text(key + "\n")
-        procs = []
-        for host in ("127.0.0.1", "127.0.0.2"):
-            argv = local_args(args, port=port, key_file=key_file, model=model, draft=draft)
-            argv[argv.index("--host") + 1] = host
-            procs.append(subprocess.Popen([str(server), *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    hosts = ("127.0.0.1", "127.0.0.2")
 
-        async def run() -> dict[str, Any]:
-            async def resolver(host: str, port: int) -> list[tuple[str, int]]:
-                return [("127.0.0.1", port), ("127.0.0.2", port)]
+    async def run(port: int, key: str) -> dict[str, Any]:
+        async def resolver(host: str, port: int) -> list[tuple[str, int]]:
+            return [(address, port) for address in hosts]
 
-            registry = CollectorRegistry()
-            async with httpx.AsyncClient(timeout=300) as http:
-                base = f"http://llama-server:{port}"
-                upstreams = Upstreams(http, base, key, UpstreamConfig(discovery="dns"), registry=registry,
-                                      resolver=resolver)
-                ready = upstreams.ready_check()
-                for _ in range(240):  # both loaded (a warning names a replica still loading)
-                    try:
-                        if await ready() is None:
-                            break
-                    except RuntimeError:  # none answers yet
-                        pass
-                    await asyncio.sleep(0.5)
-                llm = LLMClient(http, base, key, parallel=requests, upstreams=upstreams)
-                chat = [{"role": "user", "content": "Write a Python function add(a, b)."}]
-                await asyncio.gather(*[llm.chat(chat, temperature=0.6, seed=i, max_tokens=32)
-                                       for i in range(requests)])
-            served = {s.labels["endpoint"]: int(s.value) for m in registry.collect() for s in m.samples
-                      if s.name == "atlas_llama_requests_total" and s.labels["outcome"] == "ok"}
-            return {"requests": requests, "served_by_replica": served}
+        registry = CollectorRegistry()
+        async with httpx.AsyncClient(timeout=300) as http:
+            base = f"http://llama-server:{port}"
+            upstreams = Upstreams(http, base, key, UpstreamConfig(discovery="dns"), registry=registry,
+                                  resolver=resolver)
+            ready = upstreams.ready_check()
+            for _ in range(240):  # both loaded (a warning names a replica still loading)
+                try:
+                    if await ready() is None:
+                        break
+                except RuntimeError:  # none answers yet
+                    pass
+                await asyncio.sleep(0.5)
+            llm = LLMClient(http, base, key, parallel=requests, upstreams=upstreams)
+            chat = [{"role": "user", "content": "Write a Python function add(a, b)."}]
+            await asyncio.gather(*[llm.chat(chat, temperature=0.6, seed=i, max_tokens=32) for i in range(requests)])
+        served = {s.labels["endpoint"]: int(s.value) for m in registry.collect() for s in m.samples
+                  if s.name == "atlas_llama_requests_total" and s.labels["outcome"] == "ok"}
+        return {"requests": requests, "served_by_replica": served}
 
-        try:
-            return asyncio.run(run())
-        finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=20)
+    with servers(server, args, model, draft, hosts) as running:
+        return asyncio.run(run(running.port, running.key))
 
 
 def _default_model() -> Path:
@@ -199,12 +210,13 @@ def main() -> int:
     args = parser.parse_args()
     model = args.model or _default_model()
     draft = args.draft or model
-    result = check(args.server, manifest_args(args.overlay, args.workload), model, draft)
+    command = manifest_args(args.overlay, args.workload)
+    result = check(args.server, command, model, draft)
     version = subprocess.run([str(args.server), "--version"], capture_output=True, text=True, timeout=60, check=False)
     result |= {"overlay": args.overlay, "workload": args.workload, "model": model.name, "draft": draft.name,
                "server_version": " ".join((version.stdout + version.stderr).split("\n")[-3:]).strip()}
     if args.spread and result["ok"] and "--embeddings" not in result["argv"]:
-        result["spread"] = spread(args.server, manifest_args(args.overlay, args.workload), model, draft)
+        result["spread"] = spread(args.server, command, model, draft)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -64,18 +64,18 @@ class Sandbox:
 @contextmanager
 def redis_down(sandbox: Sandbox) -> Iterator[None]:
     """The sandbox's token store refusing connections, as a Redis that went away."""
-    verifier = sandbox.client.app.state.verifier  # type: ignore[attr-defined]
-    real = verifier.redis
+    store = sandbox.client.app.state.verifier.used  # type: ignore[attr-defined]
+    real = store.redis
 
     class Down:
         async def set(self, *args: Any, **kwargs: Any) -> None:
             raise ConnectionError("connection refused")
 
-    verifier.redis = Down()
+    store.redis = Down()
     try:
         yield
     finally:
-        verifier.redis = real
+        store.redis = real
 
 
 def raw_token(sandbox: Sandbox, **claims: Any) -> str:

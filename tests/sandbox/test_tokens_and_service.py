@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -206,7 +207,11 @@ def test_a_sandbox_with_no_redis_keeps_tokens_single_use_in_memory(tmp_path: Pat
         assert again.status_code == 401 and "already used" in again.json()["error"]["message"]
         assert client.get("/readyz").status_code == 200  # no Redis among its dependencies
     store = MemoryJtiStore(limit=2)
-    assert store.claim("a", time.time() + 60) and store.claim("b", time.time() - 1)
-    assert store.claim("c", time.time() + 60)  # the expired one made room
-    with pytest.raises(TokenCheckUnavailable):
-        store.claim("d", time.time() + 60)
+
+    async def claims() -> None:
+        assert await store.claim("a", time.time() + 60) and await store.claim("b", time.time() - 1)
+        assert await store.claim("c", time.time() + 60)  # the expired one made room
+        with pytest.raises(TokenCheckUnavailable):
+            await store.claim("d", time.time() + 60)
+
+    asyncio.run(claims())

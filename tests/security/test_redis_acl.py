@@ -31,7 +31,7 @@ from atlas_portal.throttle import Throttle
 from atlas_proxy.metering import Meter, Settlement
 from atlas_rag.revocations import cancel_revoked
 from atlas_rag.solver import SLOTS_KEY, Admission
-from atlas_sandbox.tokens import Verifier
+from atlas_sandbox.tokens import RedisJtiStore, Verifier
 from tests.conftest import free_port
 
 PASSWORDS = {name: secrets.token_urlsafe(24) for name in RULES}
@@ -86,7 +86,7 @@ def test_the_sandbox_can_only_record_its_single_use_tokens(acl_redis: int) -> No
 
     async def work(r: Redis) -> None:
         token = mint(signing_key(secret), issuer="t", task_id="t", languages=["python"])
-        await Verifier(public_key_text(secret), r).check(token)
+        await Verifier(public_key_text(secret), RedisJtiStore(r)).check(token)
         await refused(r.get("atlas:task:anything"))
         await refused(r.set("atlas:rl:{u1}:req", "1"))
         await refused(r.xadd("atlas:usage", {"x": "1"}))
