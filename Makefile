@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve bench-queue bench-dashboard bench-lens bench-router chaos images check-llama-server
+.PHONY: help install up down status test lint typecheck unit docs bench-proxy bench-sandbox bench-solve bench-queue bench-dashboard bench-lens bench-router bench-retrieval chaos images check-llama-server
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bench-solve: install ## raw pass@1, pass@k and selected@1 on HumanEval and MBPP 
 
 bench-queue: install ## task queue throughput and latency, 10,000 trivial tasks, 1-4 workers, vs RQ (JSON in bench-results/queue.json)
 	@$(BIN)/python scripts/bench_queue.py --tasks 10000 --workers 1,2,4 --out bench-results/queue.json
+
+bench-retrieval: install ## PageIndex on requests, click, httpx (+ starlette, jinja2 held out): recall@1/5/10 and MRR of BM25, embeddings, hybrid and tree search, index and re-index time, query latency (JSON in bench-results/retrieval.json)
+	@$(BIN)/python scripts/bench_retrieval.py --out bench-results/retrieval.json
 
 bench-dashboard: install ## the dashboard's first render with 24 h and 7 d of history, and the collector's CPU (JSON in bench-results/dashboard.json)
 	@$(BIN)/python scripts/bench_dashboard.py --out bench-results/dashboard.json

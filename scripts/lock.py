@@ -76,7 +76,7 @@ LOCKS = {
     "api-portal": Lock("api-portal/Dockerfile", ("core", "api-portal")),
     "dashboard": Lock("dashboard/Dockerfile", ("core", "dashboard")),
     "llm-proxy": Lock("llm-proxy/Dockerfile", ("core", "llm-proxy")),
-    "rag-api": Lock("rag-api/Dockerfile", ("core", "engine", "lens", "router", "rag-api")),
+    "rag-api": Lock("rag-api/Dockerfile", ("core", "engine", "lens", "router", "pageindex", "rag-api")),
     "sandbox": Lock("sandbox/Dockerfile", ("core", "sandbox")),
     "task-worker": Lock("task-worker/Dockerfile", ("core", "engine", "lens", "router", "task-worker")),
     "embedding-server": Lock("llama-server/Dockerfile.embed", ("core", "llama-server[embed]")),
@@ -84,6 +84,7 @@ LOCKS = {
     "engine": Lock(None, ("core", "engine")),
     "lens": Lock(None, ("core", "engine", "lens")),
     "router": Lock(None, ("core", "engine", "router")),
+    "pageindex": Lock(None, ("core", "pageindex")),
 }
 # In a closure, but installed by another step of the Dockerfile and so not written to the lock (its own
 # requirements are).

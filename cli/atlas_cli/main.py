@@ -7,6 +7,7 @@
     atlas keys create|list|revoke               manage sk-llm- API keys as the admin
     atlas solve FILE [--tests FILE]             verified code for a problem, through POST /v1/solve
     atlas task submit|follow|show|cancel|list   durable tasks, through /v1/tasks
+    atlas project sync|search|create|list|show|delete   code retrieval projects, through /v1/projects
     atlas sandbox-key                           print the sandbox's verify key for a signing key
     atlas k8s get|secrets|render|smoke          what scripts/k8s/*.sh need (docs/kubernetes.md)
     atlas bench ...                             the benchmark suite (atlas-bench), beside this install
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from atlas_cli import admin, k8s, keys, lens, router, runner, solve, task
+from atlas_cli import admin, k8s, keys, lens, project, router, runner, solve, task
 from atlas_cli.plan import log_dir
 from atlas_core.capability import public_key_text
 from atlas_core.settings import SettingsError, conf_path, default_state_dir, read_conf
@@ -158,6 +159,7 @@ def parser() -> argparse.ArgumentParser:
     admin.add_parser(sub, common).set_defaults(func=lambda args: admin.run(args, _state_dir(args)))
     solve.add_parser(sub, common).set_defaults(func=lambda args: solve.run(args, _state_dir(args)))
     task.add_parser(sub, common).set_defaults(func=lambda args: task.run(args, _state_dir(args)))
+    project.add_parser(sub, common).set_defaults(func=lambda args: project.run(args, _state_dir(args)))
     lens.add_parser(sub, common).set_defaults(func=lambda args: lens.run(args, _state_dir(args)))
     router.add_parser(sub, common).set_defaults(func=lambda args: router.run(args, _state_dir(args)))
     k8s.add_parser(sub, common).set_defaults(func=lambda args: k8s.run(args, _state_dir(args)))

@@ -232,7 +232,14 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentPa
     solve.add_argument("--no-self-tests", action="store_true", help="do not let the model write tests to rank by")
     solve.add_argument("--seed", type=_count(0), help="base seed (candidate i uses seed + i)")
     solve.add_argument("--json", action="store_true", help="print the whole result as JSON instead of the code")
-    solve.add_argument("--api-key", help="sk-llm- key (default: ATLAS_API_KEY, else the first key `atlas up` kept; "
-                       "prefer the environment: other users see arguments in `ps`)")
-    solve.add_argument("--url", help="llm-proxy base URL (default: http://127.0.0.1:ATLAS_PROXY_PORT)")
+    client_arguments(solve)
     return solve
+
+
+def client_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The key and the proxy's URL, as every command that calls the platform takes them (``api_key``,
+    ``base_url`` read them)."""
+    parser.add_argument("--api-key", help="sk-llm- key (default: ATLAS_API_KEY, else the first key `atlas up` "
+                        "kept; prefer the environment: other users see arguments in `ps`)")
+    parser.add_argument("--url", help="llm-proxy base URL (default: http://127.0.0.1:ATLAS_PROXY_PORT)")
+    return parser

@@ -30,6 +30,7 @@ from atlas_cli.solve import (
     _seconds,
     api_key,
     base_url,
+    client_arguments,
     load_tests,
 )
 from atlas_core.settings import SettingsError
@@ -147,10 +148,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentPa
         description="Durable tasks (POST /v1/tasks): the verify-repair loop runs on the task-workers, survives "
         "restarts, and can be followed or cancelled from anywhere. Exit status: 0 done (verified, for --follow "
         "and follow), 1 finished unverified, 2 usage error, 3 platform unreachable or error.")
-    shared = argparse.ArgumentParser(add_help=False)
-    shared.add_argument("--api-key", help="sk-llm- key (default: ATLAS_API_KEY, else the first key `atlas up` "
-                        "kept; prefer the environment: other users see arguments in `ps`)")
-    shared.add_argument("--url", help="llm-proxy base URL (default: http://127.0.0.1:ATLAS_PROXY_PORT)")
+    shared = client_arguments(argparse.ArgumentParser(add_help=False))
     shared.add_argument("--json", action="store_true", help="print the whole task as JSON instead of the code")
     actions = task.add_subparsers(dest="action", required=True, metavar="ACTION")
     submit = actions.add_parser("submit", parents=[shared], help="queue a problem (prints the task id)")

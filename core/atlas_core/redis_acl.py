@@ -35,6 +35,11 @@ _ROUTER = ["hgetall", "hget", "hmget", "hset", "hkeys", "hlen", "hdel", "hincrby
 # rag-api's admission slots, shared by its replicas (atlas_rag.solver.Admission, lua/rag_admission.lua).
 _ADMISSION = ["time", "zremrangebyscore", "zcard", "zadd", "zrange", "pexpireat", "zrem"]
 
+# Projects (atlas_pageindex.store): their files, outlines, embeddings and summaries; rag-api alone reads and writes.
+_PROJECTS = ["hset", "hget", "hmget", "hgetall", "hkeys", "hdel", "hincrby", "sadd", "srem", "smembers", "scard",
+             "spop", "get", "set", "del", "unlink", "incrby", "decrby", "exists", "hexists", "watch", "unwatch",
+             "multi", "exec"]
+
 # service -> (key patterns, channels, commands)
 RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
     # Single-use capability tokens: SET NX with an expiry, nothing else, on its own keys only.
@@ -53,9 +58,9 @@ RULES: dict[str, tuple[list[str], list[str], list[str]]] = {
     ),
     "rag-api": (
         ["atlas:tasks:*", "atlas:task:*", "atlas:solves", "atlas:revoked", "atlas:lens:*", "atlas:router:*",
-         "atlas:pat:*", "atlas:rag:slots"],
+         "atlas:pat:*", "atlas:rag:slots", "atlas:proj:*"],
         ["atlas:keys:events"],
-        [*_SCRIPTS, *_QUEUE, *_FEEDBACK, *_ROUTER, *_ADMISSION, "subscribe", "unsubscribe"],
+        [*_SCRIPTS, *_QUEUE, *_FEEDBACK, *_ROUTER, *_ADMISSION, *_PROJECTS, "subscribe", "unsubscribe"],
     ),
     "task-worker": (
         ["atlas:tasks:*", "atlas:task:*", "atlas:revoked", "atlas:usage", "atlas:rl:*", "atlas:solves",

@@ -121,6 +121,22 @@ PANELS: tuple[Panel, ...] = (
           Query("atlas_llama_requests", by=("endpoint", "outcome")), unit="requests"),
     Panel("llama-free-slots", "Free slots of each llama-server A replica", "gauge", "Replicas",
           Query("atlas_llama_free_slots", by=("endpoint",)), unit="slots"),
+    # Projects: PageIndex, rag-api's retrieval over the code users sync (docs/retrieval.md). A search's mode is the
+    # one that ran (`auto` resolves to another), `found` whether it returned anything
+    Panel("project-searches", "Project searches by mode and whether they found code", "rate", "Projects",
+          Query("atlas_pageindex_searches", by=("mode", "found")), unit="searches/s"),
+    Panel("project-search-time", "Project search time by mode", "quantiles", "Projects",
+          Query("atlas_pageindex_search_seconds", by=("mode",)), unit="s"),
+    Panel("project-files", "Project files synced by outcome", "count", "Projects",
+          Query("atlas_pageindex_files", by=("outcome",)), unit="files"),
+    Panel("project-embedded", "Pieces of project code embedded", "count", "Projects",
+          Query("atlas_pageindex_embedded"), unit="pieces"),
+    Panel("project-summaries", "Summaries the model wrote for project code", "count", "Projects",
+          Query("atlas_pageindex_summaries"), unit="summaries"),
+    Panel("project-tree-calls", "Model calls made by tree searches", "count", "Projects",
+          Query("atlas_pageindex_tree_calls"), unit="calls"),
+    Panel("project-errors", "Background runs that failed, by stage", "count", "Projects",
+          Query("atlas_pageindex_background_errors", by=("stage",)), unit="runs"),
     Panel("usage", "Usage by user and key", "usage", "Usage", admin_only=False),
     Panel("recent", "Latest solves and tasks", "recent", "Usage", admin_only=False),
 )

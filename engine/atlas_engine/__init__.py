@@ -10,6 +10,7 @@ from atlas_engine.contracts import (
     Budget,
     CandidateOut,
     Language,
+    ProjectRef,
     RouteOut,
     SolveRequest,
     SolveResult,
@@ -19,13 +20,13 @@ from atlas_engine.contracts import (
 )
 from atlas_engine.engine import ContextSource, Engine, EngineConfig, Estimator, Router
 from atlas_engine.llm import Generation, LLMClient, LLMUnavailable, Message
-from atlas_engine.problem import Problem, ProblemError, guess_language, is_coding_problem
+from atlas_engine.problem import Problem, ProblemError, Workspace, guess_language, is_coding_problem
 from atlas_engine.prompts import FENCE_TAG
 from atlas_engine.routes import ROUTES, RouteDecision, RouteName, Step, StepRun
 from atlas_engine.sandbox import SandboxClient, SandboxRefused, SandboxUnavailable, sandbox_request
 from atlas_engine.select import Candidate, Scorer, choose, rank_key
 from atlas_engine.settings import EngineSettings
-from atlas_engine.solve import CHARS_PER_TOKEN, Solve, SolveBudget, problem_seed
+from atlas_engine.solve import CHARS_PER_TOKEN, Retrieved, Solve, SolveBudget, problem_seed
 from atlas_engine.telemetry import SOLVES_STREAM, Telemetry
 from atlas_engine.timeline import Timeline
 
@@ -51,6 +52,8 @@ __all__ = [
     "Message",
     "Problem",
     "ProblemError",
+    "ProjectRef",
+    "Retrieved",
     "RouteDecision",
     "RouteName",
     "RouteOut",
@@ -70,6 +73,7 @@ __all__ = [
     "Telemetry",
     "TestIn",
     "Timeline",
+    "Workspace",
     "build_engine",
     "choose",
     "engine_config",

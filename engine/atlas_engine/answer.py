@@ -48,6 +48,7 @@ def result(solve: Solve) -> SolveResult:
         # whether the scorer's order decided the pick (None: it scored nothing)
         lens_changed_pick=(choose(solve.candidates, scores=False) is not winner) if scored else None,
         route=_route(solve.decision, winner) if solve.decision is not None else None,
+        citations=solve.retrieved.citations if solve.retrieved is not None else [],
     )
 
 

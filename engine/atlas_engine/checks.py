@@ -115,8 +115,8 @@ class Checker:
     @staticmethod
     def can_check(problem: Problem) -> bool:
         """Python functions are called on inputs; programs of any language read them on stdin. (Functions in
-        other languages have no harness.)"""
-        return problem.reads_stdin or problem.language == "python"
+        other languages have no harness.) Not among a project's files: the checks run without them."""
+        return not problem.files and (problem.reads_stdin or problem.language == "python")
 
     def wanted(self, solve: Solve) -> bool:
         """Self-written checks can only help when the public tests leave a choice: no program passes them, or

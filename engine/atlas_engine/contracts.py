@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -73,8 +73,29 @@ class Budget(Strict):
         "a near-identical one as the answer when it passes the public tests (default true).")
 
 
+PROJECT_ID = r"^p_[0-9a-f]{24}$"
+
+
+class ProjectRef(Strict):
+    """A project of the caller's (``atlas project sync``) that a solve retrieves from, and whose own pytest files
+    may select and repair its candidates."""
+
+    id: str = Field(pattern=PROJECT_ID, max_length=26,
+                    description="The project's id, as POST /v1/projects answered it.")
+    tests: list[Annotated[str, Field(max_length=512)]] = Field(
+        default_factory=list, max_length=20,
+        description="Paths of the project's pytest files that the candidates must pass (Python only; empty: none).")
+    file: str | None = Field(
+        None, max_length=512, description="The module the answer becomes when the project's tests run (for "
+        "example 'pkg/slug.py'): the tests import it by that name. Required with 'tests'.")
+
+
 class SolveRequest(Strict):
     problem: str = Field(min_length=1, max_length=MAX_TEXT, description="The problem statement (and signature).")
+    context: str | None = Field(
+        None, max_length=MAX_TEXT, description="Material the generation prompts carry above the problem (model "
+        "'atlas' puts the conversation's earlier turns here).")
+    project: ProjectRef | None = Field(None, description="Retrieve from this project of yours.")
     language: Language = "python"
     tests: list[TestIn] = Field(default_factory=list, max_length=1000)
     entry_point: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200)
@@ -183,6 +204,8 @@ class SolveResult(BaseModel):
     difficulty: float | None = None  # the Lens's G(x), 0 (easy) to 1 (hard), when its weights estimate it
     lens_changed_pick: bool | None = None  # the Lens's energies changed which candidate was selected
     route: RouteOut | None = None  # the router's decision, when a router is installed
+    # The project code the prompts carried: {"path", "start_line", "end_line", "name"} per retrieved piece.
+    citations: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class TaskBudget(Strict):

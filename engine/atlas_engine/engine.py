@@ -30,12 +30,12 @@ from atlas_engine.generate import Generator
 from atlas_engine.judge import PublicJudge
 from atlas_engine.llm import LLMClient
 from atlas_engine.parse import build_problem
-from atlas_engine.problem import Problem
+from atlas_engine.problem import Problem, Workspace
 from atlas_engine.repair import Repairer
 from atlas_engine.routes import RouteDecision, StepRun
 from atlas_engine.sandbox import SandboxClient
 from atlas_engine.select import Candidate, Scorer
-from atlas_engine.solve import CARRIED_BASE, Progress, Solve, SolveBudget, problem_seed, quiet
+from atlas_engine.solve import CARRIED_BASE, Progress, Retrieved, Solve, SolveBudget, problem_seed, quiet
 
 PATTERN_INDEX = 2000  # the index of a cached pattern's program (after any sample and carried program)
 
@@ -79,9 +79,10 @@ class Router(Protocol):
 
 
 class ContextSource(Protocol):
-    """Retrieved material for a problem (None: nothing relevant); the generation prompts carry it."""
+    """Retrieved material for a solve (None: nothing relevant, or the solve names no source); the generation
+    prompts carry it, and the router reads its confidence. Never raises (None instead)."""
 
-    async def context(self, problem: Problem) -> str | None: ...
+    async def context(self, solve: Solve) -> Retrieved | None: ...
 
 
 class Estimator(Protocol):
@@ -118,11 +119,12 @@ class Engine:
                            stop_on_first_pass=bool(b.stop_on_first_pass), learn=b.learn is not False,
                            patterns=b.patterns is not False)
 
-    def start(self, request: SolveRequest) -> Solve:
-        """Parse the request into a solve (ProblemError for tests that cannot run as given)."""
-        return Solve(id=uuid.uuid4().hex, problem=build_problem(request), budget=self.budget(request),
+    def start(self, request: SolveRequest, workspace: Workspace | None = None) -> Solve:
+        """Parse the request into a solve (ProblemError for tests that cannot run as given); a ``workspace``
+        adds a project's own tests and the files they run among."""
+        return Solve(id=uuid.uuid4().hex, problem=build_problem(request, workspace), budget=self.budget(request),
                      seed=request.seed if request.seed is not None else problem_seed(request.problem),
-                     asked=request.budget)
+                     asked=request.budget, context=request.context, project=request.project)
 
     async def solve(self, request: SolveRequest, progress: Progress | None = None) -> tuple[Solve, SolveResult]:
         solve = self.start(request)
@@ -133,14 +135,16 @@ class Engine:
         solve.deadline = time.monotonic() + solve.budget.deadline_s
         try:
             async with asyncio.timeout(solve.budget.deadline_s):
+                if self.context_source is not None:  # before the router: its retrieval signal reads it
+                    solve.retrieved = await self.context_source.context(solve)
+                    if solve.retrieved is not None:
+                        solve.context = "\n\n".join(x for x in (solve.context, solve.retrieved.text) if x)
                 if self.estimator is not None:
                     solve.difficulty = await self.estimator.difficulty(solve.problem)
                 if self.router is not None:
                     solve.decision = await self.router.decide(solve)
                     if solve.decision is not None:
                         await say(announce(solve.decision))
-                if self.context_source is not None:
-                    solve.context = await self.context_source.context(solve.problem)
                 if solve.decision is not None and solve.decision.context:
                     solve.context = "\n\n".join(x for x in (solve.context, solve.decision.context) if x)
                 await self._steps(solve, say)

@@ -63,7 +63,8 @@ class PublicJudge:
     async def _group(self, solve: Solve, todo: list[Candidate], mode: Mode, tests: list[tuple[int, Test]],
                      first_pass: bool = False) -> dict[int, Outcome]:
         problem = solve.problem
-        cases = [{"code": t.code} if mode == "assert" else {"input": t.input, "output": t.output} for _, t in tests]
+        cases = [{"code": t.code} if mode in ("assert", "pytest") else {"input": t.input, "output": t.output}
+                 for _, t in tests]
         request = sandbox_request(
             JudgeRequest, language=problem.language, mode=mode, stop_on_first_failure=True,
             stop_on_first_pass=first_pass,
@@ -72,6 +73,7 @@ class PublicJudge:
             func_name=problem.entry_point if mode == "functional" else None,
             limits={"timeout_s": self.test_timeout_s},
             deadline_s=min(3600.0, solve.remaining()),  # the sandbox stops too when the solve runs out
+            files=problem.files or None,
         )
         answer = await self.sandbox.judge(request, solve.id, solve.timeline)
         out: dict[int, Outcome] = {}

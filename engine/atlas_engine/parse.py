@@ -8,14 +8,17 @@ import re
 
 from atlas_engine.contracts import SolveRequest, TestIn
 from atlas_engine.examples import parse_examples
-from atlas_engine.problem import ASSERT_LANGUAGES, Problem, ProblemError, Test
+from atlas_engine.problem import ASSERT_LANGUAGES, Problem, ProblemError, Test, Workspace
 from atlas_engine.pyexpr import BUILTINS, split_assert
 
 
-def build_problem(request: SolveRequest) -> Problem:
-    """The engine's problem for a request; raises ProblemError for tests that cannot run as given."""
+def build_problem(request: SolveRequest, workspace: Workspace | None = None) -> Problem:
+    """The engine's problem for a request; raises ProblemError for tests that cannot run as given. A
+    ``workspace``'s pytest files join the user's tests (the project's own tests)."""
     language = request.language
     user = [_user_test(t, i, language) for i, t in enumerate(request.tests)]
+    if workspace is not None and workspace.tests and language != "python":
+        raise ProblemError("project.tests", "a project's own tests run with pytest, so only in Python")
     entry = request.entry_point or find_entry_point(request.problem, user, language)
     for i, (test, given) in enumerate(zip(user, request.tests, strict=True)):
         if test.mode == "functional":
@@ -28,8 +31,9 @@ def build_problem(request: SolveRequest) -> Problem:
         seen = {(t.mode, t.code, t.input, t.output) for t in user} | {(t.call, t.expected) for t in user if t.call}
         examples = [t for t in examples if (t.mode, t.code, t.input, t.output) not in seen and
                     (t.call is None or (t.call, t.expected) not in seen)]
-    problem = Problem(text=request.problem, language=language, entry_point=entry, tests=user + examples,
-                      method_of=owner)
+    project = [Test("pytest", "user", code=code) for _, code in workspace.tests] if workspace else []
+    problem = Problem(text=request.problem, language=language, entry_point=entry, tests=user + project + examples,
+                      method_of=owner, files=dict(workspace.files) if workspace else {})
     if problem.reads_stdin and any(t.mode != "stdin" for t in user):
         raise ProblemError("entry_point", f"assert and function-call tests in {language} need the function's "
                            "name ('entry_point'), and only Python and JavaScript run asserts")

@@ -9,7 +9,7 @@ from typing import Literal
 
 from atlas_core.errors import Unrecoverable
 
-Mode = Literal["assert", "stdin", "functional"]
+Mode = Literal["assert", "stdin", "functional", "pytest"]
 Source = Literal["user", "example", "self"]
 ASSERT_LANGUAGES = {"python", "javascript"}
 MAX_LABEL = 2000
@@ -47,13 +47,22 @@ class Test:
     def label(self) -> str:
         """The test as the answer and a repair prompt show it, cut to ``MAX_LABEL`` characters (a stdin test may
         be megabytes)."""
-        if self.mode == "assert":
+        if self.mode in ("assert", "pytest"):
             text = self.code
         elif self.mode == "functional":
             text = f"call with {self.input.strip()!s} -> {self.output}"
         else:
             text = f"stdin {self.input!r} -> {self.output!r}"
         return text if len(text) <= MAX_LABEL else text[:MAX_LABEL] + " ..."
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A project's own pytest files for a solve, and the files they run among (rag-api reads them from the
+    caller's project): each test becomes a public ``pytest`` test; ``files`` go to the sandbox with every run."""
+
+    tests: list[tuple[str, str]]  # (path in the project, its content)
+    files: dict[str, str]
 
 
 @dataclass
@@ -63,6 +72,8 @@ class Problem:
     entry_point: str | None
     tests: list[Test] = field(default_factory=list)  # user tests, then the problem's own examples
     method_of: str | None = None  # LeetCode style: the entry point is a method of this class (``Solution``)
+    # A project's files the program runs among (its pytest tests import them): path -> content, for the sandbox.
+    files: dict[str, str] = field(default_factory=dict)
 
     def call(self, expr: str) -> str:
         """A call of the entry point as the program exposes it: ``Solution().f(x)`` for LeetCode-style code."""

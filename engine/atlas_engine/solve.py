@@ -16,7 +16,7 @@ from atlas_engine.select import Candidate
 from atlas_engine.timeline import Timeline
 
 if TYPE_CHECKING:
-    from atlas_engine.contracts import Budget
+    from atlas_engine.contracts import Budget, ProjectRef
     from atlas_engine.routes import RouteDecision
 
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
@@ -73,6 +73,20 @@ class TokenBudgetSpent(Exception):
     """The solve may not spend another call's tokens: it ends with what it has (``stopped`` = budget)."""
 
 
+@dataclass(frozen=True)
+class Retrieved:
+    """What a ContextSource found: the text the prompts carry, what it cites, and how sure it is (the router's
+    retrieval confidence, PLATFORM.md §5: 0.4·min(1, chunks/5) + 0.6·min(1, top_score/5))."""
+
+    text: str
+    chunks: int
+    top_score: float  # the best hit's BM25 score
+    citations: list[dict[str, Any]]  # {"path", "start_line", "end_line", "name"} per chunk the text holds
+
+    def confidence(self) -> float:
+        return round(0.4 * min(1.0, self.chunks / 5) + 0.6 * min(1.0, self.top_score / 5), 4)
+
+
 @dataclass
 class Solve:
     id: str
@@ -96,6 +110,8 @@ class Solve:
     owner: str | None = None  # the user the solve runs for (patterns are theirs); None: nobody's
     asked: Budget | None = None  # the budget as the request gave it: fields it names hold on every route
     decision: RouteDecision | None = None  # the router's choice, and what each of its steps spent
+    project: ProjectRef | None = None  # the caller's project the solve retrieves from
+    retrieved: Retrieved | None = None  # what a ContextSource found for it
 
     def verified(self) -> bool:
         return any(c.public_ok for c in self.unique())

@@ -16,13 +16,12 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
-import anyio
 from prometheus_client import Histogram
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
 
 from atlas_core.errors import error_response
+from atlas_core.responses import ClosingStreamingResponse
 from atlas_core.schemas import KeyInfo, ModelEntry
 from atlas_proxy.calls import Call
 from atlas_proxy.metering import Meter, Settlement, arrival
@@ -42,20 +41,6 @@ DONE = re.compile(rb"^data:\s*\[DONE\]\s*$", re.MULTILINE)
 PIECE = re.compile(rb'"(?:content|text|reasoning_content)"\s*:\s*"(?!")')
 BACKENDS = {"llama": "llama-server", "embed": "embedding-server", "rag": "rag-api"}
 LARGE_BODY = 1 << 20  # aiohttp warns that sending more as one bytes object blocks its loop: stream it instead
-
-
-class ClosingStreamingResponse(StreamingResponse):
-    """Closes its body iterator whatever happens, so the relay's cleanup (closing the backend connection, freeing
-    the key's slot, recording usage) never waits for the garbage collector after a client disconnects."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                with anyio.CancelScope(shield=True):
-                    await aclose()
 
 
 def payload(raw: bytes) -> bytes | io.BytesIO:
@@ -85,6 +70,9 @@ class Forwarder:
             # rag-api never spends more on this solve than was reserved for it
             headers |= {"X-Atlas-User-Id": str(info.user_id), "X-Atlas-Key-Id": str(info.key_id),
                         "X-Atlas-Token-Cap": str(reserved)}
+            if (project := request.headers.get("x-atlas-project")) is not None:
+                # The client's project for model atlas (rag-api validates it and checks it is the user's)
+                headers["X-Atlas-Project"] = project
         arrived, started = arrival(request)
         sent = time.perf_counter()
         backend = BACKENDS[entry.route]

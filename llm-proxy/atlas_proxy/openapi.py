@@ -65,14 +65,35 @@ TASK = {"type": "object", "required": ["prompt"], "properties": {
     "budget": {"type": "object", "additionalProperties": False, "properties": {
         k: v for k, v in BUDGET["properties"].items() if k != "deadline_s"}},  # type: ignore[attr-defined]
     "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}}}
+# Projects (PageIndex code retrieval). rag-api enforces the real limits (ATLAS_PROJECT_*: files per project, bytes per
+# file, hostile paths refused, k); these bounds are the most those settings allow, to keep every input finite.
+FILE_PATH = {"type": "string", "minLength": 1, "maxLength": 512}
+PROJECT = {"type": "object", "required": ["name"], "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 200}}}
+PROJECT_DIFF = {"type": "object", "required": ["files"], "properties": {
+    "files": {"type": "object", "maxProperties": 1_000_000, "propertyNames": FILE_PATH,
+              "additionalProperties": {"type": "string", "maxLength": 64, "pattern": "^[0-9a-f]{64}$"}}}}
+PROJECT_FILES = {"type": "object", "properties": {
+    "files": {"type": "array", "maxItems": 1_000_000, "items": {
+        "type": "object", "required": ["path", "content"], "additionalProperties": False,
+        "properties": {"path": FILE_PATH, "content": {"type": "string", "maxLength": 16 * 1024 * 1024}}}},
+    "delete": {"type": "array", "maxItems": 1_000_000, "items": FILE_PATH}}}
+PROJECT_SEARCH = {"type": "object", "required": ["query"], "properties": {
+    "query": {"type": "string", "minLength": 1, "maxLength": 10_000},
+    "k": {"type": "integer", "minimum": 1, "maximum": 500},
+    "mode": {"type": "string", "enum": ["auto", "bm25", "embed", "hybrid", "tree"]}}}
+PROJECT_ID = {"name": "project_id", "in": "path", "required": True,
+              "schema": {"type": "string", "maxLength": 64, "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
 ANSWERS = {"200": {"description": "the backend's answer (JSON, or server-sent events when streaming)"},
            "4XX": {"description": "OpenAI-shaped error naming the field and the fix"},
            "503": {"description": "a dependency is down; Retry-After says when to try again"}}
 
 
-def _post(summary: str, schema: dict[str, Any]) -> dict[str, Any]:
+def _post(summary: str, schema: dict[str, Any], parameters: list[dict[str, Any]] | None = None
+          ) -> dict[str, Any]:
     return {"post": {"summary": summary, "responses": ANSWERS, "security": [{"key": []}],
+                     **({"parameters": parameters} if parameters else {}),
                      "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}}
 
 
@@ -92,6 +113,16 @@ PATHS: dict[str, dict[str, Any]] = {
                             "delete": _get("cancel a task", [TASK_ID])},
     "/v1/tasks/{task_id}/events": {"get": _get("a task's events as server-sent events", [TASK_ID])},
     "/v1/queue/stats": {"get": _get("the queue's numbers and your task quota")},
+    "/v1/projects": {**_post("create a project (PageIndex code retrieval)", PROJECT),
+                     "get": _get("your projects")},
+    "/v1/projects/{project_id}": {"get": _get("a project: its files, languages and index", [PROJECT_ID]),
+                                  "delete": _get("delete a project and its files", [PROJECT_ID])},
+    "/v1/projects/{project_id}/diff": _post("which files to upload and delete, from their sha256", PROJECT_DIFF,
+                                            [PROJECT_ID]),
+    "/v1/projects/{project_id}/files": _post("write and delete files, then reindex what changed", PROJECT_FILES,
+                                             [PROJECT_ID]),
+    "/v1/projects/{project_id}/search": _post("search a project's code (BM25, embeddings, tree or hybrid)",
+                                              PROJECT_SEARCH, [PROJECT_ID]),
     "/v1/models": {"get": _get("the models this key may use")},
     "/v1/models/{model}": {"get": _get("one model", [{"name": "model", "in": "path", "required": True,
                                                       "schema": {"type": "string", "maxLength": 200}}])},

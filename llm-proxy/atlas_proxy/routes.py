@@ -1,10 +1,11 @@
-"""The proxy's routes, explicit only (no catch-all): the three OpenAI endpoints, ATLAS's verified solve and the
-model list."""
+"""The proxy's routes, explicit only (no catch-all): the three OpenAI endpoints, ATLAS's verified solve, the task and
+project APIs (relayed to rag-api) and the model list."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -125,25 +126,48 @@ def task_reservation(body: bytes, state: ProxyState, info: KeyInfo) -> Response 
 async def handle_task(request: Request) -> Response:
     """The task API: authenticated, rate-limited and metered like any request (a stream of events holds no
     concurrency slot once it is open), then relayed to rag-api with the key's owner, who alone may see the task."""
+    return await _relay(request, "tasks", "which runs tasks")
+
+
+async def handle_project(request: Request) -> Response:
+    """The project API (PageIndex code retrieval): each call authenticated, counted as one request against the
+    key's and user's limits (it spends no tokens) and metered as route ``projects``, then relayed to rag-api with
+    the key's owner, who alone may see the project (rag-api answers 404 for anyone else's)."""
+    return await _relay(request, "projects", "which serves projects")
+
+
+async def _relay(request: Request, route: str, what: str) -> Response:
     state: ProxyState = request.app.state.proxy
     try:
         info = await authenticate(request, state)
         if info.allowed_models is not None and SOLVE_MODEL not in info.allowed_models:
-            raise BadRequest(f"this API key may not use the model '{SOLVE_MODEL}', which runs tasks", status=403)
+            raise BadRequest(f"this API key may not use the model '{SOLVE_MODEL}', {what}", status=403)
         body = await read_body(request, state.settings.proxy_max_body_bytes) if request.method == "POST" else b""
     except BadRequest as exc:
         return exc.response()
-    if body and (refused := task_reservation(body, state, info)) is not None:
+    for param, what in (("project_id", "project"), ("task_id", "task")):
+        ident = request.path_params.get(param)
+        if ident is not None and not IDENT.fullmatch(ident):
+            # The path is decoded by now: an id such as ".." would climb out of /v1/projects/ (or /v1/tasks/) once
+            # the URL to rag-api is normalised, reaching another of its routes with this user's identity. No real
+            # id looks like that.
+            return error_response(404, f"the {what} '{ident[:64]}' does not exist", param=param,
+                                  code=f"{what}_not_found")
+    if route == "tasks" and body and (refused := task_reservation(body, state, info)) is not None:
         return refused
     admitted = await admit(request, state, info, 0)
     if isinstance(admitted, Response):
         return admitted
     admission, headers = admitted
-    return await state.tasks.relay(request, body, info, admission, headers)
+    return await state.tasks.relay(request, body, info, admission, headers, route)
 
 
 TASK_ROUTES = [("/v1/tasks", ["POST", "GET"]), ("/v1/tasks/{task_id}", ["GET", "DELETE"]),
                ("/v1/tasks/{task_id}/events", ["GET"]), ("/v1/queue/stats", ["GET"])]
+PROJECT_ROUTES = [("/v1/projects", ["POST", "GET"]), ("/v1/projects/{project_id}", ["GET", "DELETE"]),
+                  ("/v1/projects/{project_id}/diff", ["POST"]), ("/v1/projects/{project_id}/files", ["POST"]),
+                  ("/v1/projects/{project_id}/search", ["POST"])]
+IDENT = re.compile(r"[A-Za-z0-9_-]{1,64}")  # looser than rag-api's ids: rag-api decides what exists
 
 
 def routes() -> list[Route]:
@@ -173,6 +197,7 @@ def routes() -> list[Route]:
     return [
         *(endpoint(path) for path in ENDPOINTS),
         *(Route(path, handle_task, methods=methods) for path, methods in TASK_ROUTES),
+        *(Route(path, handle_project, methods=methods) for path, methods in PROJECT_ROUTES),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model:path}", model, methods=["GET"]),
     ]

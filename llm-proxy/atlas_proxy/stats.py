@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from atlas_core.ratelimit import OVER_WHOLE_LIMIT, REASONS
 
 # The registry's backend names → the route a dashboard shows: a raw model, an embedding model, or model `atlas`
-# (the verified pipeline); the task API is "tasks".
-ROUTES = {"llama": "raw", "embed": "embeddings", "rag": "atlas", "tasks": "tasks"}
+# (the verified pipeline); the task API is "tasks", the project API "projects".
+ROUTES = {"llama": "raw", "embed": "embeddings", "rag": "atlas", "tasks": "tasks", "projects": "projects"}
 REJECTIONS = {REASONS[1]: "rpm", REASONS[2]: "tpm", REASONS[3]: "concurrency", OVER_WHOLE_LIMIT: "over_limit"}
 # From 10 ms (a cached answer on a GPU) to 10 minutes (a deep solve streamed as it goes).
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)

@@ -1,6 +1,6 @@
-"""The task API through the proxy: each call authenticated, rate-limited and metered like any request (a task's
-tokens are charged by the worker, attempt by attempt), then relayed to rag-api with the key's owner and their limits,
-which only the proxy's credential may assert.
+"""The task and project APIs through the proxy: each call authenticated, rate-limited and metered like any request
+(a task's tokens are charged by the worker, attempt by attempt; a project call spends none), then relayed to rag-api
+with the key's owner and their limits, which only the proxy's credential may assert.
 
 Event streams are capped per user and per key (``max_streams``, 429 with Retry-After beyond), hold their slot while
 open (refreshed every 20 s, so a crashed proxy's slots expire within a minute), and run on a connection pool of their
@@ -20,9 +20,10 @@ from starlette.responses import Response
 
 from atlas_core.errors import error_response
 from atlas_core.ratelimit import STREAM_REFRESH_S, Limiter
+from atlas_core.responses import ClosingStreamingResponse
 from atlas_core.schemas import KeyInfo, TaskLimits
 from atlas_proxy.calls import SOLVE_MODEL
-from atlas_proxy.forward import HOP_BY_HOP, ClosingStreamingResponse, payload, upstream_error
+from atlas_proxy.forward import HOP_BY_HOP, payload, upstream_error
 from atlas_proxy.metering import Meter, Settlement, arrival
 from atlas_proxy.stats import ProxyMetrics
 
@@ -30,6 +31,9 @@ log = logging.getLogger("atlas.proxy.tasks")
 
 
 class TaskRelay:
+    """Relays rag-api's per-user APIs (``/v1/tasks``, ``/v1/projects``): one instance serves both, each call
+    metered under the route it names (``"tasks"`` or ``"projects"``, the dashboard's ``route`` label)."""
+
     def __init__(self, rag_url: str, token: str, http: aiohttp.ClientSession, streams: aiohttp.ClientSession,
                  limiter: Limiter, meter: Meter, stats: ProxyMetrics) -> None:
         self._base = rag_url
@@ -53,13 +57,14 @@ class TaskRelay:
         return headers
 
     async def relay(self, request: Request, body: bytes, info: KeyInfo, admission: str | None,
-                    extra_headers: dict[str, str]) -> Response:
-        """One task-API call, answered as rag-api answers it; the event stream passes through as it comes."""
+                    extra_headers: dict[str, str], route: str = "tasks") -> Response:
+        """One task- or project-API call, answered as rag-api answers it; a task's event stream passes through as
+        it comes. ``route`` is the label the call is metered under (stats.ROUTES' values)."""
         arrived, started = arrival(request)
         status = 502
 
         async def settle() -> None:
-            await self._meter.settle(Settlement(info, SOLVE_MODEL, admission, 0, status, 0, 0, started, "tasks",
+            await self._meter.settle(Settlement(info, SOLVE_MODEL, admission, 0, status, 0, 0, started, route,
                                                 arrived=arrived))
 
         query = f"?{request.url.query}" if request.url.query else ""

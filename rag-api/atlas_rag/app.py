@@ -17,7 +17,8 @@ from atlas_core.redis import redis_client
 from atlas_engine import Telemetry, build_engine, engine_config
 from atlas_lens import build_lens
 from atlas_rag import revocations
-from atlas_rag.routes import chat, internal, solve, tasks
+from atlas_rag.projects import ProjectContext, build_pages
+from atlas_rag.routes import chat, internal, projects, solve, tasks
 from atlas_rag.settings import Settings
 from atlas_rag.solver import Admission, Solver
 from atlas_rag.tasks import TaskService
@@ -53,6 +54,8 @@ def create_app(settings: Settings) -> FastAPI:
             engine = build_engine(http, settings, "rag-api", scorer=lens.lens, estimator=lens.lens, router=router,
                                   registry=registry)
             app.state.readiness["llama-server"] = engine.llm.upstreams.ready_check()  # any replica up
+            app.state.pages = build_pages(app.state.redis, settings, lens.sidecar, engine.llm, registry)
+            engine.context_source = ProjectContext(app.state.pages)
             app.state.solver = Solver(engine, Telemetry(app.state.redis, registry),
                                       Admission(app.state.redis, settings.rag_max_concurrent, registry), lens.feedback)
             queue = TaskQueue(app.state.redis, ttl_s=settings.task_ttl_s, max_queued=settings.task_max_queued,
@@ -65,10 +68,12 @@ def create_app(settings: Settings) -> FastAPI:
             await warn_unsafe_redis(queue)
             listener = asyncio.create_task(revocations.listen(app.state.redis, queue))
             watcher = asyncio.create_task(lens.lens.watch())  # new Lens weights go live without a restart
+            # Embeddings and summaries of synced projects, off the request path; one replica per project.
+            background = asyncio.create_task(app.state.pages.run_background())
             try:
                 yield
             finally:
-                for job in (listener, watcher):
+                for job in (listener, watcher, background):
                     job.cancel()
                     with suppress(asyncio.CancelledError):
                         await job
@@ -78,6 +83,6 @@ def create_app(settings: Settings) -> FastAPI:
     # Here, not in the lifespan: the routers' credential guards read it, and must refuse callers whether or not
     # the lifespan has run.
     app.state.settings = settings
-    for module in (solve, chat, tasks, internal):
+    for module in (solve, chat, tasks, projects, internal):
         app.include_router(module.router)
     return app

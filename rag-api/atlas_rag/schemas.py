@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from atlas_core.schemas import Strict
-from atlas_engine import MAX_TEXT, Budget, Language, TestIn
+from atlas_engine import MAX_TEXT, Budget, Language, ProjectRef, TestIn
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
 class ChatExtension(Strict):
@@ -20,20 +22,27 @@ class ChatExtension(Strict):
     budget: Budget = Field(default_factory=Budget)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     verify: bool | None = Field(None, description="true: always run the pipeline; false: never (plain chat).")
+    project: ProjectRef | None = Field(
+        None, description="Retrieve from this project of yours on the verified path (the X-Atlas-Project header "
+        "names one too; this field wins).")
 
 
 class ChatMessage(BaseModel):
-    """One message of an OpenAI chat request, as far as rag-api reads it (other fields pass through)."""
+    """One message of an OpenAI chat request, as far as rag-api reads it (other fields pass through): any turn
+    of a conversation, an assistant's tool calls (its content then may be null) and the tools' results."""
 
     model_config = ConfigDict(extra="allow")
-    role: str = Field(max_length=64)
+    role: Role
     content: (Annotated[str, Field(max_length=MAX_TEXT)] | Annotated[list[dict[str, Any]], Field(max_length=1000)]
               | None) = None
+    name: str | None = Field(None, max_length=200)
+    tool_calls: list[dict[str, Any]] | None = Field(None, max_length=1000)
+    tool_call_id: str | None = Field(None, max_length=200)
 
 
 class ChatRequest(BaseModel):
-    """``POST /v1/chat/completions`` for the ``atlas`` model: OpenAI's fields (others pass through to the model
-    when the request is not a coding problem) and the ``atlas`` extension."""
+    """``POST /v1/chat/completions`` for the ``atlas`` model: OpenAI's fields (the agent path passes them all to
+    the model, ``tools`` and ``tool_choice`` included) and the ``atlas`` extension."""
 
     model_config = ConfigDict(extra="allow")
     model: str | None = Field(None, max_length=200)
@@ -42,4 +51,6 @@ class ChatRequest(BaseModel):
     stream_options: dict[str, bool] | None = Field(None, max_length=4)
     max_tokens: int | None = Field(None, ge=1, le=10_000_000)
     max_completion_tokens: int | None = Field(None, ge=1, le=10_000_000)
+    tools: list[dict[str, Any]] | None = Field(None, max_length=1000)
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     atlas: ChatExtension | None = None

@@ -7,10 +7,11 @@ from pydantic import Field
 from atlas_core.settings import Port, ProxyCredential, TaskSettings, host_field
 from atlas_engine import EngineSettings
 from atlas_lens import LensSettings
+from atlas_pageindex.settings import PageIndexSettings
 from atlas_router import RouterSettings
 
 
-class Settings(EngineSettings, LensSettings, RouterSettings, TaskSettings, ProxyCredential):
+class Settings(EngineSettings, LensSettings, RouterSettings, PageIndexSettings, TaskSettings, ProxyCredential):
     port: Port = Field(8001, validation_alias="ATLAS_RAG_PORT", description="rag-api HTTP port.")
     host: str = host_field("rag-api", "ATLAS_RAG_HOST")
     rag_max_body_bytes: int = Field(

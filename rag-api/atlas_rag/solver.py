@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from atlas_core.lua import source
-from atlas_engine import Engine, Solve, SolveRequest, SolveResult, Telemetry
+from atlas_engine import Engine, Solve, SolveRequest, SolveResult, Telemetry, Workspace
 from atlas_lens import FeedbackRecorder
 
 log = logging.getLogger("atlas.rag")
@@ -85,12 +85,13 @@ class Solver:
         """Solves running now on all replicas together (a Redis round trip; raises redis errors)."""
         return await self.admission.running()
 
-    async def start(self, request: SolveRequest, token_cap: int | None = None) -> Solve:
+    async def start(self, request: SolveRequest, token_cap: int | None = None,
+                    workspace: Workspace | None = None) -> Solve:
         """Parse and admit a solve before any work: ProblemError for bad input, SolverBusy when every slot is
         held, a redis error when Redis cannot say. The slot is taken here, so a burst of requests cannot all pass
         before any of them runs; ``run`` gives it back. A solve whose task never gets to run (its client left at
         once) holds it until its deadline plus SLOT_GRACE_S at most."""
-        solve = self.engine.start(request)  # first: the slot's expiry is the solve's own deadline
+        solve = self.engine.start(request, workspace)  # first: the slot's expiry is the solve's own deadline
         solve.token_cap = token_cap
         if not await self.admission.take(solve.id, solve.budget.deadline_s + SLOT_GRACE_S):
             raise SolverBusy()

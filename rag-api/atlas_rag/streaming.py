@@ -1,13 +1,16 @@
-"""How a solve's answer reaches the client: an SSE stream of progress then the answer (with keep-alives while
-nothing happens), or one JSON body. Either way a client that leaves cancels the solve, so no more tokens or
-sandbox time are spent on an answer nobody reads."""
+"""How an answer reaches the client: a solve's as an SSE stream of progress then the answer (with keep-alives
+while nothing happens), or as one JSON body; the model's own chat stream (model ``atlas`` on its agent path)
+relayed event by event. Either way a client that leaves cancels the work, so no more tokens or sandbox time are
+spent on an answer nobody reads."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import re
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
@@ -20,6 +23,7 @@ from atlas_rag.solver import Emit, Solver
 log = logging.getLogger("atlas.rag")
 KEEPALIVE_S = 10.0
 Frame = Callable[[dict[str, Any] | SolveResult], list[bytes]]
+EVENT_END = re.compile(rb"\r?\n\r?\n")
 
 
 def sse(data: Any) -> bytes:
@@ -105,3 +109,92 @@ async def respond(request: Request, solver: Solver, solve: Solve, *, stream: boo
     if result is None:  # nobody is listening; the status is for the access log
         return Response(status_code=499)
     return JSONResponse(body(result))
+
+
+async def relay_chat(first: bytes, chunks: AsyncGenerator[bytes, None], *, model: str, usage_wanted: bool,
+                     prompt_tokens: int) -> AsyncIterator[bytes]:
+    """The model server's chat stream (``first``, then ``chunks``) event by event, each chunk's ``model`` renamed
+    to the one the client asked for; everything else (``tool_calls`` deltas, ``reasoning_content``, comments)
+    as it came, except that a tool call's ``id``, ``type`` and name go out in its first delta only, as OpenAI
+    sends them (llama-cpp-python repeats them in every delta, which clients that add deltas up would
+    concatenate). When ``usage_wanted`` and the server sent no usage, a usage chunk is estimated before
+    ``[DONE]`` (prompt: as estimated; completion: one token per streamed piece). A stream that breaks off ends
+    with an error event and ``[DONE]``; one that ends without ``[DONE]`` gets it."""
+    buffer, usage_seen, pieces, done = first, False, 0, False
+    last: dict[str, Any] = {}
+    opened: set[tuple[Any, Any]] = set()  # (choice, tool call) indexes whose first delta has gone
+
+    def finish() -> list[bytes]:
+        out = []
+        if usage_wanted and not usage_seen:
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": pieces,
+                     "total_tokens": prompt_tokens + pieces}
+            out.append(sse({"id": last.get("id", "chatcmpl-atlas"), "object": "chat.completion.chunk",
+                            "created": last.get("created", int(time.time())), "model": model, "choices": [],
+                            "usage": usage}))
+        return [*out, sse(b"[DONE]")]
+
+    try:
+        while True:
+            while not done and (end := EVENT_END.search(buffer)) is not None:
+                event, buffer = buffer[: end.start()], buffer[end.end():]
+                lines = event.splitlines()
+                data = b"\n".join(line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:"))
+                if not any(line.startswith(b"data:") for line in lines):
+                    yield event + b"\n\n"  # a comment (keep-alive) or an event without data
+                    continue
+                if data.strip() == b"[DONE]":
+                    done = True
+                    for out in finish():
+                        yield out
+                    continue
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    chunk = None
+                if not isinstance(chunk, dict):
+                    yield event + b"\n\n"
+                    continue
+                if "model" in chunk:
+                    chunk["model"] = model
+                _once(chunk, opened)
+                if chunk.get("usage"):
+                    usage_seen = True
+                if any(isinstance(c, dict) and any((c.get("delta") or {}).get(k) for k in
+                                                   ("content", "tool_calls", "reasoning_content"))
+                       for c in chunk.get("choices") or []):
+                    pieces += 1
+                last = chunk
+                others = [line for line in lines if not line.startswith(b"data:")]
+                yield b"\n".join([*others, b"data: " + json.dumps(chunk).encode()]) + b"\n\n"
+            try:
+                buffer += await anext(chunks)
+            except StopAsyncIteration:
+                break
+        if not done:  # the server ended without [DONE]: the client still gets a complete stream
+            for out in finish():
+                yield out
+    except LLMUnavailable as exc:  # the status line has gone: the client learns it in the stream
+        log.warning("model stream broke off: %s", exc)
+        yield sse({"type": "error", "error": {"message": unavailable(exc), "type": "service_unavailable"}})
+        yield sse(b"[DONE]")
+    finally:
+        await chunks.aclose()
+
+
+def _once(chunk: dict[str, Any], opened: set[tuple[Any, Any]]) -> None:
+    """Drops what a tool call's first delta already said (its id, type and function name) from its later ones."""
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+        for call in calls if isinstance(calls, list) else []:
+            if not isinstance(call, dict):
+                continue
+            key = (choice.get("index"), call.get("index"))
+            if key not in opened:
+                opened.add(key)
+                continue
+            call.pop("id", None)
+            call.pop("type", None)
+            if isinstance(call.get("function"), dict):
+                call["function"].pop("name", None)

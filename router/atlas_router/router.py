@@ -75,6 +75,8 @@ class ConfidenceRouter:
     async def _decide(self, solve: Solve) -> RouteDecision:
         problem, s = solve.problem, self.settings
         signals = {"complexity": complexity(problem.text), "untested": 0.0 if problem.tests else 1.0}
+        if solve.retrieved is not None:  # only a solve that names a project has this signal
+            signals["retrieval"] = round(1.0 - solve.retrieved.confidence(), 4)
         if solve.difficulty is not None:
             signals["lens"] = round(solve.difficulty, 4)
         matches, vector = await self._similar(solve)

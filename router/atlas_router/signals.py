@@ -1,7 +1,7 @@
 """Difficulty signals, each in [0, 1], and the difficulty D and bin they give (PLATFORM.md §5).
 
 - pattern: 1 - the best verified pattern's similarity (a problem like one solved before is easier);
-- retrieval: 1 - the retrieval confidence of a named project's code (planned: PageIndex; absent until then);
+- retrieval: 1 - the retrieval confidence of a named project's code (PageIndex; absent when no project is named);
 - complexity: the mean of words/500, lines/50 and code fences/3, each capped at 1;
 - lens: the Lens's G(x), when its weights estimate difficulty;
 - untested: 1 when the problem has no public tests (nothing can verify a candidate), else 0.

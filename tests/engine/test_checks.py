@@ -13,7 +13,7 @@ from atlas_core.sandbox_api import ExecuteRequest
 from atlas_engine import (
     Budget,
     Engine,
-    Problem,
+    Retrieved,
     RouteDecision,
     SandboxRefused,
     Solve,
@@ -170,8 +170,8 @@ class OneCandidate:
 
 
 class Notes:
-    async def context(self, problem: Problem) -> str | None:
-        return "A similar solved problem used the builtin sum()."
+    async def context(self, solve: Solve) -> Retrieved | None:
+        return Retrieved("A similar solved problem used the builtin sum().", chunks=1, top_score=1.0, citations=[])
 
 
 def test_router_and_context_plug_in(llm: ServerThread, sandbox_url: str) -> None:

@@ -32,6 +32,9 @@ DISTRIBUTIONS = {
     "benchmark": ("atlas_bench", ["atlas-bench", "--version"], "atlas-bench 0.1.0"),
     "lens": ("atlas_lens.live", ["python", "-c", "import atlas_lens.train; print('lens ok')"], "lens ok"),
     "router": ("atlas_router.router", ["python", "-c", "import atlas_router.build; print('router ok')"], "router ok"),
+    # The grammars are compiled into their wheels: parsing works with nothing fetched.
+    "pageindex": ("atlas_pageindex.service", ["python", "-c", "from atlas_pageindex.outline import parse; "
+                  "print(len(parse('a.go', 'package a\\nfunc F() {}\\n').nodes), 'pageindex ok')"], "1 pageindex ok"),
 }
 # Their images install torch alone, from PyTorch's CPU index (LEFT_OUT): here from the index pip is configured
 # with, at the version constraints.txt pins.

@@ -10,8 +10,9 @@ from fastapi.responses import Response
 from redis.exceptions import RedisError
 
 from atlas_core.errors import ApiError
-from atlas_engine import ProblemError, Solve, SolveRequest, SolveResult
+from atlas_engine import ProblemError, Solve, SolveRequest, SolveResult, Workspace
 from atlas_rag.deps import CallerId, SolverDep, TokenCap, require_proxy
+from atlas_rag.projects import prepare
 from atlas_rag.solver import Solver, SolverBusy
 from atlas_rag.streaming import respond, sse
 
@@ -21,11 +22,12 @@ router = APIRouter(dependencies=[Depends(require_proxy)])
 ADMISSION_UNAVAILABLE = "solves cannot be admitted: their shared slots (Redis) are unavailable; retry shortly"
 
 
-async def admit(solver: Solver, request: SolveRequest, prefix: str = "", cap: int | None = None) -> Solve:
+async def admit(solver: Solver, request: SolveRequest, prefix: str = "", cap: int | None = None,
+                workspace: Workspace | None = None) -> Solve:
     """The solve, admitted and parsed, or the 400 (naming the field, under ``prefix``) or 503 that refuses it
     before any work."""
     try:
-        return await solver.start(request, cap)
+        return await solver.start(request, cap, workspace)
     except ProblemError as exc:
         raise ApiError(400, str(exc), param=prefix + exc.field) from None
     except SolverBusy:
@@ -36,7 +38,9 @@ async def admit(solver: Solver, request: SolveRequest, prefix: str = "", cap: in
 
 @router.post("/v1/solve", response_model=None)
 async def solve(body: SolveRequest, request: Request, solver: SolverDep, cap: TokenCap, user: CallerId) -> Response:
-    state = await admit(solver, body, cap=cap)
+    # A named project must be the caller's (404 before any work); its own tests come with it when asked for.
+    workspace = await prepare(request.app.state.pages, body.project, user)
+    state = await admit(solver, body, cap=cap, workspace=workspace)
 
     def frame(item: dict[str, Any] | SolveResult) -> list[bytes]:
         if isinstance(item, SolveResult):

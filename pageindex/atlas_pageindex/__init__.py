@@ -1,0 +1,1 @@
+"""ATLAS PageIndex: projects a user owns and retrieval over their code."""
