@@ -12,10 +12,8 @@ from typing import Any
 import openai
 import pytest
 
-from atlas_core.settings import load_settings
-from atlas_rag.app import create_app as rag_app
-from atlas_rag.settings import Settings as RagSettings
-from tests.conftest import LLAMA_KEY, SANDBOX_SIGNING, ServerThread
+from tests.conftest import LLAMA_KEY, ServerThread
+from tests.e2e.agents import rag_proxy
 from tests.proxy import conftest as proxy_conftest
 from tests.proxy.conftest import Stack
 from tests.rag.fake_openai import READ_FILE, README, openai_fake, state
@@ -35,10 +33,8 @@ def model() -> Iterator[ServerThread]:
 @pytest.fixture(scope="module")
 def proxy(stack: Stack, model: ServerThread) -> Iterator[str]:
     """A proxy whose rag-api is a real one on that model server."""
-    env = stack.env | {"ATLAS_LLAMA_URL": model.url, "ATLAS_SANDBOX_SIGNING_KEY": SANDBOX_SIGNING}
-    with ServerThread(rag_app(load_settings(RagSettings, environ=env))) as rag, \
-            ServerThread(stack.proxy_app(ATLAS_RAG_URL=rag.url)) as server:
-        yield server.url
+    with rag_proxy(stack, model.url) as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,10 +13,8 @@ import httpx
 import openai
 import pytest
 
-from atlas_core.settings import load_settings
-from atlas_rag.app import create_app as rag_app
-from atlas_rag.settings import Settings as RagSettings
-from tests.conftest import LLAMA_KEY, SANDBOX_SIGNING, ServerThread
+from tests.conftest import LLAMA_KEY, ServerThread
+from tests.e2e.agents import rag_proxy
 from tests.proxy import conftest as proxy_conftest
 from tests.proxy.conftest import Stack
 from tests.proxy.test_tasks import _user_key
@@ -42,11 +40,9 @@ def model() -> Iterator[ServerThread]:
 
 @pytest.fixture(scope="module")
 def proxy(stack: Stack, model: ServerThread) -> Iterator[str]:
-    env = stack.env | {"ATLAS_LLAMA_URL": model.url, "ATLAS_SANDBOX_SIGNING_KEY": SANDBOX_SIGNING,
-                       "ATLAS_PROJECT_SUMMARIES": "false"}
-    with ServerThread(rag_app(load_settings(RagSettings, environ=env))) as rag, \
-            ServerThread(stack.proxy_app(ATLAS_RAG_URL=rag.url)) as server:
-        yield server.url
+    """A proxy whose rag-api is a real one on that model server."""
+    with rag_proxy(stack, model.url, ATLAS_PROJECT_SUMMARIES="false") as url:
+        yield url
 
 
 def call(proxy: str, key: str, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
