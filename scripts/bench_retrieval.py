@@ -39,16 +39,18 @@ import httpx
 import numpy as np
 import redis.asyncio as aioredis
 
-from atlas_lens.features import EmbeddingClient, EmbedUnavailable
+from atlas_lens.features import EmbeddingClient
 from atlas_llama.models import default_chat_model, default_embed_model
 from atlas_pageindex.index import ProjectIndex
-from atlas_pageindex.search import EmbedderDown, search
+from atlas_pageindex.search import search
 from atlas_pageindex.service import PageIndex
 from atlas_pageindex.settings import PageIndexSettings
 from atlas_pageindex.store import ProjectStore
 from atlas_pageindex.tree import walk
+from atlas_rag.projects import Embeddings
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_sandbox import free_port
 from bench_solve import Llama
 
 MODES = ("bm25", "embed", "hybrid")
@@ -61,14 +63,6 @@ class Query:
     qualname: str
     start_line: int
     text: str
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def first_sentence(doc: str) -> str | None:
@@ -119,17 +113,6 @@ def package_files(name: str) -> dict[str, str]:
     root = Path(module.__file__).parent
     return {f"{name}/{p.relative_to(root).as_posix()}": p.read_text(encoding="utf-8")
             for p in sorted(root.rglob("*.py")) if "__pycache__" not in p.parts}
-
-
-class Embeddings:
-    def __init__(self, client: EmbeddingClient) -> None:
-        self.client = client
-
-    async def embed(self, texts: Any) -> np.ndarray:
-        try:
-            return await self.client.embed(texts)
-        except EmbedUnavailable as exc:
-            raise EmbedderDown(str(exc)) from None
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -298,11 +281,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 llama = Llama(workdir, Path(args.model or default_chat_model() or ""), args.threads)
                 server = llama
 
-                async def complete(prompt: str) -> str:
+                async def complete(prompt: str, max_tokens: int) -> str:
                     answer = await http.post(f"{server.url}/v1/chat/completions", timeout=300,
                                              headers={"Authorization": f"Bearer {server.key}"},
                                              json={"messages": [{"role": "user", "content": prompt}],
-                                                   "temperature": 0, "max_tokens": 200, "seed": 0})
+                                                   "temperature": 0, "max_tokens": max_tokens, "seed": 0})
                     answer.raise_for_status()
                     return str(answer.json()["choices"][0]["message"]["content"] or "")
 

@@ -35,7 +35,7 @@ import httpx
 from atlas_cli.solve import TIMEOUT, SolveRejected, _count, _error_message, _say, api_key, base_url, client_arguments
 from atlas_core.settings import SettingsError
 from atlas_pageindex.paths import SKIPPED_DIRS, PathRefused, clean_path, skip_reason
-from atlas_pageindex.settings import PageIndexSettings
+from atlas_pageindex.settings import SEARCH_MODES, PageIndexSettings
 
 # rag-api refuses a whole files call that holds a larger file (413): such a file is skipped here, unread.
 MAX_FILE_BYTES: int = PageIndexSettings.model_fields["project_max_file_bytes"].default
@@ -44,7 +44,6 @@ MAX_BATCH_FILES = 5_000  # well under what one files call may name (ATLAS_PROJEC
 # each entry as JSON-encoded keeps the whole body under it too, with room left for the list's punctuation.
 BATCH_BYTES = 4 * 1024 * 1024 - 64 * 1024
 VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs", ".jj"})  # never code, often huge: left unwalked
-SEARCH_MODES = ["auto", "bm25", "embed", "hybrid", "tree"]
 RETRIES = 3  # a 429 or 503 with Retry-After is waited out this often before the sync gives up
 MAX_WAIT_S = 30.0
 
@@ -254,12 +253,9 @@ def sync(client: ProjectClient, project_id: str, local: LocalTree, limit: int = 
 
 
 def describe(project: dict[str, Any]) -> str:
-    index = project.get("index") or {}
     languages = ", ".join(f"{lang} {n}" for lang, n in sorted((project.get("languages") or {}).items()))
     return (f"{project['id']}  {project.get('name')}  {project.get('files', 0)} files, {project.get('lines', 0)} "
-            f"lines, version {project.get('version', 0)}; index: {index.get('nodes', 0)} nodes, "
-            f"{index.get('embedded', 0)} embedded, {index.get('summarised', 0)} summarised"
-            + (f"; {languages}" if languages else ""))
+            f"lines, version {project.get('version', 0)}" + (f"; {languages}" if languages else ""))
 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:

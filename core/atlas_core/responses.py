@@ -1,10 +1,15 @@
-"""Responses the services share."""
+"""Responses the services share, and how their event streams are cut into events."""
 
 from __future__ import annotations
+
+import re
 
 import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+# Where one server-sent event ends (a blank line; servers write either line ending).
+EVENT_END = re.compile(rb"\r?\n\r?\n")
 
 
 class ClosingStreamingResponse(StreamingResponse):

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from atlas_core.errors import error_response
-from atlas_core.responses import ClosingStreamingResponse
+from atlas_core.responses import EVENT_END, ClosingStreamingResponse
 from atlas_core.schemas import KeyInfo, ModelEntry
 from atlas_proxy.calls import Call
 from atlas_proxy.metering import Meter, Settlement, arrival
@@ -34,7 +34,6 @@ log = logging.getLogger("atlas.proxy")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "trailers", "transfer-encoding", "upgrade", "content-length", "content-encoding", "server", "date",
               "x-request-id"}
-EVENT_END = re.compile(rb"\r?\n\r?\n")
 DONE = re.compile(rb"^data:\s*\[DONE\]\s*$", re.MULTILINE)
 # A non-empty piece of generated text: an answer's, or a reasoning model's thinking (tokens it is billed for, and
 # its first token is the first the client sees arrive).

@@ -115,7 +115,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/queue/stats": {"get": _get("the queue's numbers and your task quota")},
     "/v1/projects": {**_post("create a project (PageIndex code retrieval)", PROJECT),
                      "get": _get("your projects")},
-    "/v1/projects/{project_id}": {"get": _get("a project: its files, languages and index", [PROJECT_ID]),
+    "/v1/projects/{project_id}": {"get": _get("a project: its files, lines and languages", [PROJECT_ID]),
                                   "delete": _get("delete a project and its files", [PROJECT_ID])},
     "/v1/projects/{project_id}/diff": _post("which files to upload and delete, from their sha256", PROJECT_DIFF,
                                             [PROJECT_ID]),

@@ -1,9 +1,9 @@
 """A project's search index in memory: its pieces (functions, classes, file heads, windows of text files), BM25
 over their words (rank-bm25) and their embeddings, kept per process and brought up to date from Redis by version.
 
-Up to date means: the project's version is read (one round trip); when it moved, only the files whose hash
-changed are read again and re-chunked; BM25's statistics are recomputed over the words already split (cheap next
-to reading and parsing), and the embedding matrix is reassembled from the vectors the background stored.
+Up to date means: when the project's version moved, only the files whose hash changed are read again and
+re-chunked; BM25's statistics are recomputed over the words already split (cheap next to reading and parsing);
+the vector matrices are reassembled when the background's embedding stamp moved (it stored new vectors).
 Nothing is rebuilt per request.
 
     index = ProjectIndex("p_...")
@@ -20,7 +20,7 @@ import numpy as np
 from rank_bm25 import BM25Okapi
 
 from atlas_pageindex.outline import Outline
-from atlas_pageindex.store import FileMeta, ProjectStore
+from atlas_pageindex.store import ProjectStore, Stamp
 from atlas_pageindex.tokens import readable, words
 
 WINDOW = 60  # lines per piece of a file the outline does not read
@@ -41,7 +41,6 @@ class Piece:
     signature: str
     doc: str
     embed_text: str  # the code view: kind, name, path, signature, doc and code, cut to EMBED_CHARS
-    depth: int  # 0 for top-level declarations, 1 for methods, ...
 
     @property
     def name_text(self) -> str:
@@ -111,13 +110,10 @@ def pieces_of(path: str, text: str, outline: Outline) -> tuple[list[Piece], list
                 continue
             end = min(len(lines), start + WINDOW)
             add(Piece(path, start + 1, end, "text", path.rsplit("/", 1)[-1], "", "", "",
-                      f"{path} lines {start + 1}-{end}\n{chunk}"[:EMBED_CHARS], 0), chunk)
+                      f"{path} lines {start + 1}-{end}\n{chunk}"[:EMBED_CHARS]), chunk)
         return out, bags
     covered = [False] * len(lines)
-    depth_of: dict[int, int] = {}
-    for i, node in enumerate(outline.nodes):
-        depth = 0 if node.parent is None else depth_of.get(node.parent, 0) + 1
-        depth_of[i] = depth
+    for node in outline.nodes:
         first, last = node.start_line - 1, min(node.end_line, len(lines))
         if node.kind == "class":
             # A class's own words are its declaration and doc; its methods are pieces of their own.
@@ -129,13 +125,13 @@ def pieces_of(path: str, text: str, outline: Outline) -> tuple[list[Piece], list
         embed = (f"{node.kind} {readable(node.qualname)} in {path}\n{node.signature}\n{node.doc}\n"
                  f"{body}")[:EMBED_CHARS]
         add(Piece(path, node.start_line, node.end_line, node.kind, node.name, node.qualname, node.signature,
-                  node.doc, embed, depth), body)
+                  node.doc, embed), body)
     # The file's head: its doc and whatever is outside every function (imports, constants, top-level code).
     rest = [line for n, line in enumerate(lines) if not covered[n]][:200]
     head = "\n".join(rest)
     if outline.doc or head.strip():
         add(Piece(path, 1, max(1, len(lines)), "file", path.rsplit("/", 1)[-1], "", "", outline.doc,
-                  f"file {path}\n{outline.doc}\n{head}"[:EMBED_CHARS], 0), head)
+                  f"file {path}\n{outline.doc}\n{head}"[:EMBED_CHARS]), head)
     return out, bags
 
 
@@ -151,17 +147,20 @@ class ProjectIndex:
         self.vectors: np.ndarray | None = None  # the code views: a unit row per piece (zeros where none is yet)
         self.name_vectors: np.ndarray | None = None  # the name views, likewise
         self.has_vector: np.ndarray = np.zeros(0, dtype=bool)
+        self.embedded = -1  # the project's embedding stamp the vectors were read at
         self._vector_cache: dict[str, np.ndarray] = {}
-        self.metas: dict[str, FileMeta] = {}
 
-    async def refresh(self, store: ProjectStore, vectors: bool = True) -> bool:
-        """Brings the index to the project's version in Redis; True when anything changed."""
-        version = await store.version(self.pid)
-        if version is None:
+    async def refresh(self, store: ProjectStore, stamp: Stamp | None = None, vectors: bool = True) -> bool:
+        """Brings the index to the project's version in Redis (``stamp``: its version and embedding stamp when
+        the caller has read them already, else one round trip reads them); True when the files changed. The
+        vectors are read again only when the background has stored new ones since (its stamp moved)."""
+        stamp = stamp if stamp is not None else await store.stamp(self.pid)
+        if stamp is None:
             raise LookupError(self.pid)
+        version, embedded = stamp
         if version == self.version:
-            if vectors and not bool(self.has_vector.all()):
-                await self._load_vectors(store)  # the background may have stored more since
+            if vectors and embedded != self.embedded:
+                await self._load_vectors(store, embedded)
             return False
         metas = await store.metas(self.pid)
         stale = [p for p, m in metas.items() if p not in self.files or self.files[p].sha != m.sha]
@@ -175,11 +174,10 @@ class ProjectIndex:
                 if path in sources and path in outlines:
                     found, bags = pieces_of(path, sources[path], outlines[path])
                     self.files[path] = FileEntry(metas[path].sha, found, bags)
-        self.metas = metas
         self.version = version
-        self._rebuild()
+        self.rebuild()
         if vectors:
-            await self._load_vectors(store)
+            await self._load_vectors(store, embedded)
         return True
 
     def add_file(self, path: str, sha: str, text: str, outline: Outline) -> None:
@@ -187,17 +185,17 @@ class ProjectIndex:
         found, bags = pieces_of(path, text, outline)
         self.files[path] = FileEntry(sha, found, bags)
 
-    def _rebuild(self) -> None:
+    def rebuild(self) -> None:
+        """The flat list of pieces, BM25 and empty vectors, from ``files``."""
         self.pieces = [p for path in sorted(self.files) for p in self.files[path].pieces]
         bags = [b for path in sorted(self.files) for b in self.files[path].words]
         # rank-bm25 divides by the corpus size: an empty project has no BM25 at all
         self.bm25 = FlooredBM25([b or ["_"] for b in bags]) if bags else None
         self.vectors = self.name_vectors = None
         self.has_vector = np.zeros(len(self.pieces), dtype=bool)
+        self.embedded = -1
 
-    rebuild = _rebuild
-
-    async def _load_vectors(self, store: ProjectStore) -> None:
+    async def _load_vectors(self, store: ProjectStore, embedded: int) -> None:
         wanted = [k for p in self.pieces for k in (p.embed_key, p.name_key)]
         missing = [k for k in dict.fromkeys(wanted) if k not in self._vector_cache]
         for i in range(0, len(missing), 1000):
@@ -206,6 +204,7 @@ class ProjectIndex:
         for k in [k for k in self._vector_cache if k not in live]:
             del self._vector_cache[k]
         self.set_vectors(self._vector_cache)
+        self.embedded = embedded
 
     def set_vectors(self, by_key: dict[str, np.ndarray]) -> None:
         """Assembles the two view matrices; a piece counts as embedded once both its views are."""
@@ -220,10 +219,13 @@ class ProjectIndex:
         have = np.zeros(len(self.pieces), dtype=bool)
         for i, piece in enumerate(self.pieces):
             a, b = by_key.get(piece.embed_key), by_key.get(piece.name_key)
-            if a is not None and b is not None and float(np.linalg.norm(a)) > 0 and float(np.linalg.norm(b)) > 0:
-                code[i] = a / np.linalg.norm(a)
-                name[i] = b / np.linalg.norm(b)
+            if a is not None and b is not None:
+                code[i], name[i] = a, b
                 have[i] = True
+        for matrix in (code, name):  # unit rows, so a dot product is the cosine; a zero vector counts as none
+            norms = np.linalg.norm(matrix, axis=1)
+            have &= norms > 0
+            matrix[have] /= norms[have, None]
         self.vectors, self.name_vectors, self.has_vector = code, name, have
 
     def bm25_top(self, query: str, k: int) -> list[tuple[int, float]]:

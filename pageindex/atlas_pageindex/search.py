@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from atlas_pageindex.index import Piece, ProjectIndex
+from atlas_pageindex.settings import SEARCH_MODES
 from atlas_pageindex.tokens import is_identifier
 
-Mode = Literal["auto", "bm25", "embed", "hybrid", "tree"]
-MODES: tuple[str, ...] = ("auto", "bm25", "embed", "hybrid", "tree")
+MODES = SEARCH_MODES
 MORE = "\n# ..."  # ends a piece cut short
 RRF_K = 10  # reciprocal-rank fusion's constant: rank r adds weight / (RRF_K + r) (Cormack et al. use 60; 10
 #             measured better here: the right piece is usually near the top of one list)

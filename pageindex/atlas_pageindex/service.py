@@ -21,9 +21,9 @@ from redis.exceptions import RedisError
 from atlas_pageindex.index import ProjectIndex
 from atlas_pageindex.search import MODES, Embedder, EmbedderDown, Found, Hit, context_text, search
 from atlas_pageindex.settings import PageIndexSettings
-from atlas_pageindex.store import ProjectError, ProjectStore, key
+from atlas_pageindex.store import ProjectError, ProjectStore, Stamp, key
 from atlas_pageindex.summaries import summarise
-from atlas_pageindex.tree import Complete, TreeNode, build, walk
+from atlas_pageindex.tree import Complete, build, nodes, walk
 
 log = logging.getLogger("atlas.pageindex")
 EMBED_BATCH = 32
@@ -70,15 +70,17 @@ class PageIndex:
         self._cache: OrderedDict[str, ProjectIndex] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def index(self, pid: str) -> ProjectIndex:
-        """The project's index, brought up to date (one Redis round trip when nothing changed)."""
+    async def index(self, pid: str, stamp: Stamp | None = None) -> ProjectIndex:
+        """The project's index, brought up to date (``stamp``: the project's as the caller read it; else one
+        Redis round trip reads it, and nothing more when nothing changed)."""
         lock = self._locks.setdefault(pid, asyncio.Lock())
         async with lock:
             index = self._cache.get(pid) or ProjectIndex(pid)
             try:
-                await index.refresh(self.store)
+                await index.refresh(self.store, stamp, vectors=self.embedder is not None)
             except LookupError:
                 self._cache.pop(pid, None)
+                self._locks.pop(pid, None)
                 raise ProjectError(404, f"no project '{pid}' among yours", "project_id") from None
             self._cache[pid] = index
             self._cache.move_to_end(pid)
@@ -94,9 +96,9 @@ class PageIndex:
             raise ProjectError(400, f"'k' must be an integer from 1 to {self.settings.project_search_max_k}", "k")
         if mode not in MODES:
             raise ProjectError(400, f"'mode' must be one of {', '.join(MODES)}", "mode")
-        await self.store.get(owner, pid)
+        project = await self.store.get(owner, pid)
         started = time.perf_counter()
-        index = await self.index(pid)
+        index = await self.index(pid, project.stamp)  # the owner check read the stamp: no second round trip
         if mode == "tree":
             found = await self._tree(index, query, k)
         else:
@@ -109,15 +111,15 @@ class PageIndex:
         if self.complete is None:
             raise ProjectError(503, "tree search needs the model, which this service has no access to")
         complete = self.complete
-        keys = _keys(build(index))
-        have = await self.store.summaries(index.pid, keys)
+        root = build(index)
+        have = await self.store.summaries(index.pid, [n.key for n in nodes(root)])
 
-        async def counted(prompt: str) -> str:
+        async def counted(prompt: str, max_tokens: int) -> str:
             self.metrics.tree_calls.inc()
-            return await complete(prompt)
+            return await complete(prompt, max_tokens)
 
         ranked, _ = await walk(index, query, counted, have, calls=self.settings.project_tree_calls,
-                               depth=self.settings.project_tree_depth, k=k)
+                               depth=self.settings.project_tree_depth, k=k, root=root)
         bm25 = dict(index.bm25_top(query, 200))
         return Found("tree", [Hit(index.pieces[i], s, bm25.get(i, 0.0)) for i, s in ranked])
 
@@ -178,27 +180,34 @@ class PageIndex:
         wanted = {k: text for p in index.pieces for k, text in p.views().items()}
         have = await self.store.vectors(index.pid, list(wanted))
         todo = [k for k in wanted if k not in have]
-        for i in range(0, len(todo), EMBED_BATCH):
-            batch = todo[i:i + EMBED_BATCH]
-            try:
-                rows = await self.embedder.embed([wanted[k] for k in batch])
-            except EmbedderDown as exc:
-                self.metrics.background_errors.labels("embed").inc()
-                log.warning("project %s: embeddings stopped, the embedding server failed (%s); retried at the "
-                            "next sync", index.pid, exc)
-                return
-            await self.store.put_vectors(index.pid, {k: np.asarray(r, dtype=np.float32)
-                                                     for k, r in zip(batch, rows, strict=True)})
-            self.metrics.embedded.inc(len(batch))
-        await self.store.prune(index.pid, "emb", set(wanted))
-        await index.refresh(self.store)  # the new vectors, for this replica's next search
+        try:
+            for i in range(0, len(todo), EMBED_BATCH):
+                batch = todo[i:i + EMBED_BATCH]
+                try:
+                    rows = await self.embedder.embed([wanted[k] for k in batch])
+                except EmbedderDown as exc:
+                    self.metrics.background_errors.labels("embed").inc()
+                    log.warning("project %s: embeddings stopped, the embedding server failed (%s); retried at "
+                                "the next sync", index.pid, exc)
+                    return
+                await self.store.put_vectors(index.pid, {k: np.asarray(r, dtype=np.float32)
+                                                         for k, r in zip(batch, rows, strict=True)})
+                self.metrics.embedded.inc(len(batch))
+            await self.store.prune(index.pid, "emb", set(wanted))
+        finally:
+            if todo:  # what was stored, even partly, goes live on every replica at its next query
+                await self.store.mark_embedded(index.pid)
 
     async def _summarise(self, index: ProjectIndex) -> None:
         assert self.complete is not None
         root = build(index)
-        keys = _keys(root)
+        every = nodes(root)
+        keys = [n.key for n in every]
         have = await self.store.summaries(index.pid, keys)
-        sources = await self.store.sources(index.pid, sorted(index.files))
+        # Only the files whose code the model still has to read: a re-run after one file changed reads one file.
+        unread = {index.pieces[n.piece].path for n in every if n.piece is not None and not n.children
+                  and n.key not in have}
+        sources = await self.store.sources(index.pid, sorted(unread))
 
         async def save(summary_key: str, text: str) -> None:
             await self.store.put_summary(index.pid, summary_key, text)
@@ -211,13 +220,3 @@ class PageIndex:
             log.warning("project %s: summaries stopped (%s); the rest at the next sync", index.pid,
                         type(exc).__name__)
         await self.store.prune(index.pid, "sum", set(keys))
-
-
-def _keys(root: TreeNode) -> list[str]:
-    out: list[str] = []
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        out.append(node.key)
-        stack.extend(node.children)
-    return out

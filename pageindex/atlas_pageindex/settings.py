@@ -7,6 +7,9 @@ from pydantic import Field
 
 from atlas_core.settings import AtlasSettings
 
+# The modes a search takes (``search``): here, so the CLI offers them without importing the search (BM25, the store).
+SEARCH_MODES = ("auto", "bm25", "embed", "hybrid", "tree")
+
 
 class PageIndexSettings(AtlasSettings):
     project_max_per_user: int = Field(

@@ -22,11 +22,13 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from atlas_pageindex.outline import Node, Outline, language_of, parse
@@ -40,6 +42,7 @@ TOTAL_KEY = "atlas:proj:bytes"
 PENDING_KEY = "atlas:proj:pending"
 LOCK_MS = 60_000  # a write holds its project this long at most (a crashed replica's lock expires)
 MAX_NAME = 200
+Stamp = tuple[int, int]  # (version, embedding stamp): what a process's index is up to date with
 
 
 def key(pid: str, part: str = "") -> str:
@@ -73,6 +76,11 @@ class Project:
     bytes: int
     lines: int
     languages: dict[str, int] = field(default_factory=dict)
+    embedded: int = 0  # bumped each time the background has stored vectors
+
+    @property
+    def stamp(self) -> Stamp:
+        return self.version, self.embedded
 
     def public(self) -> dict[str, Any]:
         """The project as the API shows it (not its owner: the caller is the owner)."""
@@ -112,7 +120,7 @@ def _texts(raw: dict[Any, Any]) -> dict[str, str]:
 def _project(pid: str, raw: dict[str, str]) -> Project:
     return Project(id=pid, owner=raw["owner"], name=raw.get("name", ""), created=int(raw.get("created", 0)),
                    version=int(raw.get("version", 0)), files=int(raw.get("files", 0)), bytes=int(raw.get("bytes", 0)),
-                   lines=int(raw.get("lines", 0)),
+                   lines=int(raw.get("lines", 0)), embedded=int(raw.get("embedded", 0)),
                    languages={k[5:]: int(v) for k, v in sorted(raw.items()) if k.startswith("lang:") and int(v) > 0})
 
 
@@ -147,8 +155,8 @@ class ProjectStore:
             for pid in pids:
                 pipe.hgetall(key(pid))
             rows = await pipe.execute()
-        found = [_project(pid, _texts(raw)) for pid, raw in zip(pids, rows, strict=True)
-                 if _texts(raw).get("owner") == owner]
+        found = [_project(pid, raw) for pid, raw in zip(pids, map(_texts, rows), strict=True)
+                 if raw.get("owner") == owner]
         return sorted(found, key=lambda p: (p.created, p.id))
 
     async def get(self, owner: str, pid: str) -> Project:
@@ -159,9 +167,11 @@ class ProjectStore:
             raise ProjectError(404, f"no project '{pid[:40]}' among yours; GET /v1/projects lists them", "project_id")
         return _project(pid, raw)
 
-    async def version(self, pid: str) -> int | None:
-        value = await self.redis.hget(key(pid), "version")
-        return None if value is None else int(value)
+    async def stamp(self, pid: str) -> Stamp | None:
+        """The project's version (moved by each write that changes a file) and embedding stamp (moved each time
+        the background has stored vectors); None when it does not exist."""
+        version, embedded = await self.redis.hmget(key(pid), ["version", "embedded"])
+        return None if version is None else (int(version), int(embedded or 0))
 
     async def delete(self, owner: str, pid: str) -> None:
         await self.get(owner, pid)
@@ -310,10 +320,9 @@ class ProjectStore:
                 for k, v in zip(keys, values, strict=True) if v is not None}
 
     async def put_vectors(self, pid: str, vectors: dict[str, np.ndarray]) -> None:
-        """Only while the project exists: a deleted project's keys must not come back."""
-        if vectors and await self.redis.exists(key(pid)):
-            packed: dict[Any, Any] = {k: v.astype(np.float32).tobytes() for k, v in vectors.items()}
-            await self.redis.hset(key(pid, "emb"), mapping=packed)
+        packed: dict[Any, Any] = {k: v.astype(np.float32).tobytes() for k, v in vectors.items()}
+        if packed:
+            await self._while_alive(pid, lambda pipe: pipe.hset(key(pid, "emb"), mapping=packed))
 
     async def prune(self, pid: str, part: str, keep: set[str]) -> int:
         """Drops the embeddings or summaries (``part``) of code that is gone, so they stay bounded by the code."""
@@ -329,8 +338,26 @@ class ProjectStore:
         return {k: _text(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
     async def put_summary(self, pid: str, summary_key: str, text: str) -> None:
-        if await self.redis.exists(key(pid)):
-            await self.redis.hset(key(pid, "sum"), summary_key, text[:500])
+        await self._while_alive(pid, lambda pipe: pipe.hset(key(pid, "sum"), summary_key, text[:500]))
+
+    async def mark_embedded(self, pid: str) -> None:
+        """New vectors are stored: every replica's index reads them at its next query."""
+        await self._while_alive(pid, lambda pipe: pipe.hincrby(key(pid), "embedded", 1))
+
+    async def _while_alive(self, pid: str, write: Callable[[Pipeline], object]) -> None:
+        """The background's ``write``, in one transaction, only while the project exists: a write it finishes
+        after a delete must not bring the project's keys back. A project that changed meanwhile (a sync, the
+        delete) drops the write; the sync marked it pending, so its background runs again."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key(pid))
+                if not await pipe.exists(key(pid)):
+                    return
+                pipe.multi()  # type: ignore[no-untyped-call]
+                write(pipe)
+                await pipe.execute()
+            except WatchError:
+                return
 
     async def pending(self) -> str | None:
         """A project whose background work may be due (taken off the set; a write puts it back)."""

@@ -12,6 +12,7 @@ from atlas_pageindex.tree import Complete, TreeNode, describe
 
 Save = Callable[[str, str], Awaitable[None]]
 CODE_CHARS = 1_500
+SUMMARY_TOKENS = 60  # one short sentence
 
 
 def _clean(answer: str) -> str:
@@ -37,7 +38,7 @@ async def summarise(root: TreeNode, index: ProjectIndex, sources: dict[str, str]
         else:
             parts = "\n".join(f"- {c.label}: {describe(c, index, have)}" for c in node.children[:30])
             prompt = f"In one short sentence, say what {node.label} is for, given what it holds:\n{parts}"
-        text = _clean(await complete(prompt))
+        text = _clean(await complete(prompt, SUMMARY_TOKENS))
         written += 1
         if text:
             have[node.key] = text

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 from atlas_pageindex.index import Piece, ProjectIndex
 
-Complete = Callable[[str], Awaitable[str]]  # a prompt in, the model's text out (raises when the model is down)
+# A prompt and the most tokens to write in, the model's text out (raises when the model is down).
+Complete = Callable[[str, int], Awaitable[str]]
+SCORE_TOKENS = 200  # one "number: score" line for each of up to BATCH children
 EXPAND = 6
 ENOUGH = 8
 BATCH = 20  # children scored per call
@@ -77,6 +79,17 @@ def _seal(node: TreeNode) -> None:
         node.key = f"dir:{hashlib.sha256((node.label + inside).encode()).hexdigest()[:32]}"
 
 
+def nodes(root: TreeNode) -> list[TreeNode]:
+    """Every node of the tree, ``root`` included."""
+    out: list[TreeNode] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(node.children)
+    return out
+
+
 def describe(node: TreeNode, index: ProjectIndex, summaries: dict[str, str]) -> str:
     if node.key in summaries:
         return summaries[node.key]
@@ -112,10 +125,11 @@ class Walk:
 
 
 async def walk(index: ProjectIndex, query: str, complete: Complete, summaries: dict[str, str], *, calls: int = 40,
-               depth: int = 6, k: int = 10) -> tuple[list[tuple[int, float]], int]:
-    """The pieces the walk reached, best first (score / 10), and the model calls it made."""
+               depth: int = 6, k: int = 10, root: TreeNode | None = None) -> tuple[list[tuple[int, float]], int]:
+    """The pieces the walk reached, best first (score / 10), and the model calls it made (``root``: the index's
+    tree when the caller has built it already)."""
     state = Walk()
-    await _visit(build(index), query, complete, summaries, index, state, calls, depth, 0)
+    await _visit(root or build(index), query, complete, summaries, index, state, calls, depth, 0)
     ranked = sorted(state.found, key=lambda f: (-f[1], f[2]))
     seen: set[int] = set()
     out: list[tuple[int, float]] = []
@@ -139,7 +153,7 @@ async def _visit(node: TreeNode, query: str, complete: Complete, summaries: dict
             break
         batch = node.children[start:start + BATCH]
         state.calls += 1
-        answer = await complete(prompt(query, batch, index, summaries))
+        answer = await complete(prompt(query, batch, index, summaries), SCORE_TOKENS)
         scored.extend(zip(batch, scores_of(answer, len(batch)), strict=True))
     found = False
     for child, score in sorted(scored, key=lambda x: -x[1]):

@@ -4,7 +4,8 @@ source, and the workspace a solve runs in when it asks for the project's own tes
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -22,10 +23,9 @@ from atlas_pageindex.store import ProjectError, ProjectStore
 from atlas_pageindex.tree import Complete
 
 log = logging.getLogger("atlas.rag.projects")
+T = TypeVar("T")
 SANDBOX_FILES = 64  # the sandbox takes at most this many extra files per run (atlas_core.sandbox_api.Files)
 SANDBOX_FILE_CHARS = 1_000_000
-SUMMARY_TOKENS = 60
-TREE_TOKENS = 200
 
 
 class Embeddings:
@@ -42,12 +42,11 @@ class Embeddings:
 
 
 def completer(llm: LLMClient) -> Complete:
-    """The model as PageIndex's ``complete``: one chat turn, greedy, short (summaries, tree scores)."""
+    """The model as PageIndex's ``complete``: one chat turn, greedy (summaries, tree scores)."""
 
-    async def complete(prompt: str) -> str:
-        tokens = SUMMARY_TOKENS if prompt.startswith("In one short sentence") else TREE_TOKENS
+    async def complete(prompt: str, max_tokens: int) -> str:
         generation = await llm.chat([{"role": "user", "content": prompt}], temperature=0.0, seed=0,
-                                    max_tokens=tokens)
+                                    max_tokens=max_tokens)
         return generation.text
 
     return complete
@@ -58,8 +57,17 @@ def build_pages(redis: Redis, settings: PageIndexSettings, sidecar: EmbeddingCli
     return PageIndex(ProjectStore(redis, settings), settings, Embeddings(sidecar), completer(llm), registry)
 
 
-def api_error(exc: ProjectError) -> ApiError:
-    return ApiError(exc.status, exc.message, param=exc.param)
+async def answered(work: Awaitable[T]) -> T:
+    """``work``'s result, its failures as the project API answers them: the store's refusals as they are, Redis
+    or the model (tree search) down as 503 with the reason."""
+    try:
+        return await work
+    except ProjectError as exc:
+        raise ApiError(exc.status, exc.message, param=exc.param) from None
+    except RedisError:
+        raise ApiError(503, "projects are unavailable (Redis is down); retry shortly") from None
+    except LLMUnavailable as exc:
+        raise ApiError(503, f"the model is unavailable for tree search: {exc}") from None
 
 
 class ProjectContext:
@@ -112,15 +120,12 @@ async def prepare(pages: PageIndex, ref: ProjectRef | None, owner: str | None, p
     if owner is None:
         raise ApiError(400, "a solve that names a project must come through the proxy (the project is its user's)",
                        param=f"{prefix}project")
-    try:
+
+    async def checked() -> Workspace | None:
         await pages.store.get(owner, ref.id)
-        if not ref.tests:
-            return None
-        return await _workspace(pages.store, ref, prefix)
-    except ProjectError as exc:
-        raise api_error(exc) from None
-    except RedisError:
-        raise ApiError(503, "projects are unavailable (Redis is down); retry shortly") from None
+        return await _workspace(pages.store, ref, prefix) if ref.tests else None
+
+    return await answered(checked())
 
 
 async def _workspace(store: ProjectStore, ref: ProjectRef, prefix: str) -> Workspace:

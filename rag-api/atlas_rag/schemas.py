@@ -23,7 +23,7 @@ class ChatExtension(Strict):
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     verify: bool | None = Field(None, description="true: always run the pipeline; false: never (plain chat).")
     project: ProjectRef | None = Field(
-        None, description="Retrieve from this project of yours on the verified path (the X-Atlas-Project header "
+        None, description="Retrieve from this project of yours (the X-Atlas-Project header "
         "names one too; this field wins).")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -17,13 +16,13 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from atlas_core.errors import ApiError
+from atlas_core.responses import EVENT_END
 from atlas_engine import LLMUnavailable, SandboxUnavailable, Solve, SolveResult
 from atlas_rag.solver import Emit, Solver
 
 log = logging.getLogger("atlas.rag")
 KEEPALIVE_S = 10.0
 Frame = Callable[[dict[str, Any] | SolveResult], list[bytes]]
-EVENT_END = re.compile(rb"\r?\n\r?\n")
 
 
 def sse(data: Any) -> bytes:

@@ -40,7 +40,7 @@ def fake_proxy() -> FastAPI:
         return {"id": pid, "object": "project", "name": p["name"], "created": 1, "files": len(p["files"]),
                 "bytes": sum(len(c.encode()) for c in p["files"].values()),
                 "lines": sum(c.count("\n") for c in p["files"].values()), "version": p["version"],
-                "languages": {"python": len(p["files"])}, "index": {"nodes": 0, "embedded": 0, "summarised": 0}}
+                "languages": {"python": len(p["files"])}}
 
     @app.middleware("http")
     async def authorize(request: Request, call_next: Any) -> Any:

@@ -91,7 +91,7 @@ def test_the_metrics_move_with_syncs_searches_and_the_background(redis_url: Redi
         registry = CollectorRegistry()
         summaries = ["Parses one header line."] * 100
 
-        async def model(prompt: str) -> str:
+        async def model(prompt: str, max_tokens: int) -> str:
             return summaries.pop() if prompt.startswith("In one short sentence") else "1: 0"
 
         config = store.settings.model_copy(update={"project_summary_max_nodes": 3})
@@ -129,7 +129,7 @@ def test_summaries_are_written_bottom_up_once_and_again_only_for_what_changed(re
     async def work(store: ProjectStore, pid: str) -> None:
         prompts: list[str] = []
 
-        async def model(prompt: str) -> str:
+        async def model(prompt: str, max_tokens: int) -> str:
             prompts.append(prompt)
             return f"Summary {len(prompts)}."
 

@@ -112,7 +112,7 @@ class Model:
         self.scores = scores
         self.prompts: list[str] = []
 
-    async def __call__(self, prompt: str) -> str:
+    async def __call__(self, prompt: str, max_tokens: int) -> str:
         self.prompts.append(prompt)
         return "\n".join(f"{n}: {self.scores.get(label, 0)}" for n, label in self.ITEM.findall(prompt))
 
@@ -221,7 +221,7 @@ def test_context_text_never_exceeds_max_chars() -> None:
 
     def piece(path: str, end: int) -> Piece:
         return Piece(path=path, start_line=1, end_line=end, kind="function", name="f", qualname="f", signature="",
-                     doc="", embed_text="", depth=0)
+                     doc="", embed_text="")
 
     sources = {"lines.py": "\n".join(["y" * 50] * 40), "one.py": "x" * 5000, "short.py": "z = 1\nw = 2"}
     for hits in ([Hit(piece("lines.py", 40), 1.0, 1.0)], [Hit(piece("one.py", 1), 1.0, 1.0)],

@@ -21,7 +21,7 @@ from tests.proxy.conftest import Stack
 MINE = "p_" + "0" * 24
 THEIRS = "p_" + "f" * 24  # another user's: rag-api answers 404, as for one that does not exist
 PROJECT = {"id": MINE, "object": "project", "name": "demo", "created": 1, "files": 0, "bytes": 0, "lines": 0,
-           "version": 0, "languages": {}, "index": {"nodes": 0, "embedded": 0, "summarised": 0}}
+           "version": 0, "languages": {}}
 
 
 def fake_rag() -> FastAPI:

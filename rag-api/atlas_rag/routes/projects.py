@@ -13,39 +13,23 @@ alone, and any other caller gets 404 for it, as for an id that does not exist.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
 
 from atlas_core.errors import ApiError
-from atlas_engine import LLMUnavailable
 from atlas_pageindex.service import PageIndex
-from atlas_pageindex.store import ProjectError
 from atlas_rag.deps import Owner, require_proxy
-from atlas_rag.projects import api_error
+from atlas_rag.projects import answered
 
 router = APIRouter(dependencies=[Depends(require_proxy)])
-T = TypeVar("T")
 ProjectId = Annotated[str, Path(max_length=64, description="The project's id (p_ and 24 hex digits).")]
 
 
 def _pages(request: Request) -> PageIndex:
     pages: PageIndex = request.app.state.pages
     return pages
-
-
-async def _call(work: Awaitable[T]) -> T:
-    try:
-        return await work
-    except ProjectError as exc:
-        raise api_error(exc) from None
-    except RedisError:
-        raise ApiError(503, "projects are unavailable (Redis is down); retry shortly") from None
-    except LLMUnavailable as exc:  # tree search asks the model
-        raise ApiError(503, f"the model is unavailable for tree search: {exc}") from None
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -61,31 +45,31 @@ async def _body(request: Request) -> dict[str, Any]:
 @router.post("/v1/projects", status_code=201)
 async def create(request: Request, owner: Owner) -> JSONResponse:
     body = await _body(request)
-    project = await _call(_pages(request).store.create(owner, body.get("name")))
+    project = await answered(_pages(request).store.create(owner, body.get("name")))
     return JSONResponse(project.public(), status_code=201)
 
 
 @router.get("/v1/projects")
 async def listed(request: Request, owner: Owner) -> dict[str, Any]:
-    projects = await _call(_pages(request).store.owned(owner))
+    projects = await answered(_pages(request).store.owned(owner))
     return {"object": "list", "data": [p.public() for p in projects]}
 
 
 @router.get("/v1/projects/{project_id}")
 async def show(project_id: ProjectId, request: Request, owner: Owner) -> dict[str, Any]:
-    return (await _call(_pages(request).store.get(owner, project_id))).public()
+    return (await answered(_pages(request).store.get(owner, project_id))).public()
 
 
 @router.delete("/v1/projects/{project_id}")
 async def delete(project_id: ProjectId, request: Request, owner: Owner) -> dict[str, Any]:
-    await _call(_pages(request).store.delete(owner, project_id))
+    await answered(_pages(request).store.delete(owner, project_id))
     return {"id": project_id, "object": "project", "deleted": True}
 
 
 @router.post("/v1/projects/{project_id}/diff")
 async def diff(project_id: ProjectId, request: Request, owner: Owner) -> dict[str, Any]:
     body = await _body(request)
-    return await _call(_pages(request).store.diff(owner, project_id, body.get("files")))
+    return await answered(_pages(request).store.diff(owner, project_id, body.get("files")))
 
 
 @router.post("/v1/projects/{project_id}/files")
@@ -94,9 +78,9 @@ async def files(project_id: ProjectId, request: Request, owner: Owner) -> dict[s
     if extra := set(body) - {"files", "delete"}:
         raise ApiError(400, f"unknown field '{sorted(extra)[0]}': send 'files' and 'delete'", param=sorted(extra)[0])
     pages = _pages(request)
-    result = await _call(pages.store.write(owner, project_id, body.get("files", []), body.get("delete")))
+    result = await answered(pages.store.write(owner, project_id, body.get("files", []), body.get("delete")))
     pages.count_write(len(result.written), result.unchanged, len(result.skipped), result.deleted)
-    project = await _call(pages.store.get(owner, project_id))
+    project = await answered(pages.store.get(owner, project_id))
     return {"written": len(result.written), "unchanged": result.unchanged, "deleted": result.deleted,
             "skipped": result.skipped, "reindexed": result.written, "project": project.public()}
 
@@ -104,7 +88,7 @@ async def files(project_id: ProjectId, request: Request, owner: Owner) -> dict[s
 @router.post("/v1/projects/{project_id}/search")
 async def search(project_id: ProjectId, request: Request, owner: Owner) -> dict[str, Any]:
     body = await _body(request)
-    found = await _call(_pages(request).search(owner, project_id, body.get("query"), body.get("k", 10),
+    found = await answered(_pages(request).search(owner, project_id, body.get("query"), body.get("k", 10),
                                                body.get("mode", "auto")))
     return {"object": "search", "mode": found.mode, "note": found.note, "results": [h.public() for h in found.hits]}
 
